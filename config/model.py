@@ -1,0 +1,333 @@
+"""The one typed configuration object that flows from ``app.py`` into every stack and construct.
+
+Every field is validated before any construct exists, so a bad value stops ``cdk synth`` with one
+line naming the key, the value and what is allowed. Where the SageMaker API defines the rule
+(instance types, name patterns, count limits) it is read from botocore's model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config import sagemaker_api
+
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+_IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|sts::\d{12}:assumed-role/[\w+=,.@-]+)$")
+_EC2_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# HyperPod documents EKS 1.28-1.33 (some pages 1.34); the kubectl/helm layer we ship is v1.33 and
+# kubectl supports one minor version of skew either way.
+SUPPORTED_EKS_VERSIONS = ("1.32", "1.33", "1.34")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+def _botocore_pattern(shape: str, value: str) -> str:
+    if not sagemaker_api.full_match(shape, value):
+        lo, hi = sagemaker_api.limits(shape)
+        raise ValueError(f"must match {sagemaker_api.pattern(shape)} ({lo}-{hi} characters, botocore shape {shape})")
+    return value
+
+
+class InstanceGroupConfig(_Strict):
+    """One HyperPod instance group (``ClusterInstanceGroupSpecification``)."""
+
+    name: str
+    instance_type: str
+    instance_count: int
+    threads_per_core: int = 1
+    ebs_volume_size_gb: Optional[int] = 500
+    deep_health_checks: tuple[str, ...] = ()
+    training_plan_arn: Optional[str] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _botocore_pattern("ClusterInstanceGroupName", v)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, v: str) -> str:
+        allowed = sagemaker_api.cluster_instance_types()
+        if v not in allowed:
+            near = difflib.get_close_matches(v, allowed, n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise ValueError(
+                f"not one of the {len(allowed)} ClusterInstanceType values in botocore's SageMaker model "
+                f"(e.g. ml.p5.48xlarge, ml.g5.8xlarge){hint}"
+            )
+        return v
+
+    @field_validator("instance_count")
+    @classmethod
+    def _count(cls, v: int) -> int:
+        return _within("ClusterInstanceCount", v)
+
+    @field_validator("threads_per_core")
+    @classmethod
+    def _threads(cls, v: int) -> int:
+        return _within("ClusterThreadsPerCore", v)
+
+    @field_validator("ebs_volume_size_gb")
+    @classmethod
+    def _ebs(cls, v: Optional[int]) -> Optional[int]:
+        return None if v is None else _within("ClusterEbsVolumeSizeInGB", v)
+
+    @field_validator("deep_health_checks")
+    @classmethod
+    def _checks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = sagemaker_api.enum_values("DeepHealthCheckType")
+        for check in v:
+            if check not in allowed:
+                raise ValueError(f"{check!r} is not one of {', '.join(allowed)}")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a check twice")
+        return v
+
+    @field_validator("training_plan_arn")
+    @classmethod
+    def _plan(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _botocore_pattern("TrainingPlanArn", v)
+
+
+def _within(shape: str, v: int) -> int:
+    lo, hi = sagemaker_api.limits(shape)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"must be between {lo} and {hi} (botocore shape {shape})")
+    return v
+
+
+class HyperPodConfig(_Strict):
+    """The SageMaker HyperPod cluster (``CreateCluster``)."""
+
+    cluster_name: str
+    node_recovery: Literal["Automatic", "None"] = "Automatic"
+    node_provisioning_mode: Optional[Literal["Continuous"]] = None
+    instance_groups: tuple[InstanceGroupConfig, ...] = Field(min_length=1)
+    # One AZ by default: HyperPod capacity (and training plans) is tied to a single AZ.
+    availability_zones: tuple[str, ...] = Field(default=(), description="AZs for HyperPod subnets")
+    wait_for_in_service: bool = True
+    creation_timeout_hours: int = Field(default=12, ge=1, le=12)
+    on_create_script: str = "on_create.sh"
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _botocore_pattern("ClusterName", v)
+
+    @field_validator("instance_groups")
+    @classmethod
+    def _unique_groups(cls, v: tuple[InstanceGroupConfig, ...]) -> tuple[InstanceGroupConfig, ...]:
+        names = [g.name for g in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"instance group names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+
+class NetworkConfig(_Strict):
+    vpc_cidr: str = "10.192.0.0/16"
+    availability_zones: tuple[str, ...] = Field(min_length=2)
+    nat_gateways: Literal["single", "per_az"] = "single"
+    hyperpod_subnet_cidr_mask: int = Field(default=18, ge=16, le=24)
+    interface_endpoints: bool = False
+    fsx_lustre_ports: bool = False
+    flow_log_retention_days: int = 30
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        try:
+            net = ipaddress.IPv4Network(v, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"not an IPv4 CIDR block ({exc})") from None
+        if not 16 <= net.prefixlen <= 20:
+            raise ValueError("the VPC must be a /16 to /20 (HyperPod pods take VPC IPs)")
+        return v
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _unique(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists an AZ twice")
+        return v
+
+
+class SystemNodeGroupConfig(_Strict):
+    """Managed nodes for system pods (coredns, operators) before any HyperPod node exists."""
+
+    instance_type: str = "m7i.large"
+    desired_size: int = Field(default=2, ge=0, le=20)
+    disk_size_gb: int = Field(default=50, ge=20, le=1000)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if not _EC2_TYPE.match(v) or v.startswith("ml."):
+            raise ValueError("must be an EC2 instance type such as m7i.large (no ml. prefix)")
+        return v
+
+
+class HelmChartConfig(_Strict):
+    """The HyperPod dependency chart, fetched at deploy time from a pinned upstream commit."""
+
+    repository: str = "aws/sagemaker-hyperpod-cli"
+    commit: str = "0e32919013e957dc9bd2051bca645a4d60df9e8e"
+    chart_path: str = "helm_chart/HyperPodHelmChart"
+    # sha256 over the extracted chart files (see the construct); empty: log the digest, do not enforce.
+    files_sha256: str = ""
+    release_name: str = "dependencies"
+    namespace: str = "kube-system"
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, v: str) -> str:
+        if not _GIT_COMMIT.match(v):
+            raise ValueError("must be a full 40-character lowercase git commit id (tags and branches move)")
+        return v
+
+    @field_validator("files_sha256")
+    @classmethod
+    def _digest(cls, v: str) -> str:
+        if v and not _SHA256.match(v):
+            raise ValueError("must be empty or a 64-character lowercase hex sha256")
+        return v
+
+    @field_validator("repository")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", v):
+            raise ValueError("must be a GitHub owner/name")
+        return v
+
+
+class EksConfig(_Strict):
+    version: str = "1.33"
+    endpoint_access: Literal["public", "private", "public_and_private"] = "public_and_private"
+    public_access_cidrs: tuple[str, ...] = ()
+    authentication_mode: Literal["API", "API_AND_CONFIG_MAP"] = "API_AND_CONFIG_MAP"
+    admin_principal_arns: tuple[str, ...] = ()
+    system_node_group: SystemNodeGroupConfig = SystemNodeGroupConfig()
+    # Minimum vpc-cni HyperPod supports is v1.18.3; None lets EKS pick its default for the version.
+    vpc_cni_version: Optional[str] = None
+    helm_chart: HelmChartConfig = HelmChartConfig()
+    log_retention_days: int = 30
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if v not in SUPPORTED_EKS_VERSIONS:
+            raise ValueError(f"must be one of {', '.join(SUPPORTED_EKS_VERSIONS)} (HyperPod-supported and within kubectl v1.33 skew)")
+        return v
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _principals(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in v:
+            if not _IAM_PRINCIPAL.match(arn):
+                raise ValueError(f"{arn!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/Name)")
+        return v
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR block") from None
+        return v
+
+    @field_validator("vpc_cni_version")
+    @classmethod
+    def _cni(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+", v)
+        if not m:
+            raise ValueError("must look like v1.19.2-eksbuild.1")
+        if tuple(int(x) for x in m.groups()) < (1, 18, 3):
+            raise ValueError("HyperPod needs vpc-cni v1.18.3 or newer")
+        return v
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> "EksConfig":
+        if self.public_access_cidrs and self.endpoint_access == "private":
+            raise ValueError("public_access_cidrs needs endpoint_access public or public_and_private")
+        return self
+
+
+class LifecycleBucketConfig(_Strict):
+    # destroy: empty and delete the bucket with the stack; retain: keep it (and its logs).
+    removal_policy: Literal["destroy", "retain"] = "destroy"
+
+
+class AppConfig(_Strict):
+    """Everything that differs between deployments of this app."""
+
+    account: Optional[str] = None
+    region: str
+    prefix: str = "hyperpod-sky"
+    tags: dict[str, str] = {}
+    network: NetworkConfig
+    eks: EksConfig = EksConfig()
+    hyperpod: HyperPodConfig
+    lifecycle_bucket: LifecycleBucketConfig = LifecycleBucketConfig()
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _ACCOUNT.match(v):
+            raise ValueError("must be a 12-digit AWS account id")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not _REGION.match(v):
+            raise ValueError("must be an AWS region name such as us-east-1")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _PREFIX.match(v):
+            raise ValueError("must be 3-20 lowercase letters, digits or '-', starting with a letter (it goes into bucket names)")
+        return v
+
+    @model_validator(mode="after")
+    def _azs_in_region(self) -> "AppConfig":
+        for i, az in enumerate(self.network.availability_zones):
+            if not re.fullmatch(re.escape(self.region) + r"[a-z]", az):
+                raise _KeyedError(f"network.availability_zones[{i}]", az, f"is not an AZ of region {self.region}")
+        for i, az in enumerate(self.hyperpod.availability_zones):
+            if az not in self.network.availability_zones:
+                raise _KeyedError(
+                    f"hyperpod.availability_zones[{i}]", az,
+                    f"must be one of network.availability_zones ({', '.join(self.network.availability_zones)})",
+                )
+        return self
+
+    @property
+    def hyperpod_azs(self) -> tuple[str, ...]:
+        """AZs that get HyperPod subnets: the configured ones, else the first VPC AZ."""
+        return self.hyperpod.availability_zones or self.network.availability_zones[:1]
+
+
+class _KeyedError(ValueError):
+    """A cross-field error that names its own key (pydantic would blame the model root)."""
+
+    def __init__(self, key: str, value: object, message: str):
+        super().__init__(message)
+        self.key, self.value, self.message = key, value, message

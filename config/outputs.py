@@ -1,0 +1,9 @@
+"""CloudFormation output keys shared by the stacks (which write them) and ``post_deploy`` (which reads
+``cdk deploy --outputs-file`` or the pipeline's env vars). One place, so the two cannot drift."""
+
+REGION = "Region"
+EKS_CLUSTER_NAME = "EksClusterName"
+EKS_CLUSTER_ARN = "EksClusterArn"
+HYPERPOD_CLUSTER_NAME = "HyperPodClusterName"
+HYPERPOD_CLUSTER_ARN = "HyperPodClusterArn"
+LIFECYCLE_BUCKET_NAME = "LifecycleBucketName"
