@@ -108,6 +108,16 @@ def _within(shape: str, v: int) -> int:
     return v
 
 
+# The values CloudWatch Logs accepts for a retention period.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+def _log_retention(v: int) -> int:
+    if v not in LOG_RETENTION_DAYS:
+        raise ValueError(f"must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} (CloudWatch Logs retention values)")
+    return v
+
+
 class HyperPodConfig(_Strict):
     """The SageMaker HyperPod cluster (``CreateCluster``)."""
 
@@ -144,6 +154,11 @@ class NetworkConfig(_Strict):
     interface_endpoints: bool = False
     fsx_lustre_ports: bool = False
     flow_log_retention_days: int = 30
+
+    @field_validator("flow_log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        return _log_retention(v)
 
     @field_validator("vpc_cidr")
     @classmethod
@@ -223,6 +238,11 @@ class EksConfig(_Strict):
     vpc_cni_version: Optional[str] = None
     helm_chart: HelmChartConfig = HelmChartConfig()
     log_retention_days: int = 30
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        return _log_retention(v)
 
     @field_validator("version")
     @classmethod
