@@ -1,0 +1,119 @@
+"""The network layer: VPC, HyperPod and EKS subnets, NAT, endpoints and the shared EFA security group."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from config import AppConfig
+from stacks.log_retention import retention
+
+# Interface endpoints a closed network needs for nodes to join EKS, pull images and report health.
+_INTERFACE_ENDPOINTS = {
+    "Ec2": ec2.InterfaceVpcEndpointAwsService.EC2,
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "SsmMessages": ec2.InterfaceVpcEndpointAwsService.SSM_MESSAGES,
+    "Ec2Messages": ec2.InterfaceVpcEndpointAwsService.EC2_MESSAGES,
+    "EksAuth": ec2.InterfaceVpcEndpointAwsService.EKS_AUTH,
+    "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
+}
+
+HYPERPOD_SUBNETS = "hyperpod"
+EKS_SUBNETS = "eks-control-plane"
+PUBLIC_SUBNETS = "public"
+
+
+class NetworkStack(Stack):
+    """VPC shaped for HyperPod: pods take VPC IPs through the VPC CNI, so HyperPod subnets are large."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        net = config.network
+
+        flow_logs = logs.LogGroup(
+            self, "FlowLogs",
+            retention=retention(net.flow_log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.vpc = ec2.Vpc(
+            self, "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(net.vpc_cidr),
+            availability_zones=list(net.availability_zones),
+            nat_gateways=1 if net.nat_gateways == "single" else len(net.availability_zones),
+            # Largest block first so the allocator keeps it aligned.
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name=HYPERPOD_SUBNETS, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                    cidr_mask=net.hyperpod_subnet_cidr_mask,
+                ),
+                ec2.SubnetConfiguration(name=PUBLIC_SUBNETS, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(
+                    name=EKS_SUBNETS, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24,
+                ),
+            ],
+            flow_logs={
+                "all": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                )
+            },
+            restrict_default_security_group=False,
+        )
+        for subnet in self.vpc.select_subnets(subnet_group_name=EKS_SUBNETS).subnets:
+            Tags.of(subnet).add("kubernetes.io/role/internal-elb", "1")
+        for subnet in self.vpc.public_subnets:
+            Tags.of(subnet).add("kubernetes.io/role/elb", "1")
+
+        self.vpc.add_gateway_endpoint(
+            "S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3,
+            subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
+        )
+
+        self.security_group = self._efa_security_group(config)
+        if net.interface_endpoints:
+            self._interface_endpoints()
+
+        hyperpod_azs = set(config.hyperpod_azs)
+        self.hyperpod_subnets = [
+            s for s in self.vpc.select_subnets(subnet_group_name=HYPERPOD_SUBNETS).subnets
+            if s.availability_zone in hyperpod_azs
+        ]
+        self.eks_subnets = self.vpc.select_subnets(subnet_group_name=EKS_SUBNETS).subnets
+
+    def _efa_security_group(self, config: AppConfig) -> ec2.SecurityGroup:
+        # allow_all_outbound=False: with True, CDK silently drops the extra self-egress rule EFA needs
+        # (aws-cdk issue 38558), so both egress rules are added explicitly.
+        sg = ec2.SecurityGroup(
+            self, "HyperPodSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            description="Shared by EKS and HyperPod: EFA needs all traffic to and from itself",
+        )
+        sg.add_ingress_rule(sg, ec2.Port.all_traffic(), "EFA and node-to-node traffic from itself")
+        sg.add_egress_rule(sg, ec2.Port.all_traffic(), "EFA traffic to itself")
+        # CDK refuses an all-traffic 0.0.0.0/0 egress rule unless allow_all_outbound=True: use the L1.
+        ec2.CfnSecurityGroupEgress(
+            self, "HyperPodSecurityGroupInternetEgress", group_id=sg.security_group_id,
+            ip_protocol="-1", cidr_ip="0.0.0.0/0", description="Egress to the internet through NAT",
+        )
+        if config.network.fsx_lustre_ports:
+            sg.add_ingress_rule(sg, ec2.Port.tcp(988), "FSx for Lustre")
+            sg.add_ingress_rule(sg, ec2.Port.tcp_range(1018, 1023), "FSx for Lustre")
+        return sg
+
+    def _interface_endpoints(self) -> None:
+        endpoint_sg = ec2.SecurityGroup(
+            self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            description="Interface endpoints: HTTPS from inside the VPC",
+        )
+        endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(443), "HTTPS from the VPC")
+        for name, service in _INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                f"{name}Endpoint", service=service, security_groups=[endpoint_sg],
+                subnets=ec2.SubnetSelection(subnet_group_name=EKS_SUBNETS), private_dns_enabled=True,
+            )
