@@ -1,0 +1,68 @@
+"""The lifecycle-script layer: the ``sagemaker-*`` bucket HyperPod reads ``on_create.sh`` from, and the upload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Validations, Acknowledgment, CfnOutput
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from constructs import Construct
+
+from config import AppConfig, outputs
+
+LIFECYCLE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "lifecycle_scripts"
+LIFECYCLE_PREFIX = "lifecycle_scripts"
+
+
+class LifecycleBucketStack(Stack):
+    """Bucket + upload. Consumers take ``deployed_bucket`` so they wait for the upload to finish."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        destroy = config.lifecycle_bucket.removal_policy == "destroy"
+        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
+
+        access_logs = s3.Bucket(
+            self, "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))],
+            removal_policy=removal,
+            auto_delete_objects=destroy,
+        )
+        Validations.of(access_logs).acknowledge(Acknowledgment(
+            id="AwsSolutions-S1",
+            reason="This is the access-log target bucket; logging it to itself would loop.",
+        ))
+
+        # The managed AmazonSageMakerClusterInstanceRolePolicy only reads buckets named sagemaker-*.
+        self.bucket = s3.Bucket(
+            self, "Bucket",
+            bucket_name=f"sagemaker-{config.prefix}-lifecycle-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="lifecycle-bucket/",
+            removal_policy=removal,
+            auto_delete_objects=destroy,
+        )
+        # The whole folder: on_create.sh sources helpers that live beside it.
+        self.deployment = s3deploy.BucketDeployment(
+            self, "LifecycleScripts",
+            sources=[s3deploy.Source.asset(str(LIFECYCLE_SCRIPTS_DIR))],
+            destination_bucket=self.bucket,
+            destination_key_prefix=LIFECYCLE_PREFIX,
+            prune=True,
+            retain_on_delete=False,
+            memory_limit=256,
+        )
+        self.deployed_bucket = self.deployment.deployed_bucket
+        self.lifecycle_prefix = LIFECYCLE_PREFIX
+        CfnOutput(self, outputs.LIFECYCLE_BUCKET_NAME, value=self.bucket.bucket_name)
