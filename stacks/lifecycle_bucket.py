@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Validations, Acknowledgment, CfnOutput
-from aws_cdk import aws_iam as iam
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from config import AppConfig, outputs
+from stacks.nag import acknowledge
 
 LIFECYCLE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "lifecycle_scripts"
 LIFECYCLE_PREFIX = "lifecycle_scripts"
@@ -35,10 +35,7 @@ class LifecycleBucketStack(Stack):
             removal_policy=removal,
             auto_delete_objects=destroy,
         )
-        Validations.of(access_logs).acknowledge(Acknowledgment(
-            id="AwsSolutions-S1",
-            reason="This is the access-log target bucket; logging it to itself would loop.",
-        ))
+        acknowledge(access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1")
 
         # The managed AmazonSageMakerClusterInstanceRolePolicy only reads buckets named sagemaker-*.
         self.bucket = s3.Bucket(
@@ -63,6 +60,32 @@ class LifecycleBucketStack(Stack):
             retain_on_delete=False,
             memory_limit=256,
         )
+        self._acknowledge_deployment_handler()
         self.deployed_bucket = self.deployment.deployed_bucket
         self.lifecycle_prefix = LIFECYCLE_PREFIX
         CfnOutput(self, outputs.LIFECYCLE_BUCKET_NAME, value=self.bucket.bucket_name)
+
+    def _acknowledge_deployment_handler(self) -> None:
+        """cdk-nag findings on aws-cdk-lib's own BucketDeployment Lambda, acknowledged on it alone."""
+        handler = self.deployment.handler_role.node.scope
+        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"
+        asset_bucket = f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{self.region}"
+        acknowledge(
+            handler,
+            "aws-cdk-lib's BucketDeployment handler uses AWSLambdaBasicExecutionRole, which only lets it write "
+            "its own CloudWatch logs.",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        )
+        acknowledge(
+            handler,
+            "The wildcards come from grantRead on the CDK asset bucket and grantReadWrite on this lifecycle "
+            "bucket: syncing a folder needs every object key under those two buckets and nothing else.",
+            *(f"AwsSolutions-IAM5[Action::s3:{a}]" for a in ("GetObject*", "GetBucket*", "List*", "DeleteObject*", "Abort*")),
+            f"AwsSolutions-IAM5[Resource::{asset_bucket}/*]",
+            f"AwsSolutions-IAM5[Resource::{bucket_arn}/*]",
+        )
+        acknowledge(
+            handler,
+            "aws-cdk-lib pins the BucketDeployment runtime; it moves forward with the pinned aws-cdk-lib version.",
+            "AwsSolutions-L1",
+        )
