@@ -1,0 +1,122 @@
+"""The EKS layer: the control plane HyperPod orchestrates through, its add-ons, access, system nodes and
+the HyperPod dependency Helm chart (which must be installed before CreateCluster)."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from config import AppConfig, outputs
+from stacks.log_retention import retention
+from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
+
+_ENDPOINT_ACCESS = {
+    "public": eks.EndpointAccess.PUBLIC,
+    "private": eks.EndpointAccess.PRIVATE,
+    "public_and_private": eks.EndpointAccess.PUBLIC_AND_PRIVATE,
+}
+_LOG_TYPES = [
+    eks.ClusterLoggingTypes.API,
+    eks.ClusterLoggingTypes.AUDIT,
+    eks.ClusterLoggingTypes.AUTHENTICATOR,
+    eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
+    eks.ClusterLoggingTypes.SCHEDULER,
+]
+ADDONS = ("vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent")
+
+
+class EksStack(Stack):
+    """Exposes ``cluster``, ``security_group``, ``access_entries`` and ``helm_chart`` to the HyperPod layer."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, vpc: ec2.IVpc,
+        control_plane_subnets: list[ec2.ISubnet], node_subnets: list[ec2.ISubnet],
+        security_group: ec2.ISecurityGroup, **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        cfg = config.eks
+        self.cluster_name = f"{config.prefix}-eks"
+
+        # EKS creates this group on first log write and never deletes it; owning it here means a
+        # retention policy and nothing left behind by `cdk destroy`.
+        control_plane_logs = logs.LogGroup(
+            self, "ControlPlaneLogs",
+            log_group_name=f"/aws/eks/{self.cluster_name}/cluster",
+            retention=retention(cfg.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        secrets_key = kms.Key(
+            self, "SecretsKey", enable_key_rotation=True, removal_policy=RemovalPolicy.DESTROY,
+            description=f"Envelope encryption of Kubernetes secrets in {self.cluster_name}",
+        )
+        endpoint = _ENDPOINT_ACCESS[cfg.endpoint_access]
+        if cfg.public_access_cidrs:
+            endpoint = endpoint.only_from(*cfg.public_access_cidrs)
+
+        self.cluster = eks.Cluster(
+            self, "Cluster",
+            cluster_name=self.cluster_name,
+            version=eks.KubernetesVersion.of(cfg.version),
+            vpc=vpc,
+            vpc_subnets=[ec2.SubnetSelection(subnets=control_plane_subnets)],
+            security_group=security_group,
+            endpoint_access=endpoint,
+            # Auto Mode is the aws_eks_v2 default, but HyperPod documents managed/HyperPod nodes only.
+            default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
+            default_capacity=0,
+            # The CloudFormation execution role needs no Kubernetes access; people get explicit entries.
+            bootstrap_cluster_creator_admin_permissions=False,
+            cluster_logging=_LOG_TYPES,
+            secrets_encryption_key=secrets_key,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.cluster.node.add_dependency(control_plane_logs)
+        cfn_cluster = self.cluster.node.default_child
+        cfn_cluster.add_property_override("AccessConfig.AuthenticationMode", cfg.authentication_mode)
+
+        self.addons = [
+            eks.Addon(
+                self, f"Addon-{name}", cluster=self.cluster, addon_name=name,
+                addon_version=cfg.vpc_cni_version if name == "vpc-cni" else None,
+            )
+            for name in ADDONS
+        ]
+
+        self.system_nodes = self.cluster.add_nodegroup_capacity(
+            "SystemNodes",
+            instance_types=[ec2.InstanceType(cfg.system_node_group.instance_type)],
+            desired_size=cfg.system_node_group.desired_size,
+            min_size=0,
+            max_size=max(cfg.system_node_group.desired_size, 1),
+            disk_size=cfg.system_node_group.disk_size_gb,
+            subnets=ec2.SubnetSelection(subnets=node_subnets),
+            labels={"node-role": "system"},
+        )
+
+        self.access_entries = [
+            eks.AccessEntry(
+                self, f"Admin{i}", cluster=self.cluster, principal=arn,
+                access_policies=[eks.AccessPolicy.from_access_policy_name(
+                    "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER,
+                )],
+            )
+            for i, arn in enumerate(cfg.admin_principal_arns)
+        ]
+
+        self.helm_chart = HyperPodHelmChart(
+            self, "HyperPodDependencies", cluster=self.cluster, chart=cfg.helm_chart,
+            vpc=vpc, security_group=security_group,
+        )
+        # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod.
+        for addon in self.addons:
+            self.helm_chart.node.add_dependency(addon)
+        self.helm_chart.node.add_dependency(self.system_nodes)
+
+        CfnOutput(self, outputs.EKS_CLUSTER_NAME, value=self.cluster.cluster_name)
+        CfnOutput(self, outputs.EKS_CLUSTER_ARN, value=self.cluster.cluster_arn)
+        CfnOutput(self, outputs.REGION, value=self.region)

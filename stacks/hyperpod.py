@@ -1,0 +1,40 @@
+"""The HyperPod layer: the SageMaker HyperPod cluster, created only after EKS, the Helm chart, the
+access entries and the lifecycle-script upload are all in place."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from config import AppConfig, outputs
+from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
+from stacks.eks import EksStack
+
+
+class HyperPodStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, eks_stack: EksStack,
+        vpc: ec2.IVpc, subnets: list[ec2.ISubnet], security_group: ec2.ISecurityGroup,
+        lifecycle_bucket: s3.IBucket, lifecycle_prefix: str, **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.cluster = HyperPodCluster(
+            self, "Cluster",
+            config=config.hyperpod,
+            tags=config.tags,
+            eks_cluster=eks_stack.cluster,
+            vpc=vpc,
+            subnets=subnets,
+            security_group=security_group,
+            lifecycle_bucket=lifecycle_bucket,
+            lifecycle_prefix=lifecycle_prefix,
+        )
+        # CreateCluster fails without the chart's CRDs/agents; admins must be able to reach the nodes.
+        self.cluster.node.add_dependency(eks_stack.helm_chart)
+        for entry in eks_stack.access_entries:
+            self.cluster.node.add_dependency(entry)
+
+        CfnOutput(self, outputs.HYPERPOD_CLUSTER_NAME, value=self.cluster.cluster_name)
+        CfnOutput(self, outputs.HYPERPOD_CLUSTER_ARN, value=self.cluster.cluster_arn)

@@ -1,0 +1,56 @@
+"""Synthesizes the real app once per test session with the real CDK CLI, offline and without AWS
+credentials; pytest-xdist workers share the result through a file lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    """An environment with no way to reach AWS: no credentials, no profile, no instance metadata."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "CDK_DEFAULT_ACCOUNT"}
+    env.update({
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CDK_DISABLE_VERSION_CHECK": "true",
+        "CDK_CLI_NOTICES": "false",
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def run_cdk_synth(outdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "cdk"), "synth", "--no-lookups", "--quiet", "-o", str(outdir), *args],
+        cwd=REPO, env=offline_env(), capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def cdk_out(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp().parent
+    outdir = root / "cdk.out"
+    with FileLock(str(root / "cdk.out.lock")):
+        if not (outdir / "manifest.json").exists():
+            result = run_cdk_synth(outdir)
+            if result.returncode != 0:
+                pytest.fail(f"cdk synth failed:\n{result.stdout}\n{result.stderr}")
+    return outdir
+
+
+@pytest.fixture(scope="session")
+def templates(cdk_out) -> dict[str, dict]:
+    return {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in cdk_out.glob("*.template.json")}

@@ -1,0 +1,63 @@
+"""The whole app synthesizes offline with the real CDK CLI and passes cdk-nag and cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import REPO, offline_env, run_cdk_synth
+
+STACKS = {"hyperpod-sky-network", "hyperpod-sky-lifecycle", "hyperpod-sky-eks", "hyperpod-sky-hyperpod"}
+
+
+def test_every_layer_is_synthesized_without_lookups_or_credentials(templates):
+    # cdk_out was produced by `cdk synth --no-lookups` with no AWS credentials or metadata access.
+    assert STACKS <= set(templates)
+    assert not (REPO / "cdk.context.json").exists(), "a lookup crept in: synth must not depend on cached lookups"
+
+
+def test_cdk_nag_reports_no_unacknowledged_finding(cdk_out):
+    # AwsSolutionsChecks is registered on the app: any finding would already have failed synth.
+    # The report must exist (the plugin ran) and list only acknowledged findings.
+    reports = list(cdk_out.glob("**/validation-report.json"))
+    assert reports, "cdk-nag did not run"
+    for report in reports:
+        data = json.loads(report.read_text())
+        text = json.dumps(data)
+        assert "AwsSolutions" in text or data.get("pluginReports") is not None
+        for plugin in data.get("pluginReports", []):
+            unacknowledged = [
+                v for v in plugin.get("violations", [])
+                if any(not r.get("acknowledged", False) for r in v.get("violatingResources", [{}]))
+            ]
+            assert not unacknowledged, json.dumps(unacknowledged, indent=1)[:4000]
+
+
+def test_cfn_lint_finds_nothing_but_w3005(cdk_out):
+    files = sorted(str(p) for p in cdk_out.glob("*.template.json"))
+    result = subprocess.run(
+        [sys.executable, "-m", "cfnlint", "--format", "parseable", "--ignore-checks", "W3005", "--", *files],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_constructs_folder_has_no_init_file():
+    # An __init__.py would shadow the jsii `constructs` library (facts.md section 2).
+    assert not (REPO / "constructs" / "__init__.py").exists()
+
+
+def test_a_config_error_stops_synth_with_one_line_and_writes_no_template(tmp_path):
+    result = run_cdk_synth(tmp_path / "out", "-c", "hyperpod.instance_groups[0].instance_type=ml.p5.48xlarg")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert lines == [
+        'config error: hyperpod.instance_groups[0].instance_type = "ml.p5.48xlarg": not one of the 209 '
+        "ClusterInstanceType values in botocore's SageMaker model (e.g. ml.p5.48xlarge, ml.g5.8xlarge); "
+        "did you mean ml.p5.48xlarge, ml.p5e.48xlarge, ml.p5.4xlarge?"
+    ]
+    assert not list((tmp_path / "out").glob("*.template.json"))
