@@ -293,6 +293,60 @@ class LifecycleBucketConfig(_Strict):
     removal_policy: Literal["destroy", "retain"] = "destroy"
 
 
+class PipelineConfig(_Strict):
+    """CodePipeline delivery (``stacks/pipeline.py``); off unless ``enabled``."""
+
+    enabled: bool = False
+    source: Literal["codeconnections", "codecommit", "s3"] = "codeconnections"
+    connection_arn: Optional[str] = None  # codeconnections
+    repository: str = "example-org/hyperpod-skypilot"  # owner/name (codeconnections) or repo name (codecommit)
+    branch: str = "main"
+    s3_bucket: Optional[str] = None  # s3 source
+    s3_key: str = "source.zip"
+    manual_approval: bool = False
+    # Pipeline in a tools account, cluster in the workload account given by account/region.
+    pipeline_account: Optional[str] = None
+    pipeline_region: Optional[str] = None
+    cross_account_keys: bool = False
+    post_deploy_tasks: tuple[str, ...] = ("sky_tasks/smoke.yaml",)
+    post_deploy_timeout_minutes: int = Field(default=240, ge=30, le=2160)
+
+    @field_validator("connection_arn")
+    @classmethod
+    def _connection(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.fullmatch(
+            r"arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}", v
+        ):
+            raise ValueError("must be a CodeConnections connection ARN (arn:aws:codeconnections:<region>:<account>:connection/<uuid>)")
+        return v
+
+    @field_validator("pipeline_account")
+    @classmethod
+    def _account(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _ACCOUNT.match(v):
+            raise ValueError("must be a 12-digit AWS account id")
+        return v
+
+    @field_validator("pipeline_region")
+    @classmethod
+    def _region(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _REGION.match(v):
+            raise ValueError("must be an AWS region name such as us-east-1")
+        return v
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> "PipelineConfig":
+        if not self.enabled:
+            return self
+        if self.source == "codeconnections" and not self.connection_arn:
+            raise _KeyedError("pipeline.connection_arn", None, "is required when pipeline.source is codeconnections")
+        if self.source == "codeconnections" and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.repository):
+            raise _KeyedError("pipeline.repository", self.repository, "must be owner/name for a CodeConnections source")
+        if self.source == "s3" and not self.s3_bucket:
+            raise _KeyedError("pipeline.s3_bucket", None, "is required when pipeline.source is s3")
+        return self
+
+
 class AppConfig(_Strict):
     """Everything that differs between deployments of this app."""
 
@@ -304,6 +358,7 @@ class AppConfig(_Strict):
     eks: EksConfig = EksConfig()
     hyperpod: HyperPodConfig
     lifecycle_bucket: LifecycleBucketConfig = LifecycleBucketConfig()
+    pipeline: PipelineConfig = PipelineConfig()
 
     @field_validator("account")
     @classmethod
@@ -336,6 +391,18 @@ class AppConfig(_Strict):
                 raise _KeyedError(
                     f"hyperpod.availability_zones[{i}]", az,
                     f"must be one of network.availability_zones ({', '.join(self.network.availability_zones)})",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _cross_account(self) -> "AppConfig":
+        p = self.pipeline
+        if p.enabled and p.pipeline_account and p.pipeline_account != self.account:
+            if self.account is None:
+                raise _KeyedError("account", None, "must be set when the pipeline deploys into another account")
+            if not p.cross_account_keys:
+                raise _KeyedError(
+                    "pipeline.cross_account_keys", False, "must be true when pipeline_account differs from account"
                 )
         return self
 

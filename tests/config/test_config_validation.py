@@ -93,7 +93,34 @@ INVALID = [
     ("eks.helm_chart.commit", "main", "40-character"),
     ("eks.helm_chart.files_sha256", "abc", "64-character"),
     ("lifecycle_bucket.removal_policy", "keep", "'destroy' or 'retain'"),
+    ("pipeline.connection_arn", "arn:aws:iam::123456789012:role/x", "CodeConnections connection ARN"),
+    ("pipeline.source", "github", "'codeconnections', 'codecommit' or 's3'"),
+    ("pipeline.post_deploy_timeout_minutes", "5", "greater than or equal to 30"),
+    ("pipeline.pipeline_account", "tools", "12-digit"),
 ]
+
+
+PIPELINE_ON = {"pipeline.enabled": "true", "pipeline.source": "codecommit"}
+CONNECTION = "arn:aws:codeconnections:us-east-1:123456789012:connection/12345678-1234-1234-1234-123456789012"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"pipeline.source": "codeconnections"}, "config error: pipeline.connection_arn = (not set): is required"),
+    ({"pipeline.source": "codeconnections", "pipeline.connection_arn": CONNECTION, "pipeline.repository": "noslash"},
+     'config error: pipeline.repository = "noslash": must be owner/name'),
+    ({"pipeline.source": "s3"}, "config error: pipeline.s3_bucket = (not set): is required"),
+    ({"pipeline.pipeline_account": "111111111111"}, "config error: account = (not set): must be set"),
+    ({"pipeline.pipeline_account": "111111111111", "account": "222222222222"},
+     "config error: pipeline.cross_account_keys = false: must be true"),
+])
+def test_enabled_pipeline_requires_its_source_and_cross_account_settings(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        make_config(**{**PIPELINE_ON, **overrides})
+    assert str(err.value).startswith(expected)
+
+
+def test_disabled_pipeline_needs_no_source_settings():
+    assert make_config(**{"pipeline.source": "s3"}).pipeline.enabled is False
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), INVALID, ids=[f"{k}={v}" for k, v, _ in INVALID])
