@@ -13,6 +13,7 @@ from constructs import Construct
 
 from config import AppConfig, outputs
 from stacks.log_retention import retention
+from stacks.nag import acknowledge
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 
 _ENDPOINT_ACCESS = {
@@ -71,6 +72,8 @@ class EksStack(Stack):
             default_capacity=0,
             # The CloudFormation execution role needs no Kubernetes access; people get explicit entries.
             bootstrap_cluster_creator_admin_permissions=False,
+            # The add-ons below are EKS-managed from the start; no self-managed copies to conflict with.
+            bootstrap_self_managed_addons=False,
             cluster_logging=_LOG_TYPES,
             secrets_encryption_key=secrets_key,
             removal_policy=RemovalPolicy.DESTROY,
@@ -79,13 +82,15 @@ class EksStack(Stack):
         cfn_cluster = self.cluster.node.default_child
         cfn_cluster.add_property_override("AccessConfig.AuthenticationMode", cfg.authentication_mode)
 
-        self.addons = [
-            eks.Addon(
+        self.addons = {
+            name: eks.Addon(
                 self, f"Addon-{name}", cluster=self.cluster, addon_name=name,
                 addon_version=cfg.vpc_cni_version if name == "vpc-cni" else None,
             )
             for name in ADDONS
-        ]
+        }
+        for addon in self.addons.values():
+            addon.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")
 
         self.system_nodes = self.cluster.add_nodegroup_capacity(
             "SystemNodes",
@@ -97,6 +102,12 @@ class EksStack(Stack):
             subnets=ec2.SubnetSelection(subnets=node_subnets),
             labels={"node-role": "system"},
         )
+        # Nodes need the CNI and kube-proxy to become Ready; coredns needs a node to become ACTIVE
+        # (CloudFormation accepts DEGRADED, which is what a 0-node group gives).
+        for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent"):
+            self.system_nodes.node.add_dependency(self.addons[name])
+        self.addons["coredns"].node.add_dependency(self.system_nodes)
+        self._acknowledge_managed_policies()
 
         self.access_entries = [
             eks.AccessEntry(
@@ -113,10 +124,27 @@ class EksStack(Stack):
             vpc=vpc, security_group=security_group,
         )
         # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod.
-        for addon in self.addons:
+        for addon in self.addons.values():
             self.helm_chart.node.add_dependency(addon)
         self.helm_chart.node.add_dependency(self.system_nodes)
 
         CfnOutput(self, outputs.EKS_CLUSTER_NAME, value=self.cluster.cluster_name)
         CfnOutput(self, outputs.EKS_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.REGION, value=self.region)
+
+    def _acknowledge_managed_policies(self) -> None:
+        acknowledge(
+            self.cluster.role,
+            "AmazonEKSClusterPolicy is the policy EKS documents for a cluster service role; AWS maintains it "
+            "as the control plane gains features, and no narrower equivalent exists.",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonEKSClusterPolicy]",
+        )
+        acknowledge(
+            self.system_nodes.role,
+            "The three policies EKS requires for managed node groups: joining the cluster, the VPC CNI assigning "
+            "pod IPs from the node, and pulling images from ECR read-only.",
+            *(
+                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
+                for name in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+            ),
+        )
