@@ -1,0 +1,161 @@
+"""One check of a HyperPod cluster per Step Functions loop iteration, and the WaitCondition signal at the end.
+
+The state machine waits between checks (no Lambda idles), passes this function its own previous result
+(``$.Check``) so a stateless function can still tell "an update was rolled back" from "the update has not
+started yet", and stops when this function reports SUCCESS or FAILURE after signalling CloudFormation.
+
+A check costs one DescribeCluster. ListClusterNodes is called only once the cluster is InService with every
+group at its target count, to confirm that many nodes are actually Running (with NodeProvisioningMode
+Continuous HyperPod reports InService before any node exists).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import aws, jsonlog, wait_handle
+
+LOG = jsonlog.get_logger("hyperpod_cluster.poller")
+WAIT, SUCCESS, FAILURE = "WAIT", "SUCCESS", "FAILURE"
+_BUSY = ("Creating", "Updating", "SystemUpdating")
+
+
+@dataclass
+class Verdict:
+    outcome: str
+    status: str
+    reason: str
+    data: dict[str, Any] = field(default_factory=dict)
+    rolled_back: bool = False
+
+
+def check(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """State machine task: evaluate once, signal if finished, tell the Choice state what to do next."""
+    name = event["ClusterName"]
+    previous = event.get("Check") or {}
+    verdict = evaluate(name, event["TargetCounts"], previous)
+    if verdict.outcome == WAIT and time.time() >= event["DeadlineEpoch"]:
+        verdict = Verdict(
+            FAILURE, verdict.status,
+            f"HyperPod cluster {name} was not ready before the deployment's wait limit "
+            f"(hyperpod.creation_timeout_hours); last state: {verdict.reason}",
+        )
+    LOG.info("check", extra={"cluster": name, "outcome": verdict.outcome, "status": verdict.status, "reason": verdict.reason})
+    if verdict.outcome != WAIT:
+        wait_handle.send(
+            event["WaitHandleUrl"], success=verdict.outcome == SUCCESS, reason=verdict.reason,
+            unique_id=event["UniqueId"], data=json.dumps({"ClusterName": name, "Status": verdict.status, **verdict.data}),
+        )
+        LOG.info("signalled CloudFormation", extra={"cluster": name, "outcome": verdict.outcome})
+    return {
+        "Outcome": verdict.outcome, "Status": verdict.status, "Reason": verdict.reason,
+        "RolledBack": verdict.rolled_back or bool(previous.get("RolledBack")),
+    }
+
+
+def report_error(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """State machine Catch target: the check itself kept failing, so CloudFormation must not wait 12 hours."""
+    name = event["ClusterName"]
+    error = event.get("Error") or {}
+    cause = error.get("Cause", "")
+    try:
+        cause = json.loads(cause).get("errorMessage", cause)
+    except (ValueError, AttributeError):
+        pass
+    reason = f"waiting for HyperPod cluster {name} failed: {error.get('Error', 'error')}: {cause}"
+    wait_handle.send(event["WaitHandleUrl"], success=False, reason=reason, unique_id=event["UniqueId"],
+                     data=json.dumps({"ClusterName": name}))
+    LOG.error("poller failed; signalled FAILURE", extra={"cluster": name, "reason": reason})
+    return {"Outcome": FAILURE, "Reason": reason}
+
+
+def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Verdict:
+    sagemaker = aws.client("sagemaker", "poll")
+    rolled_back = bool(previous.get("RolledBack"))
+    try:
+        cluster = sagemaker.describe_cluster(ClusterName=name)
+    except (ClientError, BotoCoreError) as exc:
+        if aws.is_not_found(exc):
+            return Verdict(FAILURE, "NotFound", f"HyperPod cluster {name} no longer exists (deleted while CloudFormation waited)")
+        if aws.is_transient(exc):
+            return Verdict(WAIT, previous.get("Status", "Unknown"), f"DescribeCluster not answered yet ({aws.describe(exc)})")
+        return Verdict(FAILURE, "Unknown", f"DescribeCluster failed for HyperPod cluster {name}: {aws.describe(exc)}")
+
+    status = cluster["ClusterStatus"]
+    message = cluster.get("FailureMessage") or ""
+    groups = {g["InstanceGroupName"]: g for g in cluster.get("InstanceGroups", [])}
+    progress = _progress(groups, targets)
+    data = {"ClusterArn": cluster["ClusterArn"]}
+    if status == "Failed":
+        return Verdict(FAILURE, status, f"HyperPod cluster {name} failed: {message or 'no FailureMessage given'}", data)
+    if status == "Deleting":
+        return Verdict(FAILURE, status, f"HyperPod cluster {name} is being deleted", data)
+    if status == "RollingBack":
+        return Verdict(WAIT, status, f"RollingBack ({message or 'no FailureMessage yet'}); {progress}", data, rolled_back=True)
+    if status in _BUSY:
+        return Verdict(WAIT, status, f"{status}; {progress}", data, rolled_back=rolled_back)
+
+    # InService (or a status this code does not know yet, which is treated like InService).
+    failed = sorted(n for n, g in groups.items() if g.get("Status") == "Failed" and n in targets)
+    if failed:
+        nodes = _node_failures(sagemaker, name, failed)
+        return Verdict(FAILURE, status, f"HyperPod cluster {name}: instance group(s) {', '.join(failed)} failed; {nodes}", data)
+    mismatched = sorted(n for n in set(targets) | set(groups) if groups.get(n, {}).get("TargetCount") != targets.get(n))
+    if mismatched:
+        if rolled_back or message:
+            return Verdict(FAILURE, status, f"HyperPod cluster {name} rolled back the update: {message or 'no FailureMessage'}; {progress}", data)
+        return Verdict(WAIT, status, f"{status}; waiting for HyperPod to take the new targets of {', '.join(mismatched)}; {progress}", data)
+    if any(groups[n].get("CurrentCount", 0) < count for n, count in targets.items()):
+        return Verdict(WAIT, status, f"{status}; {progress}", data)
+    running = _running_nodes(sagemaker, name)
+    short = {n: (running.get(n, 0), count) for n, count in targets.items() if running.get(n, 0) < count}
+    if short:
+        detail = ", ".join(f"{n} {have}/{want} Running" for n, (have, want) in sorted(short.items()))
+        return Verdict(WAIT, status, f"{status}; nodes not all Running yet: {detail}", data)
+    summary = ", ".join(f"{n} {running[n]}/{targets[n]}" for n in sorted(targets))
+    return Verdict(SUCCESS, status, f"HyperPod cluster {name} is InService with every node Running: {summary}",
+                   {**data, "Running": {n: running[n] for n in sorted(targets)}})
+
+
+def _progress(groups: dict[str, dict[str, Any]], targets: dict[str, int]) -> str:
+    parts = [f"{n} {groups.get(n, {}).get('CurrentCount', 0)}/{want}" for n, want in sorted(targets.items())]
+    return "nodes " + ", ".join(parts)
+
+
+def _list_nodes(sagemaker, name: str, group: Optional[str] = None) -> list[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"ClusterName": name, "MaxResults": 100}
+    if group:
+        kwargs["InstanceGroupNameContains"] = group
+    nodes: list[dict[str, Any]] = []
+    while True:
+        page = sagemaker.list_cluster_nodes(**kwargs)
+        nodes.extend(page.get("ClusterNodeSummaries", []))
+        if not page.get("NextToken"):
+            return nodes
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def _running_nodes(sagemaker, name: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in _list_nodes(sagemaker, name):
+        if node.get("InstanceStatus", {}).get("Status") == "Running":
+            counts[node["InstanceGroupName"]] = counts.get(node["InstanceGroupName"], 0) + 1
+    return counts
+
+
+def _node_failures(sagemaker, name: str, groups: list[str]) -> str:
+    try:
+        nodes = _list_nodes(sagemaker, name)
+    except (ClientError, BotoCoreError) as exc:
+        return f"node details unavailable ({aws.describe(exc)})"
+    messages = sorted({
+        f"{n['InstanceGroupName']}/{n['InstanceId']}: {n['InstanceStatus'].get('Message') or 'Failure'}"
+        for n in nodes
+        if n["InstanceGroupName"] in groups and n.get("InstanceStatus", {}).get("Status") == "Failure"
+    })
+    return "; ".join(messages[:3]) or "no node reported a failure message"

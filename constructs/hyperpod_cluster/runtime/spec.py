@@ -1,0 +1,251 @@
+"""The desired cluster (a CreateCluster request built by the construct) and how it differs from a real one.
+
+The construct serialises the complete CreateCluster request into one JSON property, so numbers keep their
+types (CloudFormation turns every other custom-resource property into a string) and the handler sends
+exactly what was synthesized. Validation uses botocore's own SageMaker model, plus the length and pattern
+limits botocore does not enforce client-side, so a bad value fails before any API call.
+
+Comparisons are made against the live cluster (DescribeCluster), not against the previous properties:
+during an update rollback CloudFormation sends the old properties back, and a refused change that never
+reached HyperPod must not be refused again on the way back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Optional
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+
+class SpecError(ValueError):
+    """A request that cannot be sent or a change that cannot be applied; the message is the whole story."""
+
+
+# Fields of an instance group HyperPod cannot change on an existing group.
+IMMUTABLE_GROUP_FIELDS = ("InstanceType", "ExecutionRole", "ThreadsPerCore", "InstanceStorageConfigs")
+# Fields UpdateCluster applies in place (besides adding and removing whole groups).
+IN_PLACE_GROUP_FIELDS = (
+    "InstanceCount", "LifeCycleConfig", "OnStartDeepHealthChecks", "TrainingPlanArn", "KubernetesConfig",
+)
+REPLACE_HINT = "change hyperpod.cluster_name to replace the cluster (CloudFormation then deletes the old one)"
+
+
+@lru_cache(maxsize=1)
+def _model():
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+@dataclass(frozen=True)
+class Properties:
+    """The custom resource's properties, parsed and validated."""
+
+    request: dict[str, Any]
+    owner_tag_key: str
+    wait_handle_url: Optional[str]
+    wait_timeout_seconds: int
+
+    @property
+    def cluster_name(self) -> str:
+        return self.request["ClusterName"]
+
+    @property
+    def owner_tag_value(self) -> str:
+        return tags_of(self.request)[self.owner_tag_key]
+
+    @classmethod
+    def parse(cls, props: dict[str, Any]) -> "Properties":
+        raw = props.get("ClusterRequest")
+        if not isinstance(raw, str):
+            raise SpecError("property ClusterRequest is missing (expected the CreateCluster request as a JSON string)")
+        try:
+            request = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"property ClusterRequest is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        validate_request(request)
+        owner_key = props.get("OwnerTagKey")
+        if not owner_key or owner_key not in tags_of(request):
+            raise SpecError(f"property OwnerTagKey = {owner_key!r} must name one of the request's Tags")
+        url = props.get("WaitHandleUrl") or None
+        if url is not None and not re.match(r"^https?://", url):
+            raise SpecError(f"property WaitHandleUrl = {url[:60]!r} is not an http(s) URL")
+        try:
+            timeout = int(props.get("WaitTimeoutSeconds", 0))
+        except (TypeError, ValueError):
+            raise SpecError(f"property WaitTimeoutSeconds = {props.get('WaitTimeoutSeconds')!r} is not a whole number") from None
+        if url is not None and not 60 <= timeout <= 43200:
+            raise SpecError(f"property WaitTimeoutSeconds = {timeout} must be 60..43200 (a WaitCondition's limits)")
+        return cls(request=request, owner_tag_key=owner_key, wait_handle_url=url, wait_timeout_seconds=timeout)
+
+
+def validate_request(request: Any) -> None:
+    """Raise SpecError naming the first offending key if SageMaker would reject the request's shape."""
+    if not isinstance(request, dict):
+        raise SpecError("ClusterRequest must be a JSON object")
+    shape = _model().operation_model("CreateCluster").input_shape
+    report = ParamValidator().validate(request, shape)
+    if report.has_errors():
+        first = report.generate_report().splitlines()[1].strip()
+        raise SpecError(f"invalid CreateCluster request: {first}")
+    problems = list(_limits(request, shape, "ClusterRequest"))
+    if problems:
+        raise SpecError(f"invalid CreateCluster request: {problems[0]}")
+    for key in ("InstanceGroups", "VpcConfig", "Orchestrator"):
+        if key not in request:
+            raise SpecError(f"invalid CreateCluster request: {key} is required for an EKS-orchestrated cluster")
+    names = [g["InstanceGroupName"] for g in request["InstanceGroups"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError(f"invalid CreateCluster request: InstanceGroupName repeated: {', '.join(dupes)}")
+    for group in request["InstanceGroups"]:
+        for key in ("InstanceType", "LifeCycleConfig", "ThreadsPerCore"):
+            if key not in group:
+                raise SpecError(f"invalid CreateCluster request: instance group {group['InstanceGroupName']} has no {key}")
+
+
+def _limits(value: Any, shape, path: str):
+    """Max lengths, max values and patterns from the model (botocore's validator checks only minimums)."""
+    meta = shape.metadata
+    if shape.type_name == "structure":
+        for name, member in shape.members.items():
+            if name in value:
+                yield from _limits(value[name], member, f"{path}.{name}")
+    elif shape.type_name == "list":
+        if "max" in meta and len(value) > meta["max"]:
+            yield f"{path} has {len(value)} items; at most {meta['max']} allowed"
+        for i, item in enumerate(value):
+            yield from _limits(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "map":
+        if "max" in meta and len(value) > meta["max"]:
+            yield f"{path} has {len(value)} entries; at most {meta['max']} allowed"
+        for key, item in value.items():
+            yield from _limits(key, shape.key, f"{path} key {key!r}")
+            yield from _limits(item, shape.value, f"{path}[{key!r}]")
+    elif shape.type_name == "string":
+        if "max" in meta and len(value) > meta["max"]:
+            yield f"{path} = {value[:40]!r}... is longer than {meta['max']} characters"
+        pattern = _pattern(meta.get("pattern"))
+        if pattern is not None and not pattern.fullmatch(value):
+            yield f"{path} = {value!r} does not match {meta['pattern']}"
+    elif shape.type_name in ("integer", "long"):
+        if "max" in meta and value > meta["max"]:
+            yield f"{path} = {value} is above the maximum {meta['max']}"
+
+
+@lru_cache(maxsize=None)
+def _pattern(source: Optional[str]):
+    """Python ``re`` cannot compile Java-style ``\\p{L}`` classes; those patterns are left to the service."""
+    if not source:
+        return None
+    try:
+        return re.compile(source)
+    except re.error:
+        return None
+
+
+def tags_of(request: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in request.get("Tags", [])}
+
+
+def groups_of(request_or_cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {g["InstanceGroupName"]: g for g in request_or_cluster.get("InstanceGroups", [])}
+
+
+def target_counts(request: dict[str, Any]) -> dict[str, int]:
+    return {name: g["InstanceCount"] for name, g in groups_of(request).items()}
+
+
+def refusals(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Changes HyperPod cannot apply to the live cluster, each phrased with what to do instead."""
+    problems = []
+    want_vpc, have_vpc = desired["VpcConfig"], actual.get("VpcConfig")
+    if have_vpc:
+        for key in ("Subnets", "SecurityGroupIds"):
+            if sorted(want_vpc[key]) != sorted(have_vpc.get(key, [])):
+                problems.append(f"VpcConfig.{key} {sorted(have_vpc.get(key, []))} -> {sorted(want_vpc[key])}")
+    have_eks = (actual.get("Orchestrator") or {}).get("Eks", {}).get("ClusterArn")
+    want_eks = desired["Orchestrator"]["Eks"]["ClusterArn"]
+    if have_eks and have_eks != want_eks:
+        problems.append(f"Orchestrator.Eks.ClusterArn {have_eks} -> {want_eks}")
+    have_mode, want_mode = actual.get("NodeProvisioningMode"), desired.get("NodeProvisioningMode")
+    if have_mode != want_mode:
+        problems.append(f"NodeProvisioningMode {have_mode or 'unset'} -> {want_mode or 'unset'}")
+    have_groups = groups_of(actual)
+    for name, want in groups_of(desired).items():
+        have = have_groups.get(name)
+        if have is None:
+            continue  # a new group is an in-place change
+        for field in IMMUTABLE_GROUP_FIELDS:
+            if field in have and _normal(have.get(field)) != _normal(want.get(field)):
+                problems.append(f"instance group {name}: {field} {_show(have.get(field))} -> {_show(want.get(field))}")
+    return problems
+
+
+def refusal_message(cluster_name: str, problems: list[str]) -> str:
+    return (
+        f"HyperPod cluster {cluster_name} cannot be changed in place: {'; '.join(problems)}. "
+        f"Nothing was changed. To apply this, {REPLACE_HINT}; to add a differently shaped group, give it a new name."
+    )
+
+
+def in_place_projection(request: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a request UpdateCluster applies; equal projections mean no UpdateCluster is needed."""
+    return {
+        "NodeRecovery": request.get("NodeRecovery"),
+        "Groups": {name: {f: _normal(g.get(f)) for f in IN_PLACE_GROUP_FIELDS} for name, g in groups_of(request).items()},
+    }
+
+
+def needs_update(desired: dict[str, Any], previous: Optional[dict[str, Any]], actual: dict[str, Any]) -> bool:
+    """UpdateCluster is needed if the in-place spec changed, or the live cluster drifted from it."""
+    if previous is None or in_place_projection(desired) != in_place_projection(previous):
+        return True
+    have = groups_of(actual)
+    if set(have) != set(groups_of(desired)):
+        return True
+    return any(have[name].get("TargetCount") != count for name, count in target_counts(desired).items())
+
+
+def update_request(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
+    """UpdateCluster takes the full group list; groups no longer wanted go in InstanceGroupsToDelete."""
+    request: dict[str, Any] = {
+        "ClusterName": desired["ClusterName"],
+        "InstanceGroups": desired["InstanceGroups"],
+    }
+    removed = sorted(set(groups_of(actual)) - set(groups_of(desired)))
+    if removed:
+        request["InstanceGroupsToDelete"] = removed
+    if "NodeRecovery" in desired:
+        request["NodeRecovery"] = desired["NodeRecovery"]
+    if desired.get("NodeProvisioningMode"):
+        request["NodeProvisioningMode"] = desired["NodeProvisioningMode"]
+    return request
+
+
+def adoption_mismatches(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Why an existing cluster of the same name is not the one this request would create."""
+    problems = refusals(desired, actual)
+    have, want = groups_of(actual), groups_of(desired)
+    if set(have) != set(want):
+        problems.append(f"instance groups {sorted(have)} -> {sorted(want)}")
+    for name in sorted(set(have) & set(want)):
+        if have[name].get("TargetCount") != want[name]["InstanceCount"]:
+            problems.append(f"instance group {name}: InstanceCount {have[name].get('TargetCount')} -> {want[name]['InstanceCount']}")
+    return problems
+
+
+def _normal(value: Any) -> Any:
+    """Order-insensitive comparison for the lists HyperPod may echo in another order."""
+    if isinstance(value, list):
+        return sorted((_normal(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    return value
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
