@@ -36,6 +36,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -110,8 +112,10 @@ class _Store:
 class K8sDouble:
     """The server plus its in-memory objects. Thread-safe; one lock guards state and the log."""
 
-    def __init__(self, *, token: str | None = None, git_version: str = "v1.33.5-eks-3025e55"):
+    def __init__(self, *, token: str | None = None, git_version: str = "v1.33.5-eks-3025e55",
+                 latency: float = 0.0):
         self.token = token or uuid.uuid4().hex
+        self.latency = latency  # seconds added to every request, as a remote API server's round trip
         self.git_version = git_version
         self._lock = threading.RLock()
         self._revision = 1000
@@ -128,7 +132,7 @@ class K8sDouble:
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> "K8sDouble":
         handler = type("Handler", (_Handler,), {"double": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="k8s-double",
                                         kwargs={"poll_interval": 0.05}, daemon=True)
@@ -256,6 +260,8 @@ class K8sDouble:
 
     # ----- request handling ------------------------------------------------------------------
     def handle(self, request: Request, authorization: str | None) -> tuple[int, dict]:
+        if self.latency:
+            time.sleep(self.latency)
         if self.before_request:
             self.before_request(request)
         with self._lock:
@@ -428,11 +434,23 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., dict]]] = [
 ]
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client dropping a kept-alive connection is normal; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.1 with keep-alive, so a client pool reuses connections as it would against EKS."""
 
     protocol_version = "HTTP/1.1"
     double: K8sDouble
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in two writes; without this, Nagle + delayed ACK add ~40 ms each
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)

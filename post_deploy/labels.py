@@ -1,0 +1,332 @@
+"""``label-gpus``: give every HyperPod GPU node the ``skypilot.co/accelerator`` label SkyPilot needs.
+
+Why not SkyPilot's own labeler: it needs kubectl, creates RBAC objects and one CUDA Job per node,
+takes ten minutes or more, leaves pods Pending on tainted or busy nodes and exits 0 when it fails
+(facts.md section 3). The instance type already tells us the GPU, so the label is a pure function
+of ``node.kubernetes.io/instance-type`` (``config.gpu_types``) and one PATCH per node that is
+missing it or has a wrong value (SkyPilot only understands lowercase values).
+
+Each PATCH carries the ``metadata.resourceVersion`` the decision was based on: if HyperPod or
+anyone else changed the node in between, the API answers 409, and the node is re-read and
+re-decided instead of overwriting a change we did not see. 429 and 5xx are retried with
+backoff; whatever still fails is reported and turns the exit code into KUBERNETES_API.
+
+The helpers to build an API client from ``--kubeconfig``/``--context`` live here too and are
+shared by ``wait-nodes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, accelerator_label
+from post_deploy.common import StepError, add_common_args, emit_json, say
+from post_deploy.exit_codes import ExitCode
+
+CLUSTER_NAME_LABEL = "sagemaker.amazonaws.com/cluster-name"
+GPU_RESOURCE = "nvidia.com/gpu"
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_WORKERS = 16
+MAX_CONFLICT_RETRIES = 5
+MAX_TRANSIENT_RETRIES = 6
+
+
+# ----- shared Kubernetes plumbing ---------------------------------------------------------------
+def kubeconfig_path(explicit: str | None) -> str:
+    """``--kubeconfig``, else ``$KUBECONFIG`` (``:``-separated lists are merged), else ~/.kube/config."""
+    return explicit or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
+def kube_api_client(kubeconfig: str | None = None, context: str | None = None, *,
+                    pool_size: int = DEFAULT_WORKERS) -> k8s.ApiClient:
+    """An ApiClient for one context, with a connection pool as large as our worker pool.
+
+    Raises StepError(USAGE) naming the file or context when the kubeconfig cannot be used.
+    """
+    path = kubeconfig_path(kubeconfig)
+    if not any(os.path.isfile(p) for p in path.split(os.pathsep) if p):
+        raise StepError(ExitCode.USAGE, f"kubeconfig {path!r} does not exist "
+                                        "(run `python -m post_deploy kubeconfig` first, or pass --kubeconfig)")
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
+                                    persist_config=False)
+    except ConfigException as err:
+        where = f"context {context!r} in " if context else ""
+        raise StepError(ExitCode.USAGE, f"cannot use {where}kubeconfig {path!r}: {err}") from None
+    configuration.connection_pool_maxsize = max(pool_size, 4)
+    return k8s.ApiClient(configuration)
+
+
+def api_error_text(err: Exception) -> str:
+    """One line for an API failure: the Status message when the server sent one."""
+    if isinstance(err, ApiException):
+        try:
+            message = json.loads(err.body or "{}").get("message")
+        except (ValueError, AttributeError):
+            message = None
+        return f"HTTP {err.status} {err.reason}: {message or (err.body or '').strip()[:200]}".rstrip(": ")
+    return f"{type(err).__name__}: {err}"
+
+
+def _is_transient(err: Exception) -> bool:
+    if isinstance(err, ApiException):
+        return err.status in TRANSIENT_STATUSES
+    return isinstance(err, urllib3.exceptions.HTTPError)  # connection reset/refused, read timeout
+
+
+def _backoff_seconds(err: Exception, attempt: int) -> float:
+    retry_after = err.headers.get("Retry-After") if isinstance(err, ApiException) and err.headers else None
+    if retry_after is not None:
+        try:
+            return min(float(retry_after), 30.0)
+        except ValueError:
+            pass
+    return random.uniform(0, min(5.0, 0.2 * 2 ** attempt))  # full jitter
+
+
+def call_with_retries(call: Callable[[], Any], *, sleep: Callable[[float], None] = time.sleep,
+                      attempts: int = MAX_TRANSIENT_RETRIES) -> Any:
+    """Run ``call``, retrying 429/5xx/connection errors with backoff; re-raise the last error."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - filtered right below
+            if not _is_transient(err) or attempt == attempts - 1:
+                raise
+            sleep(_backoff_seconds(err, attempt))
+    raise AssertionError("unreachable")
+
+
+# ----- the reconciliation -----------------------------------------------------------------------
+def _json(response: urllib3.BaseHTTPResponse) -> Any:
+    """Body of a ``_preload_content=False`` response; the connection goes back to the pool drained."""
+    try:
+        return json.loads(response.read())
+    finally:
+        response.release_conn()
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    node: str
+    instance_type: str
+    old: str | None
+    new: str
+
+
+@dataclass(frozen=True)
+class LabelFailure:
+    node: str
+    error: str
+
+
+@dataclass
+class LabelReport:
+    dry_run: bool
+    changed: list[LabelChange] = field(default_factory=list)  # applied, or planned on a dry run
+    failed: list[LabelFailure] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # deleted while we worked (HyperPod replacement)
+    already_correct: int = 0
+    not_gpu: int = 0  # CPU HyperPod nodes and non-HyperPod nodes
+    unknown_gpu_types: dict[str, str] = field(default_factory=dict)  # node -> ml.* type with GPUs, not in the table
+    writes: int = 0  # PATCH requests sent, including ones answered with an error
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def desired_label(node: dict[str, Any]) -> str | None:
+    """The accelerator value a node must carry, or None when label-gpus must leave it alone."""
+    labels = node["metadata"].get("labels") or {}
+    if CLUSTER_NAME_LABEL not in labels:
+        return None
+    instance_type = labels.get(INSTANCE_TYPE_LABEL, "")
+    return accelerator_label(instance_type) if instance_type.startswith("ml.") else None
+
+
+def _plan(node: dict[str, Any]) -> LabelChange | None:
+    want = desired_label(node)
+    labels = node["metadata"].get("labels") or {}
+    have = labels.get(ACCELERATOR_LABEL)
+    if want is None or have == want:
+        return None
+    return LabelChange(node["metadata"]["name"], labels.get(INSTANCE_TYPE_LABEL, ""), have, want)
+
+
+class _Labeler:
+    """Applies one node's change; a 409 means re-read, re-decide, re-patch (bounded)."""
+
+    def __init__(self, api: k8s.CoreV1Api, sleep: Callable[[float], None]):
+        self.api, self.sleep = api, sleep
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def _patch(self, change: LabelChange, resource_version: str) -> None:
+        with self._lock:
+            self.writes += 1
+        body = {"metadata": {"resourceVersion": resource_version, "labels": {ACCELERATOR_LABEL: change.new}}}
+        _json(self.api.patch_node(change.node, body, _preload_content=False))
+
+    def apply(self, change: LabelChange, resource_version: str) -> tuple[str, Any]:
+        for _ in range(MAX_CONFLICT_RETRIES + 1):
+            try:
+                call_with_retries(lambda: self._patch(change, resource_version), sleep=self.sleep)
+                return "changed", change
+            except ApiException as err:
+                if err.status == 404:
+                    return "gone", change.node
+                if err.status != 409:
+                    return "failed", LabelFailure(change.node, api_error_text(err))
+            except urllib3.exceptions.HTTPError as err:
+                return "failed", LabelFailure(change.node, api_error_text(err))
+            # Conflict: someone else wrote the node. Decide again from what is there now.
+            try:
+                node = call_with_retries(lambda: _json(self.api.read_node(change.node, _preload_content=False)),
+                                         sleep=self.sleep)
+            except ApiException as err:
+                if err.status == 404:
+                    return "gone", change.node
+                return "failed", LabelFailure(change.node, api_error_text(err))
+            except urllib3.exceptions.HTTPError as err:
+                return "failed", LabelFailure(change.node, api_error_text(err))
+            fresh = _plan(node)
+            if fresh is None:
+                return "already_correct", change.node
+            change, resource_version = fresh, node["metadata"]["resourceVersion"]
+        return "failed", LabelFailure(change.node, f"still conflicting after {MAX_CONFLICT_RETRIES} re-reads "
+                                                   "(the node keeps changing)")
+
+
+def list_hyperpod_nodes(api: k8s.CoreV1Api, *, cluster_name: str | None = None,
+                        sleep: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
+    """HyperPod nodes as plain dicts (parsing 1,000 nodes into V1Node objects would cost seconds)."""
+    selector = f"{CLUSTER_NAME_LABEL}={cluster_name}" if cluster_name else CLUSTER_NAME_LABEL
+
+    return call_with_retries(lambda: _json(api.list_node(label_selector=selector, _preload_content=False))["items"],
+                             sleep=sleep)
+
+
+def reconcile_gpu_labels(api_client: k8s.ApiClient, *, dry_run: bool = False, workers: int = DEFAULT_WORKERS,
+                         cluster_name: str | None = None, sleep: Callable[[float], None] = time.sleep,
+                         on_change: Callable[[LabelChange], None] | None = None) -> LabelReport:
+    """Make ``skypilot.co/accelerator`` match the instance type on every HyperPod GPU node.
+
+    Raises ApiException / urllib3 errors only when the node list itself cannot be read;
+    per-node failures land in ``report.failed``.
+    """
+    api = k8s.CoreV1Api(api_client)
+    report = LabelReport(dry_run=dry_run)
+    nodes = list_hyperpod_nodes(api, cluster_name=cluster_name, sleep=sleep)
+    todo: list[tuple[LabelChange, str]] = []
+    for node in nodes:
+        name = node["metadata"]["name"]
+        labels = node["metadata"].get("labels") or {}
+        change = _plan(node)
+        if change:
+            todo.append((change, node["metadata"]["resourceVersion"]))
+        elif desired_label(node):
+            report.already_correct += 1
+        else:
+            report.not_gpu += 1
+            gpus = (node.get("status") or {}).get("capacity", {}).get(GPU_RESOURCE, "0")
+            if gpus not in ("0", "") and labels.get(INSTANCE_TYPE_LABEL, "").startswith("ml."):
+                report.unknown_gpu_types[name] = labels[INSTANCE_TYPE_LABEL]
+    if dry_run:
+        report.changed = [change for change, _ in todo]
+        for change in report.changed:
+            if on_change:
+                on_change(change)
+        return report
+
+    labeler = _Labeler(api, sleep)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="label-gpus") as pool:
+        results = list(pool.map(lambda item: labeler.apply(*item), todo))
+    for outcome, value in results:
+        if outcome == "changed":
+            report.changed.append(value)
+            if on_change:
+                on_change(value)
+        elif outcome == "failed":
+            report.failed.append(value)
+        elif outcome == "gone":
+            report.gone.append(value)
+        else:
+            report.already_correct += 1
+    report.writes = labeler.writes
+    return report
+
+
+# ----- CLI --------------------------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "label-gpus",
+        help="set skypilot.co/accelerator on HyperPod GPU nodes from their instance type",
+        description="Add or fix the skypilot.co/accelerator label on every HyperPod node whose ml.* "
+        "instance type has NVIDIA GPUs (config/gpu_types.py), so SkyPilot sees them. CPU nodes, "
+        "non-HyperPod nodes and correctly labelled nodes are left alone; a second run writes nothing. "
+        "Needs get/list/patch on nodes. Exit code 7 if any node could not be labelled.",
+    )
+    add_common_args(parser)
+    parser.add_argument("--cluster-name", metavar="NAME",
+                        help="only nodes of this HyperPod cluster (default: every HyperPod node)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help=f"concurrent PATCH requests (default {DEFAULT_WORKERS})")
+    parser.set_defaults(func=run)
+
+
+def _describe(change: LabelChange, dry_run: bool) -> str:
+    verb = "would set" if dry_run else "set"
+    return f"{change.node} ({change.instance_type}): {verb} {ACCELERATOR_LABEL} {change.old or '<unset>'} -> {change.new}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        say(f"--workers must be at least 1, got {args.workers}")
+        return ExitCode.USAGE
+    try:
+        api_client = kube_api_client(args.kubeconfig, args.context, pool_size=args.workers)
+    except StepError as err:
+        say(err.message)
+        emit_json(args, {"step": "label-gpus", "ok": False, "error": err.message})
+        return err.code
+    with api_client:
+        try:
+            report = reconcile_gpu_labels(api_client, dry_run=args.dry_run, workers=args.workers,
+                                          cluster_name=args.cluster_name,
+                                          on_change=lambda c: say(_describe(c, args.dry_run)))
+        except (ApiException, urllib3.exceptions.HTTPError) as err:
+            message = f"cannot list nodes: {api_error_text(err)}"
+            say(message)
+            emit_json(args, {"step": "label-gpus", "ok": False, "error": message})
+            return ExitCode.KUBERNETES_API
+    for failure in report.failed:
+        say(f"{failure.node}: FAILED to set {ACCELERATOR_LABEL}: {failure.error}")
+    for node in report.gone:
+        say(f"{node}: deleted while labelling (replaced by HyperPod?); its replacement needs a new run")
+    for node, instance_type in report.unknown_gpu_types.items():
+        say(f"{node}: {instance_type} has {GPU_RESOURCE} but is not in config/gpu_types.py; not labelled")
+    action = "would change" if args.dry_run else "changed"
+    say(f"label-gpus: {action} {len(report.changed)}, already correct {report.already_correct}, "
+        f"not GPU {report.not_gpu}, failed {len(report.failed)} ({report.writes} API writes)")
+    emit_json(args, {"step": "label-gpus", **report.to_dict()})
+    return ExitCode.OK if report.ok else ExitCode.KUBERNETES_API
