@@ -1,0 +1,1 @@
+# A repository file outside the chart path; the installer must never write it.
