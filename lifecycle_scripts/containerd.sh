@@ -30,20 +30,30 @@ containerd_root() {
   printf '%s/containerd/data-root' "$1"
 }
 
-# containerd_on_volume FLAVOR VOLUME: true when the data was copied and the
-# config already points at it. The config is written only after the copy
-# finished, so a config naming the volume means the data is complete.
-containerd_on_volume() {
+# containerd_uses_volume FLAVOR VOLUME: true when containerd already keeps its
+# data on VOLUME: the data directory exists and the config containerd starts
+# with names it. The config is switched only after the copy finished, so this
+# means the data is complete and live: it must never be copied over again.
+# (The configs live on the root disk; a new root disk means a fresh copy.)
+containerd_uses_volume() {
   local flavor=$1 volume=$2
   [[ -d "$ROOT$(containerd_root "$volume")" ]] || return 1
   case $flavor in
     al2) al2_configs_point_at "$volume" ;;
-    al2023)
-      file_has_content "$ROOT$AL2023_CONFIG" "$(al2023_config "$volume")" \
-        && file_has_content "$ROOT$AL2023_DROP_IN" "$(al2023_drop_in)"
-      ;;
+    al2023) al2023_points_at "$volume" ;;
     *) return 1 ;;
   esac
+}
+
+# containerd_on_volume FLAVOR VOLUME: true when there is nothing left to do,
+# including refreshing an AL2023 config whose inputs changed since it was
+# written (an NVIDIA runtime installed later, a new pause image).
+containerd_on_volume() {
+  local flavor=$1 volume=$2
+  containerd_uses_volume "$flavor" "$volume" || return 1
+  if [[ $flavor == al2023 ]]; then
+    file_has_content "$ROOT$AL2023_CONFIG" "$(al2023_config "$volume")" || return 1
+  fi
 }
 
 move_containerd() {
@@ -55,7 +65,11 @@ move_containerd() {
   if [[ $flavor == al2 ]] && ! al2_has_config; then
     die "no containerd config found (looked for: ${AL2_CONFIGS[*]})"
   fi
-  copy_dir_fresh "$ROOT$CONTAINERD_DATA" "$ROOT$(containerd_root "$volume")"
+  if containerd_uses_volume "$flavor" "$volume"; then
+    log "containerd data already on $volume; only refreshing its config"
+  else
+    copy_dir_fresh "$ROOT$CONTAINERD_DATA" "$ROOT$(containerd_root "$volume")"
+  fi
   case $flavor in
     al2) configure_al2 "$volume" ;;
     al2023) configure_al2023 "$volume" ;;
@@ -174,6 +188,15 @@ SystemdCgroup = true
 bin_dir = "/opt/cni/bin"
 conf_dir = "/etc/cni/net.d"
 TOML
+}
+
+# al2023_points_at VOLUME: containerd starts with our config (drop-in in place)
+# and that config's root is on VOLUME.
+al2023_points_at() {
+  local volume=$1
+  file_has_content "$ROOT$AL2023_DROP_IN" "$(al2023_drop_in)" \
+    && [[ -f "$ROOT$AL2023_CONFIG" ]] \
+    && grep -qxF "root = \"$(containerd_root "$volume")\"" "$ROOT$AL2023_CONFIG"
 }
 
 al2023_drop_in() {
