@@ -4,6 +4,9 @@
 # a running daemon would copy a moving target, so whatever runs is stopped
 # first and started again afterwards. Services that are not running yet are
 # left alone: the node's bootstrap starts them later with the new settings.
+# If a step fails in between, they stay stopped on purpose: the lifecycle
+# script failed, so HyperPod does not put the node into service, and a daemon
+# restarted on half-moved data would only hide the error.
 
 # kubelet uses containerd, so it stops first and starts last.
 MOVED_SERVICES=(kubelet containerd)
