@@ -1,0 +1,241 @@
+"""Offline checks of a SkyPilot task YAML before anything is provisioned on the GPUs.
+
+``sky.Task.from_yaml`` catches typos in top-level and ``resources`` keys, but the SkyPilot client
+deliberately lets unknown keys under ``config:`` through for its API server to judge
+(``sky.utils.schemas._allow_additional_properties``), and nobody checks that
+``config.kubernetes.pod_config`` makes a valid pod until the API server rejects it minutes into a
+launch. Both are checked here:
+
+* ``config:`` against SkyPilot's own task-config schema built the way its API server builds it
+  (unknown keys rejected), so ``pod_confg`` fails before the launch instead of during it;
+* ``pod_config`` merged, with SkyPilot's own merge function, into a pod shaped like the one
+  SkyPilot renders (container ``ray-node``, the task's image and GPU request), then validated
+  against the Kubernetes OpenAPI schema of the cluster's version (strict: unknown fields fail),
+  plus the API server's rule that extended resources (GPUs, EFA) request exactly their limit.
+
+Every task must also target Kubernetes (``resources.infra: k8s``): this stack has no other cloud,
+and an unpinned task would let the optimizer consider clouds that are not configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import kubernetes_validate
+import yaml
+from kubernetes_validate.utils import VersionNotSupportedError
+
+from config.model import EksConfig
+
+# The EKS version the stacks deploy by default; the schema the pod is checked against.
+DEFAULT_K8S_VERSION = EksConfig.model_fields["version"].default
+GPU_RESOURCE = "nvidia.com/gpu"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+# Resources Kubernetes lets a container request below its limit; every other (extended) resource
+# must request exactly its limit or the API server refuses the pod.
+_OVERCOMMITTABLE = ("cpu", "memory", "ephemeral-storage")
+
+
+class TaskInvalid(ValueError):
+    """A task YAML failed an offline check; the message is one line naming the file and key."""
+
+
+@dataclass
+class ValidatedTask:
+    path: Path
+    task: Any  # sky.Task
+    pod: dict  # the pod spec the task's pod_config yields (SkyPilot base pod + pod_config)
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_task_file(path: str | Path, k8s_version: str = DEFAULT_K8S_VERSION) -> ValidatedTask:
+    """Run every offline check on one task file; raise ``TaskInvalid`` with one line on failure."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    check_config_block(raw.get("config"), where=str(path))
+    task = _parse_with_skypilot(path)
+    _require_kubernetes(task, path)
+    pod_config = ((raw.get("config") or {}).get("kubernetes") or {}).get("pod_config") or {}
+    pod = merged_pod(task, pod_config)
+    check_pod(pod, k8s_version, where=f"{path}: config.kubernetes.pod_config")
+    warnings = []
+    if any(r.image_id is None for r in task.resources):
+        warnings.append(f"{path}: resources.image_id is not pinned; SkyPilot will pick its default image")
+    return ValidatedTask(path=path, task=task, pod=pod, warnings=warnings)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise TaskInvalid(f"{path}: task file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskInvalid(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TaskInvalid(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise TaskInvalid(f"{path}: a task YAML must be a mapping of keys (name, resources, run, ...)")
+    return data
+
+
+def _parse_with_skypilot(path: Path):
+    import sky  # heavy import (~1.5 s): only when a task is actually checked
+
+    try:
+        return sky.Task.from_yaml(str(path))
+    except Exception as exc:  # SkyPilot raises ValueError, InvalidSkyPilotConfigError, KeyError, ...
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise TaskInvalid(f"{path}: {first}") from None
+
+
+def _require_kubernetes(task, path: Path) -> None:
+    from sky import clouds
+
+    for resources in task.resources:
+        if resources.cloud is None or not clouds.Kubernetes().is_same_cloud(resources.cloud):
+            raise TaskInvalid(f"{path}: resources.infra must be k8s (this stack runs tasks on the HyperPod "
+                              f"EKS cluster), got {resources.infra.to_str() if resources.infra else None!r}")
+
+
+# --- config: block --------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _server_side_schema_strictness() -> Iterator[None]:
+    """Build SkyPilot's schemas as its API server does after loading plugins: unknown keys fail.
+
+    The client build allows unknown keys so a newer server can accept keys an older client does
+    not know; this project pins client and server to the same SkyPilot, so the strict build is
+    the verdict the server would give.
+    """
+    from sky.utils import schemas
+
+    original = schemas._allow_additional_properties
+    schemas._allow_additional_properties = lambda: False
+    try:
+        yield
+    finally:
+        schemas._allow_additional_properties = original
+
+
+def strict_task_config_schema() -> dict:
+    from sky.utils import schemas
+
+    with _server_side_schema_strictness():
+        return schemas.get_task_schema()["properties"]["config"]
+
+
+def check_config_block(config: Any, where: str) -> None:
+    """Validate a task's ``config:`` block against SkyPilot's strict schema."""
+    if config is None:
+        return
+    from sky.utils import validator
+
+    schema = strict_task_config_schema()
+    errors = sorted(validator.get_schema_validator()(schema).iter_errors(config), key=lambda e: list(e.path))
+    if not errors:
+        return
+    error = errors[0]
+    key_path = ".".join(["config", *map(str, error.path)])
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set((error.schema.get("properties") or {}).keys())
+        unknown = [k for k in error.instance if k not in known]
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, 1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TaskInvalid(f"{where}: {key_path}: unknown key {', '.join(hints)}; known keys: {', '.join(sorted(known))}")
+    raise TaskInvalid(f"{where}: {key_path}: {error.message}")
+
+
+# --- pod_config ------------------------------------------------------------------------------------
+
+def base_pod(task) -> dict:
+    """The parts of SkyPilot's rendered pod (sky/templates/kubernetes-ray.yml.j2) a pod_config
+    merges into: one ``ray-node`` container with the task's image and GPU request."""
+    resources = next(iter(task.resources))
+    image = None
+    if resources.image_id:
+        image = next(iter(resources.image_id.values()))
+        image = image[len("docker:"):] if image.startswith("docker:") else image
+    requests: dict[str, Any] = {"cpu": "1", "memory": "1G"}
+    limits: dict[str, Any] = {}
+    if resources.accelerators:
+        count = int(sum(resources.accelerators.values()))
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = count
+    container = {
+        "name": "ray-node",
+        "image": image or "skypilot-default-image",
+        "command": ["/bin/bash", "-c", "--"],
+        "args": ["sleep infinity"],
+        "resources": {"requests": requests, **({"limits": limits} if limits else {})},
+    }
+    name = (task.name or "task").lower()
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-head", "labels": {"skypilot-cluster": name}},
+        "spec": {"restartPolicy": "Never", "containers": [container]},
+    }
+
+
+def merged_pod(task, pod_config: dict) -> dict:
+    """SkyPilot's base pod with ``pod_config`` merged the way SkyPilot merges it."""
+    from sky.utils import config_utils
+
+    if not isinstance(pod_config, dict):
+        raise TaskInvalid(f"config.kubernetes.pod_config must be a mapping, got {type(pod_config).__name__}")
+    pod = base_pod(task)
+    try:
+        config_utils.merge_k8s_configs(pod, copy.deepcopy(pod_config))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise TaskInvalid(f"config.kubernetes.pod_config cannot be merged into SkyPilot's pod: {exc}") from None
+    return pod
+
+
+def check_pod(pod: dict, k8s_version: str, where: str) -> None:
+    """The merged pod against the Kubernetes schema and the extended-resource request rule."""
+    known = schema_versions()
+    if ".".join(k8s_version.removeprefix("v").split(".")[:2]) not in known:
+        # kubernetes_validate compares versions as strings and falls back to older schemas, so an
+        # unknown version would be checked against the wrong API (or crash); refuse it instead.
+        raise TaskInvalid(f"{where}: cannot check against Kubernetes {k8s_version}: no schema for it "
+                          f"(have {known[0]}..{known[-1]})")
+    try:
+        kubernetes_validate.validate(pod, k8s_version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        raise TaskInvalid(f"{where}: invalid pod for Kubernetes {k8s_version} at {path or '<pod>'}: {exc.message}") from None
+    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError,
+            VersionNotSupportedError) as exc:
+        raise TaskInvalid(f"{where}: cannot check against Kubernetes {k8s_version}: {exc.message}") from None
+    for kind in ("containers", "initContainers"):
+        for container in pod.get("spec", {}).get(kind) or []:
+            res = container.get("resources") or {}
+            requests, limits = res.get("requests") or {}, res.get("limits") or {}
+            for name in set(requests) | set(limits):
+                if name in _OVERCOMMITTABLE or name.startswith("hugepages-"):
+                    continue
+                if name in requests and name in limits and str(requests[name]) != str(limits[name]):
+                    raise TaskInvalid(f"{where}: container {container.get('name')!r}: {name} request "
+                                      f"{requests[name]} must equal its limit {limits[name]} (extended resource)")
+
+
+def schema_versions() -> list[str]:
+    """The Kubernetes minor versions kubernetes_validate ships schemas for, oldest first."""
+    from kubernetes_validate.utils import all_versions, major_minor
+
+    versions = {major_minor(v) for v in all_versions()}
+    return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def efa_request(pod: dict) -> int:
+    """EFA interfaces the pod's containers request (0 when none)."""
+    return sum(int((c.get("resources", {}).get("requests") or {}).get(EFA_RESOURCE, 0))
+               for c in pod.get("spec", {}).get("containers") or [])
