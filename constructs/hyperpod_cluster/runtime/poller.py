@@ -34,6 +34,11 @@ class Verdict:
     rolled_back: bool = False
 
 
+def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point for both poller tasks: the Catch path hands over the error under ``Error``."""
+    return report_error(event) if "Error" in event else check(event)
+
+
 def check(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """State machine task: evaluate once, signal if finished, tell the Choice state what to do next."""
     name = event["ClusterName"]

@@ -1,0 +1,260 @@
+"""``HyperPodCluster``: a SageMaker HyperPod (EKS-orchestrated) cluster that ``cdk deploy`` waits for.
+
+Design (why not ``AWS::SageMaker::Cluster`` or a plain custom resource): CloudFormation gives a custom
+resource at most one hour, and HyperPod creation routinely takes longer (capacity, deep health checks on
+large groups); the deploy must end only when the cluster is InService with every group at its target,
+or fail with HyperPod's own FailureMessage. So the work is split:
+
+1. A Provider-framework custom resource (``runtime/handler.py``) validates the request, refuses changes
+   HyperPod cannot apply in place, starts the poller and calls CreateCluster/UpdateCluster *last*, then
+   returns. Its Delete calls DeleteCluster and waits (``is_complete``, within the 1-hour limit) until the
+   cluster is gone, so CloudFormation never tears down EKS or the subnets underneath a live cluster.
+2. A CloudFormation WaitCondition (timeout ``creation_timeout_hours``, up to 12 h) holds the deployment. A
+   Step Functions standard workflow (``wait.py``) checks the cluster once per minute and signals the
+   WaitCondition's handle with SUCCESS, or FAILURE carrying the FailureMessage (or a timeout with the last
+   status). The handle's logical id includes a hash of the desired spec, so every spec change gets a new
+   handle and CloudFormation waits again for the new target; the custom resource receives the handle URL
+   as a property and starts the poller on Create and Update.
+3. If the wait fails, CloudFormation rolls back: on Create it deletes the custom resource (DeleteCluster);
+   on Update it sends the previous spec back, which the handler applies against the live cluster.
+
+``wait_for_in_service: false`` drops the WaitCondition and the poller; the deploy then ends once HyperPod
+accepted the request.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+from aws_cdk import CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import custom_resources as cr
+from constructs import Construct, IDependable
+
+from config.model import HyperPodConfig
+from constructs.hyperpod_cluster import asset, nag, permissions, request
+from constructs.hyperpod_cluster.wait import InServicePoller
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+# The Provider polls deletion this often, for at most the custom-resource limit of one hour.
+DELETE_QUERY_INTERVAL = Duration.seconds(30)
+DELETE_TOTAL_TIMEOUT = Duration.minutes(60)
+RESOURCE_TYPE = "Custom::HyperPodCluster"
+
+
+class HyperPodCluster(Construct):
+    """The cluster, its execution role, the custom resource and (unless disabled) the InService wait.
+
+    Attributes: ``cluster_name`` (str), ``cluster_arn`` (token), ``execution_role`` (the nodes' role),
+    ``ready`` (what to depend on for "cluster usable": the WaitCondition, or the custom resource when not
+    waiting), ``wait_condition`` (or None), ``status`` (cluster status when the custom resource finished).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: HyperPodConfig,
+        tags: Mapping[str, str],
+        eks_cluster: eks.ICluster,
+        vpc: ec2.IVpc,
+        subnets: Sequence[ec2.ISubnet],
+        security_group: ec2.ISecurityGroup,
+        lifecycle_bucket: s3.IBucket,
+        lifecycle_prefix: str = "lifecycle_scripts",
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not subnets:
+            raise ValueError("subnets: HyperPod needs at least one subnet for VpcConfig")
+        request.validate_tags(tags)
+        prefix = lifecycle_prefix.strip("/")
+        stack = Stack.of(self)
+        self.cluster_name = config.cluster_name
+        owner = f"{stack.stack_name}/{self.node.addr}"
+        perm_scope = permissions.Scope(
+            stack=stack,
+            vpc_id=vpc.vpc_id,
+            subnet_ids=[s.subnet_id for s in subnets],
+            security_group_id=security_group.security_group_id,
+            eks_cluster_arn=eks_cluster.cluster_arn,
+            eks_cluster_name=eks_cluster.cluster_name,
+            bucket_arn=lifecycle_bucket.bucket_arn,
+            lifecycle_prefix=prefix,
+            owner_tag_key=request.OWNER_TAG_KEY,
+            owner_tag_value=owner,
+        )
+
+        self.execution_role = self._execution_role(perm_scope)
+        code = lambda_.Code.from_asset(str(asset.build()))
+        wait_seconds = config.creation_timeout_hours * 3600
+        self.poller: Optional[InServicePoller] = None
+        if config.wait_for_in_service:
+            self.poller = InServicePoller(
+                self, "Poller", code=code, runtime=RUNTIME, statements=permissions.poller_statements(perm_scope),
+                timeout=Duration.seconds(wait_seconds + 600), log_retention=log_retention,
+            )
+            self._acknowledge_poller(self.poller)
+
+        provider = self._provider(perm_scope, code, log_retention)
+        handle = None
+        digest = request.spec_digest(config, tags, prefix)
+        if config.wait_for_in_service:
+            handle = CfnWaitConditionHandle(self, f"InServiceHandle{digest}")
+
+        cluster_request = request.cluster_request(
+            config,
+            tags=tags,
+            owner=owner,
+            eks_cluster_arn=eks_cluster.cluster_arn,
+            subnet_ids=perm_scope.subnet_ids,
+            security_group_id=perm_scope.security_group_id,
+            execution_role_arn=self.execution_role.role_arn,
+            source_s3_uri=f"s3://{lifecycle_bucket.bucket_name}/{prefix}/",
+        )
+        properties = {
+            "ClusterRequest": stack.to_json_string(cluster_request),
+            "OwnerTagKey": request.OWNER_TAG_KEY,
+        }
+        if handle is not None:
+            properties["WaitHandleUrl"] = handle.ref
+            properties["WaitTimeoutSeconds"] = str(wait_seconds)
+        self.resource = CustomResource(
+            self, "Resource",
+            service_token=provider.service_token,
+            resource_type=RESOURCE_TYPE,
+            properties=properties,
+            removal_policy=RemovalPolicy.DESTROY,
+            service_timeout=DELETE_TOTAL_TIMEOUT,
+        )
+        self.cluster_arn = self.resource.get_att_string("ClusterArn")
+        self.status = self.resource.get_att_string("ClusterStatus")
+
+        self.wait_condition: Optional[CfnWaitCondition] = None
+        self.ready: IDependable = self.resource
+        if handle is not None:
+            self.wait_condition = CfnWaitCondition(
+                self, f"InService{digest}", handle=handle.ref, timeout=str(wait_seconds), count=1,
+            )
+            self.wait_condition.node.add_dependency(self.resource)
+            self.ready = self.wait_condition
+
+    # --- parts ------------------------------------------------------------------------------------
+
+    def _execution_role(self, scope: permissions.Scope) -> iam.Role:
+        role = iam.Role(
+            self, "ExecutionRole",
+            assumed_by=iam.ServicePrincipal(permissions.SAGEMAKER),
+            description=f"HyperPod execution role for cluster {self.cluster_name} (nodes and HyperPod)",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(permissions.MANAGED_INSTANCE_POLICY)],
+            # Inline, so the permissions exist before the custom resource (which needs the role's ARN) runs.
+            inline_policies={"HyperPodNodes": iam.PolicyDocument(statements=permissions.execution_role_statements(scope))},
+        )
+        nag.acknowledge(
+            role,
+            "AmazonSageMakerClusterInstanceRolePolicy is the AWS-maintained baseline HyperPod documents for "
+            "cluster instance roles (CloudWatch logs/metrics under /aws/sagemaker/Clusters, SSM messages, "
+            "sagemaker-* lifecycle buckets); AWS updates it as HyperPod's agents change.",
+            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{permissions.MANAGED_INSTANCE_POLICY}]",
+        )
+        nag.justify_wildcard_resources(role, role.node.default_child, nag.by_sid(permissions.WILDCARD_REASONS))
+        return role
+
+    def _provider(self, scope: permissions.Scope, code: lambda_.Code, log_retention: logs.RetentionDays) -> cr.Provider:
+        handler_role = iam.Role(
+            self, "HandlerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"HyperPod cluster {self.cluster_name}: create/update/delete custom resource",
+            inline_policies={"HyperPodCluster": iam.PolicyDocument(statements=permissions.handler_statements(
+                scope, execution_role_arn=self.execution_role.role_arn,
+                poller_arn=self.poller.state_machine.state_machine_arn if self.poller else None,
+            ))},
+        )
+        nag.justify_wildcard_resources(handler_role, handler_role.node.default_child,
+                                       nag.by_sid(permissions.WILDCARD_REASONS))
+        environment = {}
+        if self.poller is not None:
+            environment["POLLER_STATE_MACHINE_ARN"] = self.poller.state_machine.state_machine_arn
+
+        def function(name: str, handler: str, timeout: Duration, description: str) -> lambda_.Function:
+            log_group = logs.LogGroup(self, f"{name}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+            log_group.grant_write(handler_role)
+            return lambda_.Function(
+                self, name,
+                code=code,
+                handler=f"hyperpod_cluster_runtime.handler.{handler}",
+                runtime=RUNTIME,
+                architecture=lambda_.Architecture.ARM_64,
+                memory_size=256,
+                timeout=timeout,
+                role=handler_role,
+                environment=environment,
+                description=description,
+                log_group=log_group,
+            )
+
+        on_event = function("OnEvent", "on_event", Duration.minutes(2),
+                            "HyperPod cluster custom resource: validates, then Create/Update/DeleteCluster")
+        is_complete = function("IsComplete", "is_complete", Duration.minutes(1),
+                               "HyperPod cluster custom resource: acceptance check and wait-until-deleted")
+
+        # Two framework roles: one shared role would make the waiter state machine and the framework
+        # functions depend on each other's policies (a CloudFormation dependency cycle).
+        framework_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        framework_roles = []
+        for name, purpose in (("ProviderOnEventRole", "starts the custom resource"),
+                              ("ProviderWaiterRole", "polls is_complete and reports timeouts")):
+            role = iam.Role(
+                self, name,
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"HyperPod cluster {self.cluster_name}: CDK provider framework function that {purpose}",
+            )
+            framework_logs.grant_write(role)
+            framework_roles.append(role)
+        provider = cr.Provider(
+            self, "Provider",
+            on_event_handler=on_event,
+            is_complete_handler=is_complete,
+            query_interval=DELETE_QUERY_INTERVAL,
+            total_timeout=DELETE_TOTAL_TIMEOUT,
+            framework_on_event_role=framework_roles[0],
+            framework_complete_and_timeout_role=framework_roles[1],
+            log_group=framework_logs,
+            disable_waiter_state_machine_logging=False,
+            waiter_state_machine_log_options=cr.LogOptions(
+                destination=logs.LogGroup(self, "ProviderWaiterLogs", retention=log_retention,
+                                          removal_policy=RemovalPolicy.DESTROY),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=False,
+            ),
+        )
+        waiter = provider.node.find_child("waiter-state-machine")
+        for role in (*framework_roles, waiter.node.find_child("Role")):
+            _justify_generated(role)
+        nag.acknowledge(
+            waiter,
+            "aws-cdk-lib's Provider framework offers no tracing option for its internal waiter state machine; "
+            "it only re-invokes is_complete every 30 s, and every step is logged (level ALL) to CloudWatch Logs.",
+            "AwsSolutions-SF2",
+        )
+        return provider
+
+    def _acknowledge_poller(self, poller: InServicePoller) -> None:
+        nag.justify_wildcard_resources(poller.role, poller.role.node.default_child,
+                                       nag.by_sid(permissions.WILDCARD_REASONS))
+        _justify_generated(poller.state_machine.role)
+
+
+def _justify_generated(role: iam.IRole) -> None:
+    """Acknowledge the wildcards aws-cdk-lib writes into a role's DefaultPolicy (see ``nag.generated_by_cdk``)."""
+    policy = role.node.try_find_child("DefaultPolicy")
+    if policy is not None:
+        nag.justify_wildcard_resources(policy, policy.node.default_child, nag.generated_by_cdk)
+
