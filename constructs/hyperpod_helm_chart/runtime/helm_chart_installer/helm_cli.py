@@ -78,7 +78,11 @@ class HelmCli:
         if done.stdout:
             LOG.info("helm %s stdout:\n%s", args[0], done.stdout[-_OUTPUT_TAIL:])
         if done.returncode != 0:
-            detail = (done.stderr or done.stdout or "").strip()[-_OUTPUT_TAIL:]
+            # helm often prints the cause (e.g. an unreachable chart repository) on stdout and only a
+            # consequence on stderr, so the error carries both.
+            detail = (done.stderr or "").strip()[-_OUTPUT_TAIL:]
+            if done.stdout.strip():
+                detail += f" | output: {done.stdout.strip()[-_OUTPUT_TAIL:]}"
             raise HelmError(f"helm {' '.join(args[:2])} failed (exit {done.returncode}): {detail}")
         if done.stderr:
             LOG.info("helm %s stderr:\n%s", args[0], done.stderr[-_OUTPUT_TAIL:])
@@ -87,13 +91,15 @@ class HelmCli:
     def dependencies(self, chart_dir: Path) -> list[Dependency]:
         return parse_dependency_list(self.run(["dependency", "list", str(chart_dir)], timeout=60))
 
-    def build_dependencies_if_needed(self, chart_dir: Path, *, timeout: float = 300) -> list[Dependency]:
+    def build_dependencies_if_needed(self, chart_dir: Path, *, timeout: float = 300, attempts: int = 3,
+                                     sleep: Callable[[float], None] = time.sleep) -> list[Dependency]:
         """Run `helm dependency build` only when a declared sub-chart is not in charts/ yet.
 
         Local ``file://charts/x`` sub-charts that are already unpacked are fine as they are;
         remote ones (the upstream chart pulls the NVIDIA and EFA device plugins from their
         publishers' Helm repositories, and cert-manager from OCI) must be downloaded. Returns the
-        dependencies that were missing.
+        dependencies that were missing. A failed build (a chart repository answering 5xx, a reset
+        connection) is retried a bounded number of times, then reported with helm's output.
         """
         missing = [d for d in self.dependencies(chart_dir) if d.status not in _PRESENT]
         if not missing:
@@ -101,7 +107,15 @@ class HelmCli:
             return []
         LOG.info("building dependencies; not present: %s",
                  ", ".join(f"{d.name} {d.version} from {d.repository} ({d.status})" for d in missing))
-        self.run(["dependency", "build", str(chart_dir)], timeout=timeout)
+        for attempt in range(1, attempts + 1):
+            try:
+                self.run(["dependency", "build", str(chart_dir)], timeout=timeout)
+                break
+            except HelmError as exc:
+                if attempt == attempts:
+                    raise
+                LOG.warning("dependency build failed (attempt %d/%d), retrying: %s", attempt, attempts, exc)
+                sleep(5 * attempt)
         still = [d for d in self.dependencies(chart_dir) if d.status not in _PRESENT]
         if still:
             raise HelmError("helm dependency build left dependencies unresolved: "
