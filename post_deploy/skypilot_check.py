@@ -1,0 +1,265 @@
+"""``check``: ask SkyPilot itself whether it can use the cluster and sees every expected GPU.
+
+Why SkyPilot's own code and not our reading of the nodes: what matters is what SkyPilot's
+optimizer will see, and its rules are subtle (one label formatter wins cluster-wide, values must
+be lowercase, ``a100`` is not ``A100-80GB``, GPUs must be allocatable). So this step runs, in this
+process, the functions behind ``sky check kubernetes`` (port-forward dependencies, allowed
+contexts, ``check_credentials`` of the context) and behind ``sky gpus list --infra k8s``
+(``get_kubernetes_node_info``, ``realtime_kubernetes_gpu_availability``), then compares what they
+report per node with what the node's ``ml.*`` instance type carries (``config.gpu_types``).
+
+Why in-process: the ``sky`` CLI and SDK send every call to an API server and auto-start a local
+one (port 46580) that outlives the command; these functions are the server-side implementations
+and need none, so nothing is left running. Found while building this step: besides ``socat`` and
+``nc``, SkyPilot 0.14.1 runs ``kubectl config view --minify`` while checking a context, so a
+missing kubectl disables the context.
+
+Every problem is reported as one line naming the node or tool and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, gpu_spec
+from post_deploy.common import StepError, add_common_args, emit_json, say
+from post_deploy.exit_codes import ExitCode
+from post_deploy.labels import CLUSTER_NAME_LABEL, GPU_RESOURCE, kubeconfig_path
+
+LABEL_FIX = "run `python -m post_deploy label-gpus`"
+DEVICE_PLUGIN_FIX = ("the NVIDIA device plugin (from the HyperPod dependency Helm chart) is not running on it: "
+                     "check `kubectl -n kube-system get ds` and the chart's nvidia-device-plugin settings")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class NodeGpus:
+    """One HyperPod GPU node: what its instance type carries versus what SkyPilot reports."""
+
+    node: str
+    instance_type: str
+    expected_accelerator: str
+    expected_count: int
+    seen_accelerator: str | None = None
+    seen_count: int = 0
+    problem: str | None = None
+
+
+@dataclass
+class CheckReport:
+    kubeconfig: str
+    context: str | None
+    enabled: bool = False  # `sky check kubernetes` says the context is enabled
+    skypilot_message: str | None = None  # its note/reason for the context, ANSI stripped
+    problems: list[str] = field(default_factory=list)
+    nodes: list[NodeGpus] = field(default_factory=list)
+    gpus: dict[str, dict[str, Any]] = field(default_factory=dict)  # what `sky gpus list --infra k8s` shows
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+@contextlib.contextmanager
+def _skypilot_session(kubeconfig: str) -> Iterator[None]:
+    """Point SkyPilot at our kubeconfig and start from empty per-request caches, as its server does.
+
+    The kubernetes package reads ``$KUBECONFIG`` once, at import, as its default file, and SkyPilot
+    relies on that default in places (its exec-auth probe calls ``load_kube_config()``); it is
+    pointed at the same file for the duration, as if this process had started with
+    ``KUBECONFIG=<path>`` like a SkyPilot API server does. SkyPilot's status spinners print
+    control payloads on stdout; they are dropped so ``--json`` output stays one object.
+    """
+    from kubernetes.config import kube_config
+    from sky.utils import annotations
+
+    previous = os.environ.get("KUBECONFIG")
+    previous_default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    os.environ["KUBECONFIG"] = kubeconfig
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
+    os.environ.setdefault("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+    annotations.clear_request_level_cache()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        annotations.clear_request_level_cache()
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = previous_default
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
+
+
+def _resolve_context(path: str, context: str | None) -> tuple[str, list[str]]:
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
+    if not any(os.path.isfile(p) for p in path.split(os.pathsep) if p):
+        raise StepError(ExitCode.USAGE, f"kubeconfig {path!r} does not exist "
+                                        "(run `python -m post_deploy kubeconfig` first, or pass --kubeconfig)")
+    try:
+        contexts, current = k8s_config.list_kube_config_contexts(config_file=path)
+    except ConfigException as err:
+        raise StepError(ExitCode.USAGE, f"cannot read kubeconfig {path!r}: {err}") from None
+    names = [c["name"] for c in contexts]
+    chosen = context or (current or {}).get("name")
+    if not chosen:
+        raise StepError(ExitCode.SKYPILOT_CHECK, f"kubeconfig {path!r} has no current-context and no --context "
+                                                 "was given; SkyPilot uses the current-context")
+    if chosen not in names:
+        raise StepError(ExitCode.SKYPILOT_CHECK, f"context {chosen!r} is missing from kubeconfig {path!r} "
+                                                 f"(it has: {', '.join(names) or 'none'}); run "
+                                                 "`python -m post_deploy kubeconfig`")
+    return chosen, names
+
+
+def _tool_problems() -> list[str]:
+    from sky.provision.kubernetes import utils as kubernetes_utils
+
+    problems = []
+    reasons = kubernetes_utils.check_port_forward_mode_dependencies(False)
+    if reasons:
+        problems.append("SkyPilot's port-forwarding tools are missing from PATH: "
+                        + " ".join(_ANSI.sub("", r).strip() for r in reasons)
+                        + " (Debian/Ubuntu: apt-get install -y socat netcat-openbsd)")
+    if shutil.which("kubectl") is None:
+        problems.append("kubectl is not on PATH: SkyPilot runs `kubectl config view --minify` while checking "
+                        "a context (and `kubectl port-forward` to reach its clusters)")
+    return problems
+
+
+def _diagnose(node: Any, expected: NodeGpus) -> str | None:
+    """Why SkyPilot does not show this node's GPUs as expected, most fundamental cause first."""
+    labels = node.metadata.labels or {}
+    allocatable = int(float((node.status.allocatable or {}).get(GPU_RESOURCE, "0")))
+    label = labels.get(ACCELERATOR_LABEL)
+    if label is None:
+        return f"has no {ACCELERATOR_LABEL} label, so SkyPilot cannot tell its GPU type: {LABEL_FIX}"
+    if label != expected.expected_accelerator:
+        return (f"{ACCELERATOR_LABEL}={label}, but SkyPilot needs {expected.expected_accelerator!r} for "
+                f"{expected.instance_type}: {LABEL_FIX}")
+    if allocatable == 0:
+        return f"{GPU_RESOURCE} is not allocatable (0 of {expected.expected_count}): {DEVICE_PLUGIN_FIX}"
+    if (expected.seen_accelerator or "").lower() != expected.expected_accelerator:
+        return (f"SkyPilot reports GPU type {expected.seen_accelerator or 'none'}, expected "
+                f"{expected.expected_accelerator.upper()} (another GPU label scheme may win cluster-wide)")
+    if allocatable < expected.expected_count:
+        return (f"only {allocatable} of {expected.expected_count} GPUs allocatable; the device plugin "
+                "withdrew the others (unhealthy GPUs?)")
+    if expected.seen_count < expected.expected_count:
+        return f"SkyPilot counts {expected.seen_count} of {expected.expected_count} GPUs"
+    return None
+
+
+def check_skypilot(kubeconfig: str | None = None, context: str | None = None, *,
+                   cluster_name: str | None = None) -> CheckReport:
+    """Run SkyPilot's Kubernetes checks for one context and explain every gap.
+
+    Raises StepError for a kubeconfig that cannot be read (USAGE) or a context it lacks.
+    """
+    path = kubeconfig_path(kubeconfig)
+    chosen, _ = _resolve_context(path, context)
+    report = CheckReport(kubeconfig=path, context=chosen)
+
+    from sky import clouds, core
+    from sky.provision.kubernetes import utils as kubernetes_utils
+
+    with _skypilot_session(path):
+        report.problems += _tool_problems()
+        allowed = clouds.Kubernetes.existing_allowed_contexts(silent=True)
+        if chosen not in allowed:
+            report.problems.append(
+                f"SkyPilot will not use context {chosen!r}: it uses {', '.join(map(repr, allowed)) or 'no context'} "
+                "(the kubeconfig's current-context unless kubernetes.allowed_contexts is set in "
+                "~/.sky/config.yaml); run `kubectl config use-context " + chosen + "`")
+        try:  # what `sky check kubernetes` runs for each context
+            report.enabled, message = kubernetes_utils.check_credentials(chosen, run_optional_checks=True)
+        except Exception as err:  # noqa: BLE001 - SkyPilot's own check reports any error as "disabled"
+            report.enabled, message = False, str(err)
+        report.skypilot_message = _ANSI.sub("", message).strip() if message else None
+        if not report.enabled:
+            report.problems.append(f"SkyPilot reports context {chosen!r} disabled: {report.skypilot_message}")
+            return report
+
+        nodes = kubernetes_utils.get_kubernetes_nodes(context=chosen)
+        info = kubernetes_utils.get_kubernetes_node_info(chosen).node_info_dict
+        try:
+            for gpu in core.realtime_kubernetes_gpu_availability(context=chosen)[0][1]:
+                report.gpus[gpu.gpu] = {"capacity": gpu.capacity, "available": gpu.available,
+                                        "requestable": [int(c) for c in gpu.counts]}
+        except ValueError:  # "No GPUs found in any Kubernetes clusters": the per-node checks explain why
+            pass
+
+    for node in sorted(nodes, key=lambda n: n.metadata.name):
+        labels = node.metadata.labels or {}
+        if CLUSTER_NAME_LABEL not in labels or (cluster_name and labels[CLUSTER_NAME_LABEL] != cluster_name):
+            continue
+        spec = gpu_spec(labels.get(INSTANCE_TYPE_LABEL, ""))
+        if spec is None:
+            continue
+        seen = info.get(node.metadata.name)
+        entry = NodeGpus(node.metadata.name, labels[INSTANCE_TYPE_LABEL], spec.accelerator, spec.count,
+                         seen.accelerator_type if seen else None,
+                         int((seen.total or {}).get("accelerator_count", 0)) if seen else 0)
+        entry.problem = _diagnose(node, entry)
+        report.nodes.append(entry)
+        if entry.problem:
+            report.problems.append(f"{entry.node} ({entry.instance_type}): {entry.problem}")
+    if not report.nodes:
+        scope = f"of cluster {cluster_name!r} " if cluster_name else ""
+        report.problems.append(f"no HyperPod GPU nodes {scope}found in context {chosen!r} "
+                               f"(nodes labelled {CLUSTER_NAME_LABEL} with a GPU ml.* instance type); "
+                               "run `python -m post_deploy wait-nodes` first")
+    return report
+
+
+# ----- CLI --------------------------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="verify with SkyPilot that the context is enabled and every HyperPod GPU is visible",
+        description="Run SkyPilot's own `sky check kubernetes` and `sky gpus list --infra k8s` logic "
+        "in-process (no API server) for the context, and compare the GPUs SkyPilot sees on each "
+        "HyperPod node with what its instance type carries. Explains each gap: missing socat/nc/"
+        "kubectl, context missing or not SkyPilot's, GPU labels missing or wrong (fix: label-gpus), "
+        "nvidia.com/gpu not allocatable (device plugin). Exit code 8 on any gap.",
+    )
+    add_common_args(parser)
+    parser.add_argument("--cluster-name", metavar="NAME",
+                        help="only check nodes of this HyperPod cluster (default: every HyperPod node)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = check_skypilot(args.kubeconfig, args.context, cluster_name=getattr(args, "cluster_name", None))
+    except StepError as err:
+        say(f"check FAILED: {err.message}")
+        emit_json(args, {"step": "check", "ok": False, "exit_code": int(err.code), "problems": [err.message]})
+        return err.code
+    say(f"SkyPilot: context {report.context!r} {'enabled' if report.enabled else 'disabled'}"
+        + (f" ({report.skypilot_message})" if report.skypilot_message else ""))
+    for entry in report.nodes:
+        seen = f"{entry.seen_accelerator} x{entry.seen_count}" if entry.seen_accelerator else "no GPUs"
+        say(f"  {entry.node} ({entry.instance_type}): SkyPilot sees {seen}, expected "
+            f"{entry.expected_accelerator.upper()} x{entry.expected_count}{'' if entry.problem else '  ok'}")
+    for name, gpu in sorted(report.gpus.items()):
+        say(f"  {name}: {gpu['capacity']} total, {gpu['available']} free, requestable per node: "
+            f"{', '.join(map(str, gpu['requestable'])) or '-'}")
+    for problem in report.problems:
+        say(f"problem: {problem}")
+    say("check: ok" if report.ok else f"check FAILED: {len(report.problems)} problem(s)")
+    emit_json(args, {"step": "check", "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK),
+                     **report.to_dict()})
+    return ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK

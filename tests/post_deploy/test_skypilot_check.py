@@ -1,0 +1,199 @@
+"""check: real SkyPilot 0.14.1 code against the Kubernetes API double.
+
+Expected GPU types and counts are written out here (not taken from config.gpu_types), so the
+table, the labeler and SkyPilot's reading of the labels are checked together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import pytest
+import yaml
+
+from post_deploy import labels, skypilot_check
+from post_deploy.exit_codes import ExitCode
+from tests.k8s_double import seed
+
+
+def _args(kubeconfig, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    skypilot_check.register(parser.add_subparsers())
+    return parser.parse_args(["check", "--kubeconfig", str(kubeconfig.path), "--context", kubeconfig.context,
+                              *extra])
+
+
+def _check(kubeconfig, capsys, *extra: str) -> tuple[int, dict, str]:
+    code = skypilot_check.run(_args(kubeconfig, "--json", *extra))
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err
+
+
+@pytest.fixture
+def gpu_cluster(k8s_double, skypilot_env):
+    """Two p5, one p4de, one g5, a CPU HyperPod node and a system node, none labelled for SkyPilot."""
+    names = {}
+    for key, instance_type, gpus in [("p5a", "ml.p5.48xlarge", 8), ("p5b", "ml.p5.48xlarge", 8),
+                                     ("p4de", "ml.p4de.24xlarge", 8), ("g5", "ml.g5.12xlarge", 4)]:
+        names[key] = k8s_double.add_node(seed.hyperpod_node(instance_type, gpus=gpus))["metadata"]["name"]
+    names["cpu"] = k8s_double.add_node(seed.cpu_hyperpod_node())["metadata"]["name"]
+    names["system"] = k8s_double.add_node(seed.system_node())["metadata"]["name"]
+    k8s_double.add_pod(seed.pod("training", namespace="team-a", node_name=names["p5a"], gpus=2))
+    return names
+
+
+def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
+        gpu_cluster, k8s_double, kubeconfig_for_double, k8s_api_client, capsys):
+    code, before, err = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK and before["ok"] is False
+    assert before["enabled"] is True  # SkyPilot only notes unlabelled GPUs; the step must not stop there
+    assert "Cluster has 4 nodes with accelerators that are not labeled" in before["skypilot_message"]
+    assert sorted(before["problems"]) == sorted(
+        f"{gpu_cluster[key]} ({instance_type}): has no skypilot.co/accelerator label, so SkyPilot cannot tell "
+        "its GPU type: run `python -m post_deploy label-gpus`"
+        for key, instance_type in [("p5a", "ml.p5.48xlarge"), ("p5b", "ml.p5.48xlarge"),
+                                   ("p4de", "ml.p4de.24xlarge"), ("g5", "ml.g5.12xlarge")])
+    assert f"problem: {gpu_cluster['g5']} (ml.g5.12xlarge): has no skypilot.co/accelerator label" in err
+
+    assert labels.reconcile_gpu_labels(k8s_api_client).ok
+
+    code, after, err = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.OK, after["problems"]
+    assert (after["ok"], after["enabled"], after["problems"], after["skypilot_message"]) == (True, True, [], None)
+    seen = {n["node"]: (n["seen_accelerator"], n["seen_count"]) for n in after["nodes"]}
+    assert seen == {gpu_cluster["p5a"]: ("H100", 8), gpu_cluster["p5b"]: ("H100", 8),
+                    gpu_cluster["p4de"]: ("A100-80GB", 8), gpu_cluster["g5"]: ("A10G", 4)}
+    assert after["gpus"] == {  # what `sky gpus list --infra k8s` shows; CPU nodes add nothing
+        "H100": {"capacity": 16, "available": 14, "requestable": [1, 2, 4, 8]},
+        "A100-80GB": {"capacity": 8, "available": 8, "requestable": [1, 2, 4, 8]},
+        "A10G": {"capacity": 4, "available": 4, "requestable": [1, 2, 4]},
+    }
+    assert f"{gpu_cluster['p4de']} (ml.p4de.24xlarge): SkyPilot sees A100-80GB x8, expected A100-80GB x8  ok" in err
+    assert "check: ok" in err
+
+
+def test_wrong_label_values_are_named_with_the_value_skypilot_needs(k8s_double, kubeconfig_for_double,
+                                                                    skypilot_env, capsys):
+    upper = k8s_double.add_node(seed.hyperpod_node("ml.p5.48xlarge", gpus=8, accelerator="H100"))
+    forty = k8s_double.add_node(seed.hyperpod_node("ml.p4de.24xlarge", gpus=8, accelerator="a100"))
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    assert summary["problems"] == [
+        f"{n['metadata']['name']} ({t}): skypilot.co/accelerator={v}, but SkyPilot needs {w!r} for {t}: "
+        "run `python -m post_deploy label-gpus`"
+        for n, t, v, w in sorted([(upper, "ml.p5.48xlarge", "H100", "h100"),
+                                  (forty, "ml.p4de.24xlarge", "a100", "a100-80gb")],
+                                 key=lambda x: x[0]["metadata"]["name"])]
+
+
+def test_gpus_not_allocatable_point_at_the_device_plugin(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
+    name = k8s_double.add_node(seed.hyperpod_node("ml.p5.48xlarge", gpus=0, accelerator="h100"))["metadata"]["name"]
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    assert summary["problems"] == [
+        f"{name} (ml.p5.48xlarge): nvidia.com/gpu is not allocatable (0 of 8): {skypilot_check.DEVICE_PLUGIN_FIX}"]
+    assert "Could not detect GPU/TPU resources" in summary["skypilot_message"]
+
+
+def test_gpus_withdrawn_by_the_device_plugin_are_reported(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
+    node = seed.hyperpod_node("ml.p5.48xlarge", gpus=8, accelerator="h100")
+    node["status"]["allocatable"]["nvidia.com/gpu"] = "6"
+    name = k8s_double.add_node(node)["metadata"]["name"]
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    assert summary["problems"] == [f"{name} (ml.p5.48xlarge): only 6 of 8 GPUs allocatable; the device plugin "
+                                   "withdrew the others (unhealthy GPUs?)"]
+
+
+def test_missing_port_forward_tools_and_kubectl_are_named(k8s_double, kubeconfig_for_double, skypilot_env,
+                                                          tmp_path, monkeypatch, capsys):
+    k8s_double.add_node(seed.hyperpod_node("ml.g5.12xlarge", gpus=4, accelerator="a10g"))
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    tools, kubectl, disabled = summary["problems"]
+    assert "port-forwarding tools are missing" in tools and "socat" in tools and "`nc`" in tools
+    assert kubectl.startswith("kubectl is not on PATH")
+    assert disabled.startswith("SkyPilot reports context 'hyperpod-test' disabled: Failed to get kubeconfig "
+                               "text for context hyperpod-test: /bin/sh: ")  # the shell's "kubectl: not found"
+    assert "kubectl" in disabled.rsplit(":", 2)[1] and "not found" in disabled
+    assert summary["enabled"] is False
+
+
+def test_context_missing_from_the_kubeconfig(kubeconfig_for_double, skypilot_env, capsys):
+    args = _args(kubeconfig_for_double, "--json")
+    args.context = "prod"
+
+    assert skypilot_check.run(args) == ExitCode.SKYPILOT_CHECK
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["problems"] == [f"context 'prod' is missing from kubeconfig '{kubeconfig_for_double.path}' "
+                                   "(it has: hyperpod-test); run `python -m post_deploy kubeconfig`"]
+
+
+def test_context_skypilot_would_not_use_is_explained(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
+    k8s_double.add_node(seed.hyperpod_node("ml.g5.12xlarge", gpus=4, accelerator="a10g"))
+    config = yaml.safe_load(kubeconfig_for_double.path.read_text())
+    config["contexts"].append({"name": "other", "context": dict(config["contexts"][0]["context"])})
+    config["current-context"] = "other"
+    kubeconfig_for_double.path.write_text(yaml.safe_dump(config))
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    assert summary["problems"] == [
+        "SkyPilot will not use context 'hyperpod-test': it uses 'other' (the kubeconfig's current-context "
+        "unless kubernetes.allowed_contexts is set in ~/.sky/config.yaml); run "
+        "`kubectl config use-context hyperpod-test`"]
+    assert summary["nodes"][0]["seen_accelerator"] == "A10G"  # the GPU checks still ran for the context
+
+
+def test_api_refusing_the_probe_disables_the_context(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
+    k8s_double.inject_fault("GET", "/pods$", status=403, times=None)
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK and summary["enabled"] is False
+    assert summary["problems"][0].startswith("SkyPilot reports context 'hyperpod-test' disabled: "
+                                             "Failed to communicate with the cluster: (403)")
+
+
+def test_no_gpu_nodes_is_a_problem(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
+    k8s_double.add_node(seed.cpu_hyperpod_node())
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys, "--cluster-name", "hp-test")
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    assert summary["problems"][0].startswith("no HyperPod GPU nodes of cluster 'hp-test' found")
+
+
+def test_check_runs_without_a_skypilot_api_server(gpu_cluster, kubeconfig_for_double, skypilot_env, capsys):
+    _check(kubeconfig_for_double, capsys)
+
+    from sky.skylet.constants import API_SERVER_LOGS
+
+    server_log = skypilot_env / API_SERVER_LOGS.removeprefix("~/")
+    assert not server_log.parent.exists()  # an API server started by the SDK would log here
+    assert os.environ["KUBECONFIG"] == str(kubeconfig_for_double.path)  # restored, not left changed
+
+
+def test_missing_kubeconfig_is_a_usage_error(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    skypilot_check.register(parser.add_subparsers())
+    args = parser.parse_args(["check", "--kubeconfig", str(tmp_path / "missing")])
+    assert skypilot_check.run(args) == ExitCode.USAGE
+    assert "does not exist" in capsys.readouterr().err
