@@ -74,6 +74,7 @@ def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
     }
     assert f"{gpu_cluster['p4de']} (ml.p4de.24xlarge): SkyPilot sees A100-80GB x8, expected A100-80GB x8  ok" in err
     assert "check: ok" in err
+    assert k8s_double.unknown_requests == []  # every call SkyPilot made is one the double implements
 
 
 def test_wrong_label_values_are_named_with_the_value_skypilot_needs(k8s_double, kubeconfig_for_double,
