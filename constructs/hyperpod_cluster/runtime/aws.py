@@ -8,8 +8,6 @@ retrying; the poller runs inside a fixed polling interval and must give up quick
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
@@ -45,15 +43,20 @@ _NETWORK = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, Conn
 _NOT_FOUND_TEXT = re.compile(r"could not find|not found|does not exist", re.IGNORECASE)
 
 
-@lru_cache(maxsize=None)
+_CLIENTS: dict = {}
+
+
 def client(service: str, budget: str = "event"):
     """One cached client per service and budget (Lambda containers are reused between invocations)."""
-    return boto3.client(service, config=BUDGETS[budget])
+    key = (service, budget)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = boto3.client(service, config=BUDGETS[budget])
+    return _CLIENTS[key]
 
 
 def reset_clients() -> None:
     """Forget cached clients (tests swap endpoints and mocks between cases)."""
-    client.cache_clear()
+    _CLIENTS.clear()
 
 
 def error_code(err: BaseException) -> str:

@@ -12,6 +12,7 @@ reached HyperPod must not be refused again on the way back.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ def validate_request(request: Any) -> None:
     shape = _model().operation_model("CreateCluster").input_shape
     report = ParamValidator().validate(request, shape)
     if report.has_errors():
-        first = report.generate_report().splitlines()[1].strip()
+        lines = [l.strip() for l in report.generate_report().splitlines() if l.strip()]
+        first = next((l for l in lines if not l.endswith("failed:")), lines[0])
         raise SpecError(f"invalid CreateCluster request: {first}")
     problems = list(_limits(request, shape, "ClusterRequest"))
     if problems:
@@ -126,6 +128,10 @@ def _limits(value: Any, shape, path: str):
             yield from _limits(key, shape.key, f"{path} key {key!r}")
             yield from _limits(item, shape.value, f"{path}[{key!r}]")
     elif shape.type_name == "string":
+        if shape.enum and value not in shape.enum:
+            near = difflib.get_close_matches(str(value), shape.enum, n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            yield f"{path} = {value!r} is not one of the {len(shape.enum)} values SageMaker accepts{hint}"
         if "max" in meta and len(value) > meta["max"]:
             yield f"{path} = {value[:40]!r}... is longer than {meta['max']} characters"
         pattern = _pattern(meta.get("pattern"))
