@@ -175,7 +175,7 @@ class HandleServer:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
         host, port = self.server.server_address
         self.url = f"http://{host}:{port}/waitcondition/abc?Expires=1&Signature=x"

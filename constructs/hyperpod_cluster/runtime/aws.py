@@ -1,8 +1,10 @@
 """boto3 clients with one retry policy, and the error classes every handler reacts to.
 
-Adaptive retries back off on throttling and also rate-limit the client itself, which matters when many
-stacks poll HyperPod in the same account. Two budgets: custom-resource events may spend tens of seconds
-retrying; the poller runs inside a fixed polling interval and must give up quickly.
+Custom-resource events use adaptive retries: they back off on throttling and also rate-limit the client
+itself, which matters when many stacks call HyperPod in one account, and may spend tens of seconds doing so.
+The poller uses standard retries with a small budget: its whole check must fit in a fixed polling interval
+(adaptive mode's client-side rate limiter can add sleeps of its own), and a check that runs out of budget
+simply waits for the next interval.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ from botocore.exceptions import (
 
 USER_AGENT = "hyperpod-cluster-cr/1"
 
+POLL_MAX_ATTEMPTS = 3
 BUDGETS = {
-    # on_event / is_complete: up to 6 attempts, well inside the 2-minute Lambda timeout.
+    # on_event / is_complete: up to 6 calls in all, well inside the 1-2 minute Lambda timeouts.
     "event": Config(
-        retries={"mode": "adaptive", "max_attempts": 6},
+        retries={"mode": "adaptive", "total_max_attempts": 6},
         connect_timeout=5, read_timeout=30, user_agent_extra=USER_AGENT,
     ),
-    # poller: the whole check must fit in its Lambda timeout (see infrastructure.POLL_TIMEOUT).
+    # poller: 3 calls in all (total_max_attempts counts the first one), backing off at most 1 s + 2 s;
+    # the whole check must fit in wait.CHECK_TIMEOUT_SECONDS.
     "poll": Config(
-        retries={"mode": "adaptive", "max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": POLL_MAX_ATTEMPTS},
         connect_timeout=2, read_timeout=4, user_agent_extra=USER_AGENT,
     ),
 }
