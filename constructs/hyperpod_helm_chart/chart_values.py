@@ -8,8 +8,9 @@ installer applies these with ``--reset-values`` on every create and update.
 On: what HyperPod resiliency and SkyPilot GPU jobs need (health monitoring agent, deep health
 check, job auto restart, HyperPod patching, NVIDIA/EFA/Neuron device plugins, Kubeflow training
 operator, MPI operator). Off: components that need extra setup this project does not do (storage,
-whose PV has a placeholder volume handle; MLflow; the inference operator and its cert-manager;
-the GPU operator, which would fight the NVIDIA device plugin over the GPUs; task-governance RBAC).
+whose PV has a placeholder volume handle; MLflow; the inference operator, its cert-manager and
+the Ray endpoint operator; the GPU operator, which would fight the NVIDIA device plugin over the
+GPUs; task-governance RBAC).
 
 The NVIDIA and EFA device plugins are pinned to the instance types of the project's GPU table
 (``config.gpu_types``), the same table that labels nodes for SkyPilot, so a GPU type the project

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repository", help="GitHub owner/name, e.g. aws/sagemaker-hyperpod-cli")
     parser.add_argument("--commit", help="full 40-character commit id")
     parser.add_argument("--chart-path", default="helm_chart/HyperPodHelmChart")
+    parser.add_argument("--base-url", default=None, help="archive server (default https://codeload.github.com)")
     args = parser.parse_args(argv)
     if args.chart_dir:
         print(chart_files_sha256(Path(args.chart_dir)))
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as work:
         chart = fetch_chart(args.repository, args.commit, args.chart_path, Path(work),
-                            base_url=CODELOAD_BASE_URL)
+                            base_url=args.base_url or CODELOAD_BASE_URL)
         print(chart_files_sha256(chart))
     return 0
 
