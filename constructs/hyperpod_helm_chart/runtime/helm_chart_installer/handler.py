@@ -133,7 +133,7 @@ class Installer:
                                     base_url=self.archive_base_url, sleep=self.sleep)
             digest = self.verify(spec, chart_dir)
             helm = HelmCli(self.helm_binary, work / "helm", work / "kubeconfig")
-            helm.build_dependencies_if_needed(chart_dir, timeout=min(300, self._budget()))
+            helm.build_dependencies_if_needed(chart_dir, timeout=min(300, self._helm_timeout()), sleep=self.sleep)
             values_files = self._values_files(spec, chart_dir, work)
             refresh = self._kubeconfig_writer(spec, helm.kubeconfig, self._describe(spec))
             helm.wait_until_reachable(spec.namespace, attempts=self.reach_attempts, delay=self.reach_delay,
@@ -207,11 +207,8 @@ class Installer:
                 token=eks_auth.bearer_token(self.session, spec.cluster_name, spec.region))
         return write
 
-    def _budget(self) -> int:
-        return int(self.remaining_seconds()) - _RESERVE_SECONDS
-
     def _helm_timeout(self) -> int:
-        budget = min(MAX_HELM_TIMEOUT_SECONDS, self._budget())
+        budget = min(MAX_HELM_TIMEOUT_SECONDS, int(self.remaining_seconds()) - _RESERVE_SECONDS)
         if budget < 60:
             raise TimeoutError(f"only {self.remaining_seconds():.0f}s left in this invocation; not starting helm")
         return budget
