@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import os
 import re
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
@@ -77,10 +79,13 @@ def _skypilot_session(kubeconfig: str) -> Iterator[None]:
     The kubernetes package reads ``$KUBECONFIG`` once, at import, as its default file, and SkyPilot
     relies on that default in places (its exec-auth probe calls ``load_kube_config()``); it is
     pointed at the same file for the duration, as if this process had started with
-    ``KUBECONFIG=<path>`` like a SkyPilot API server does. SkyPilot's status spinners print
-    control payloads on stdout; they are dropped so ``--json`` output stays one object.
+    ``KUBECONFIG=<path>`` like a SkyPilot API server does.
+
+    stdout belongs to ``--json``: SkyPilot's log handlers (bound to stdout when ``sky`` is
+    imported) are pointed at stderr, and its status spinners' control payloads are dropped.
     """
     from kubernetes.config import kube_config
+    from sky import sky_logging  # noqa: F401 - creates SkyPilot's handlers, so they can be redirected
     from sky.utils import annotations
 
     previous = os.environ.get("KUBECONFIG")
@@ -89,10 +94,18 @@ def _skypilot_session(kubeconfig: str) -> Iterator[None]:
     kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
     os.environ.setdefault("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
     annotations.clear_request_level_cache()
+    sky_loggers = [logger for name, logger in logging.root.manager.loggerDict.items()
+                   if (name == "sky" or name.startswith("sky.")) and isinstance(logger, logging.Logger)]
+    streams = {h: h.stream for logger in sky_loggers for h in logger.handlers
+               if isinstance(h, logging.StreamHandler)}
     try:
+        for handler in streams:
+            handler.setStream(sys.stderr)
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
+        for handler, stream in streams.items():
+            handler.setStream(stream)
         annotations.clear_request_level_cache()
         kube_config.KUBE_CONFIG_DEFAULT_LOCATION = previous_default
         if previous is None:

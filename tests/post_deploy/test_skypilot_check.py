@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import sys
 
 import pytest
 import yaml
@@ -78,7 +80,13 @@ def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
 
 
 def test_wrong_label_values_are_named_with_the_value_skypilot_needs(k8s_double, kubeconfig_for_double,
-                                                                    skypilot_env, capsys):
+                                                                    skypilot_env, capsys, monkeypatch):
+    import sky.sky_logging  # noqa: F401 - sets up SkyPilot's handlers
+
+    # In a real run SkyPilot's handlers write to the process's stdout; make that this test's stdout,
+    # so the warning SkyPilot logs for "H100" would break the JSON below if it were not redirected.
+    for handler in logging.getLogger("sky").handlers:
+        monkeypatch.setattr(handler, "stream", sys.stdout)
     upper = k8s_double.add_node(seed.hyperpod_node("ml.p5.48xlarge", gpus=8, accelerator="H100"))
     forty = k8s_double.add_node(seed.hyperpod_node("ml.p4de.24xlarge", gpus=8, accelerator="a100"))
 
@@ -198,3 +206,21 @@ def test_missing_kubeconfig_is_a_usage_error(tmp_path, capsys):
     args = parser.parse_args(["check", "--kubeconfig", str(tmp_path / "missing")])
     assert skypilot_check.run(args) == ExitCode.USAGE
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_json_stdout_stays_clean_in_a_fresh_process(k8s_double, kubeconfig_for_double, skypilot_env):
+    """SkyPilot binds its log handlers to the real stdout at import; its warnings must not reach it."""
+    import subprocess
+    from pathlib import Path
+
+    k8s_double.add_node(seed.hyperpod_node("ml.p5.48xlarge", gpus=8, accelerator="H100"))  # SkyPilot warns
+    script = ("import argparse, sys; from post_deploy import skypilot_check as c; p = argparse.ArgumentParser(); "
+              "c.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", script, "check", "--json", "--kubeconfig",
+                             str(kubeconfig_for_double.path)], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == ExitCode.SKYPILOT_CHECK, result.stderr
+    assert "invalid value H100" in result.stderr  # SkyPilot's own warning, on stderr
+    assert json.loads(result.stdout)["problems"][0].endswith("run `python -m post_deploy label-gpus`")
