@@ -42,22 +42,40 @@ def build() -> Path:
     """Return the staged asset folder, building it if this exact set of inputs was never built."""
     key = _inputs_key()
     target = Path(tempfile.gettempdir()) / f"hyperpod-cluster-asset-{key}"
-    if (target / ".complete").is_file():
+    if _intact(target):
         return target
     staging = Path(tempfile.mkdtemp(prefix="hyperpod-cluster-asset-", dir=target.parent))
     try:
         _copy_tree(RUNTIME_SOURCE, staging / RUNTIME_PACKAGE, keep=lambda rel: rel.suffix == ".py")
         for module in BUNDLED:
             _copy_module(module, staging)
-        (staging / ".complete").write_text(key + "\n")
+        (staging / MANIFEST).write_text(_listing(staging))
+        if target.exists():  # changed since it was built (e.g. something ran from it and wrote .pyc files)
+            shutil.rmtree(target)
         try:
             os.rename(staging, target)
         except OSError:
-            if not (target / ".complete").is_file():  # lost a race with a parallel build: theirs is complete
+            if not _intact(target):  # lost a race with a parallel build: theirs is complete
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+MANIFEST = ".manifest"
+
+
+def _listing(root: Path) -> str:
+    """Every file with its size: cheap to recompute, and it changes if anything was added or rewritten."""
+    return "".join(
+        f"{p.relative_to(root)}\t{p.stat().st_size}\n"
+        for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST
+    )
+
+
+def _intact(target: Path) -> bool:
+    manifest = target / MANIFEST
+    return manifest.is_file() and manifest.read_text() == _listing(target)
 
 
 def _inputs_key() -> str:

@@ -1,6 +1,6 @@
 """Out of process: the staged Lambda asset, run by a bare interpreter, against ``moto_server`` on 127.0.0.1.
 
-The handler runs with ``python -I -S`` and only the asset folder on ``sys.path``: no site-packages, so it
+The handler runs with ``python -I -S -B`` (no .pyc written into the asset) and only the asset folder on ``sys.path``: no site-packages, so it
 can only use the boto3/botocore copied into the asset, and importing aws-cdk-lib would fail. The test
 drives a full Create -> is_complete -> Delete -> is_complete cycle and checks the results with its own
 boto3 client against the same server.
@@ -73,7 +73,7 @@ def run_asset(endpoint: str, calls: list[dict], env_extra: dict) -> list[dict]:
         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION, **env_extra,
     }
     completed = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", DRIVER, str(asset.build())],
+        [sys.executable, "-I", "-S", "-B", "-c", DRIVER, str(asset.build())],
         input="".join(json.dumps(c) + "\n" for c in calls), capture_output=True, text=True, env=env, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
