@@ -79,14 +79,16 @@ def test_vpc_cni_version_is_pinned_when_configured():
 def test_each_admin_gets_a_cluster_admin_access_entry():
     admins = ["arn:aws:iam::123456789012:role/Admin", "arn:aws:iam::123456789012:user/alice"]
     _, template = _stacks(**{"eks.admin_principal_arns": admins})
-    for arn in admins:
-        template.has_resource_properties("AWS::EKS::AccessEntry", {
-            "PrincipalArn": arn,
-            "AccessPolicies": [{
-                "AccessScope": {"Type": "cluster"},
-                "PolicyArn": Match.string_like_regexp("AmazonEKSClusterAdminPolicy"),
-            }],
-        })
+    entries = {
+        r["Properties"]["PrincipalArn"]: r["Properties"]["AccessPolicies"]
+        for r in template.find_resources("AWS::EKS::AccessEntry").values()
+        if isinstance(r["Properties"]["PrincipalArn"], str)
+    }
+    assert sorted(entries) == sorted(admins)
+    for policies in entries.values():
+        ((policy,),) = [policies]
+        assert policy["AccessScope"] == {"Type": "cluster"}
+        assert policy["PolicyArn"]["Fn::Join"][1][-1] == ":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 def test_system_node_group_size_follows_config_and_may_be_zero():
