@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
@@ -69,7 +69,9 @@ class LifecycleBucketStack(Stack):
         """cdk-nag findings on aws-cdk-lib's own BucketDeployment Lambda, acknowledged on it alone."""
         handler = self.deployment.handler_role.node.scope
         bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"
-        asset_bucket = f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{self.region}"
+        # With a concrete region CDK writes the partition as a literal (enablePartitionLiterals).
+        partition = "<AWS::Partition>" if Token.is_unresolved(self.partition) else self.partition
+        asset_bucket = f"arn:{partition}:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{self.region}"
         acknowledge(
             handler,
             "aws-cdk-lib's BucketDeployment handler uses AWSLambdaBasicExecutionRole, which only lets it write "
