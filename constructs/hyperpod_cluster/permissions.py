@@ -32,11 +32,13 @@ HYPERPOD_SLR_SERVICE = "hyperpod.sagemaker.amazonaws.com"
 HYPERPOD_SLR_NAME = "AWSServiceRoleForSageMakerHyperPod"
 MANAGED_INSTANCE_POLICY = "AmazonSageMakerClusterInstanceRolePolicy"
 
+# On existing interfaces; all take the network-interface resource, which carries the ec2:Vpc key.
 ENI_ACTIONS = (
     "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
-    "ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface", "ec2:ModifyNetworkInterfaceAttribute",
-    "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+    "ec2:ModifyNetworkInterfaceAttribute", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
 )
+# These also take an instance resource; kept apart so the VPC condition above never has to hold for it.
+ENI_ATTACH_ACTIONS = ("ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface")
 EC2_DESCRIBE_FOR_NODES = (
     "ec2:DescribeInstances", "ec2:DescribeTags", "ec2:DescribeNetworkInterfaces", "ec2:DescribeInstanceTypes",
     "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSecurityGroups",
@@ -49,10 +51,14 @@ WILDCARD_REASONS = {
         "A new network interface has no id before it is created; ec2:CreateNetworkInterface is otherwise "
         "limited to the HyperPod subnets and security group listed in the same statement."
     ),
-    "EniLifecycleInThisAccount": (
+    "EniLifecycleInHyperPodVpc": (
         "HyperPod creates the cluster's network interfaces at run time, so their ids are unknown at deploy time; "
-        "the grant is limited to network interfaces and instances of this account and region, and creating one "
-        "is only allowed in the HyperPod subnets with the HyperPod security group (statement CreateEnisInHyperPodSubnets)."
+        "the ec2:Vpc condition limits these actions to interfaces in the HyperPod VPC."
+    ),
+    "AttachEnisInThisAccount": (
+        "Attach/Detach name the interface and the instance, both created by HyperPod at run time; limited to "
+        "network interfaces and instances of this account and region (creating an interface is only allowed "
+        "in the HyperPod subnets with the HyperPod security group)."
     ),
     "TagNewEnisOnly": (
         "Network interface ids are generated at creation; ec2:CreateAction limits tagging to the moment "
@@ -134,9 +140,15 @@ def execution_role_statements(scope: Scope) -> list[iam.PolicyStatement]:
             resources=[*subnets, security_group, enis],
         ),
         iam.PolicyStatement(
-            sid="EniLifecycleInThisAccount",
+            sid="EniLifecycleInHyperPodVpc",
             actions=list(ENI_ACTIONS),
-            resources=[enis, _ec2(scope, "instance/*"), security_group, *subnets],
+            resources=[enis, security_group],
+            conditions={"ArnEquals": {"ec2:Vpc": _ec2(scope, f"vpc/{scope.vpc_id}")}},
+        ),
+        iam.PolicyStatement(
+            sid="AttachEnisInThisAccount",
+            actions=list(ENI_ATTACH_ACTIONS),
+            resources=[enis, _ec2(scope, "instance/*")],
         ),
         iam.PolicyStatement(
             sid="TagNewEnisOnly",

@@ -184,6 +184,8 @@ def test_update_of_tags_only_retags_without_update_cluster(stubs):
     (dict(groups=[group(instance_type="ml.g5.12xlarge")]), "instance group workers: InstanceType ml.g5.8xlarge -> ml.g5.12xlarge"),
     (dict(groups=[group(ExecutionRole="arn:aws:iam::123456789012:role/other")]), "instance group workers: ExecutionRole"),
     (dict(groups=[group(ThreadsPerCore=2)]), "instance group workers: ThreadsPerCore 1 -> 2"),
+    (dict(groups=[group(InstanceStorageConfigs=[{"EbsVolumeConfig": {"VolumeSizeInGB": 1000}}])]),
+     "instance group workers: InstanceStorageConfigs"),
     (dict(VpcConfig={"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0fedcba9876543210"]}),
      "VpcConfig.Subnets"),
     (dict(Orchestrator={"Eks": {"ClusterArn": EKS_ARN + "-2"}}), "Orchestrator.Eks.ClusterArn"),
@@ -210,6 +212,17 @@ def test_rollback_to_the_previous_spec_is_not_refused_and_changes_nothing(stubs)
     stubs.sagemaker.add_response("describe_cluster", described(live))
     stubs.sagemaker.add_response("list_tags", TAGS)
     handler.on_event(event("Update", properties(live), physical_id="hp-test", old=properties(refused)))
+    stubs.assert_done()
+
+
+def test_a_root_volume_reported_by_hyperpod_is_not_a_storage_change(stubs):
+    request = cluster_request(groups=[group(count=3)])
+    live = described(cluster_request())
+    live["InstanceGroups"][0]["InstanceStorageConfigs"].append({"EbsVolumeConfig": {"VolumeSizeInGB": 100, "RootVolume": True}})
+    stubs.sagemaker.add_response("describe_cluster", live)
+    stubs.sagemaker.add_response("list_tags", TAGS)
+    stubs.sagemaker.add_response("update_cluster", {"ClusterArn": ARN})
+    handler.on_event(event("Update", properties(request), physical_id="hp-test", old=properties(cluster_request())))
     stubs.assert_done()
 
 

@@ -125,9 +125,13 @@ def test_execution_role_scopes_enis_images_pod_identity_and_lifecycle_reads(synt
     assert create["Action"] == "ec2:CreateNetworkInterface"
     assert sorted(flatten(r) for r in create["Resource"]) == sorted([
         f"{arn}:subnet/subnet-0a1b2c3d", f"{arn}:security-group/sg-0a1b2c3d", f"{arn}:network-interface/*"])
-    lifecycle = by_sid["EniLifecycleInThisAccount"]
+    lifecycle = by_sid["EniLifecycleInHyperPodVpc"]
     assert sorted(lifecycle["Action"]) == sorted(permissions.ENI_ACTIONS)
-    assert f"{arn}:instance/*" in [flatten(r) for r in lifecycle["Resource"]]
+    assert sorted(flatten(r) for r in lifecycle["Resource"]) == [f"{arn}:network-interface/*", f"{arn}:security-group/sg-0a1b2c3d"]
+    assert {k: flatten(v) for k, v in lifecycle["Condition"]["ArnEquals"].items()} == {"ec2:Vpc": f"{arn}:vpc/vpc-0a1b2c3d"}
+    attach = by_sid["AttachEnisInThisAccount"]
+    assert sorted(attach["Action"]) == ["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface"]
+    assert sorted(flatten(r) for r in attach["Resource"]) == [f"{arn}:instance/*", f"{arn}:network-interface/*"]
     assert by_sid["TagNewEnisOnly"]["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}
     assert flatten(by_sid["PodIdentity"]["Resource"]) == f"arn:<AWS::Partition>:eks:{REGION}:{ACCOUNT}:cluster/hp-eks"
     assert flatten(by_sid["ReadLifecycleScripts"]["Resource"]) == "arn:<AWS::Partition>:s3:::sagemaker-hp-lifecycle/lifecycle_scripts/*"

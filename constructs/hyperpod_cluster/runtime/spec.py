@@ -186,8 +186,11 @@ def refusals(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
         if have is None:
             continue  # a new group is an in-place change
         for field in IMMUTABLE_GROUP_FIELDS:
-            if field in have and _normal(have.get(field)) != _normal(want.get(field)):
-                problems.append(f"instance group {name}: {field} {_show(have.get(field))} -> {_show(want.get(field))}")
+            if field not in have:
+                continue  # not reported by the service: nothing to compare against
+            was, wanted = _comparable(field, have.get(field)), _comparable(field, want.get(field))
+            if was != wanted:
+                problems.append(f"instance group {name}: {field} {_show(was)} -> {_show(wanted)}")
     return problems
 
 
@@ -242,6 +245,14 @@ def adoption_mismatches(desired: dict[str, Any], actual: dict[str, Any]) -> list
         if have[name].get("TargetCount") != want[name]["InstanceCount"]:
             problems.append(f"instance group {name}: InstanceCount {have[name].get('TargetCount')} -> {want[name]['InstanceCount']}")
     return problems
+
+
+def _comparable(field: str, value: Any) -> Any:
+    """Storage is compared on the extra EBS volumes the request sets; a root-volume entry the service may
+    report is not part of the request."""
+    if field == "InstanceStorageConfigs":
+        value = [c for c in value or [] if not (c.get("EbsVolumeConfig") or {}).get("RootVolume")]
+    return _normal(value)
 
 
 def _normal(value: Any) -> Any:
