@@ -1,16 +1,16 @@
 """``HyperPodCluster``: a SageMaker HyperPod (EKS-orchestrated) cluster that ``cdk deploy`` waits for.
 
-Design (why not ``AWS::SageMaker::Cluster`` or a plain custom resource): CloudFormation gives a custom
-resource at most one hour, and HyperPod creation routinely takes longer (capacity, deep health checks on
-large groups); the deploy must end only when the cluster is InService with every group at its target,
-or fail with HyperPod's own FailureMessage. So the work is split:
+Design: CloudFormation gives a custom resource at most one hour, and HyperPod creation can take much
+longer (capacity, deep health checks on large groups); yet the deploy must end only when the cluster is
+InService with every group's nodes Running, or fail with HyperPod's own FailureMessage. So the work is split:
 
 1. A Provider-framework custom resource (``runtime/handler.py``) validates the request, refuses changes
    HyperPod cannot apply in place, starts the poller and calls CreateCluster/UpdateCluster *last*, then
    returns. Its Delete calls DeleteCluster and waits (``is_complete``, within the 1-hour limit) until the
    cluster is gone, so CloudFormation never tears down EKS or the subnets underneath a live cluster.
 2. A CloudFormation WaitCondition (timeout ``creation_timeout_hours``, up to 12 h) holds the deployment. A
-   Step Functions standard workflow (``wait.py``) checks the cluster once per minute and signals the
+   Step Functions standard workflow (``wait.py``) checks the cluster at most a minute apart (a free Wait
+   state, then one short Lambda call, so no Lambda idles) and signals the
    WaitCondition's handle with SUCCESS, or FAILURE carrying the FailureMessage (or a timeout with the last
    status). The handle's logical id includes a hash of the desired spec, so every spec change gets a new
    handle and CloudFormation waits again for the new target; the custom resource receives the handle URL
