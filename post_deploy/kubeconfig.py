@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(DescribeCluster: endpoint + CA; token via `python -m post_deploy token`). "
         "Other entries in the file are kept.",
     )
-    add_common_args(parser)
+    add_common_args(parser, context_help="name of the context to write (default: the EKS cluster name)")
     add_cluster_args(parser)
     parser.add_argument("--keep-current-context", action="store_true",
                         help="do not make the new context the current-context")
@@ -102,7 +102,10 @@ def update_kubeconfig(cluster_name: str, region: str, path: str | os.PathLike | 
         ca_data=cluster["ca_data"], region=region, context_name=context_name, profile=profile,
     )
     merged = merge_entries(config, cluster_entry, user_entry, context_entry, set_current=set_current)
-    write_kubeconfig(target, merged)
+    try:
+        write_kubeconfig(target, merged)
+    except OSError as exc:
+        raise StepError(ExitCode.USAGE, f"cannot write kubeconfig {str(target)!r}: {exc.strerror or exc}") from None
     return {
         "path": str(target),
         "context": context_name,
