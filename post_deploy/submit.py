@@ -1,0 +1,315 @@
+"""``submit``: validate SkyPilot tasks offline, then run them on the HyperPod cluster and pass the
+job's exit code through.
+
+Every task is checked before any is launched (``task_validation``), so a typo in the third task
+does not surface after the first one has held GPUs for an hour. Launches go through the SkyPilot
+Python SDK: ``sky.launch`` (or ``sky.jobs.launch`` with ``--managed``, for long training that
+should survive the submitter), ``sky.stream_and_get`` for the provisioning log and
+``sky.tail_logs(follow=True)``, whose return value is the job's exit code (0 ok, 100 failed,
+101-103 not finished/not found/cancelled). That code becomes this command's exit code unchanged,
+which is why every ``ExitCode`` stays below 100.
+
+SkyPilot output goes to stderr so ``--json`` leaves stdout to the summary. If this command had to
+start the local SkyPilot API server, it stops it again (``sky.api_stop()``): a CI step must not
+leave a server process behind. A server that was already running, or a remote one, is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+from post_deploy.common import StepError, add_common_args, emit_json, say
+from post_deploy.exit_codes import ExitCode
+from post_deploy.task_validation import DEFAULT_K8S_VERSION, TaskInvalid, ValidatedTask, validate_task_file
+
+_INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class TaskResult:
+    task: str
+    cluster: str | None
+    managed: bool
+    job_id: int | None = None
+    exit_code: int = 0
+    torn_down: bool = False
+    error: str | None = None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "submit",
+        help="validate SkyPilot task YAMLs offline, launch them on HyperPod, exit with the job's code",
+        description="Validate every task offline (SkyPilot schema incl. config:, pod_config against the "
+        "Kubernetes schema), then launch each in order via the SkyPilot SDK, stream its logs and exit "
+        "with the first non-zero job exit code (SkyPilot: 100 failed, 101 not finished, 102 not found, "
+        "103 cancelled).",
+    )
+    add_common_args(parser)
+    parser.add_argument("tasks", nargs="+", metavar="TASK.yaml", help="SkyPilot task files, run in order")
+    parser.add_argument("--cluster-name", help="SkyPilot cluster to launch on (default: the task's name, "
+                        "else its file name)")
+    parser.add_argument("--down", action="store_true",
+                        help="tear the SkyPilot cluster down after the job (also sets SkyPilot's autodown)")
+    parser.add_argument("--managed", action="store_true",
+                        help="run as a SkyPilot managed job (sky.jobs.launch): recovers from preemption, "
+                        "cleans up by itself")
+    parser.add_argument("--validate-only", action="store_true", help="run the offline checks and stop")
+    parser.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION,
+                        help=f"Kubernetes version whose schema pod_config is checked against "
+                        f"(default: {DEFAULT_K8S_VERSION}, the stack's EKS version)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.managed and args.down:
+        raise StepError(ExitCode.USAGE, "--down has no effect with --managed: managed jobs tear their "
+                                        "cluster down themselves")
+    validated = validate_tasks(args.tasks, args.k8s_version)
+    if args.validate_only:
+        emit_json(args, {"step": "submit", "validated": [str(v.path) for v in validated], "exit_code": 0})
+        return ExitCode.OK
+    results: list[TaskResult] = []
+    with skypilot_environment(args.kubeconfig), local_api_server_lifecycle():
+        for item in validated:
+            result = launch_task(item, args)
+            results.append(result)
+            if result.exit_code != 0:
+                break
+    code = next((r.exit_code for r in results if r.exit_code != 0), ExitCode.OK)
+    emit_json(args, {"step": "submit", "tasks": [asdict(r) for r in results], "exit_code": int(code)})
+    return code
+
+
+def validate_tasks(paths: list[str], k8s_version: str) -> list[ValidatedTask]:
+    validated = []
+    for path in paths:
+        try:
+            item = validate_task_file(path, k8s_version)
+        except TaskInvalid as exc:
+            raise StepError(ExitCode.TASK_INVALID, str(exc)) from None
+        for warning in item.warnings:
+            say(f"warning: {warning}")
+        validated.append(item)
+    say(f"submit: {len(validated)} task(s) passed offline validation")
+    return validated
+
+
+def cluster_name_for(item: ValidatedTask, requested: str | None) -> str:
+    if requested:
+        return requested
+    base = _INVALID_NAME_CHARS.sub("-", (item.task.name or item.path.stem).lower()).strip("-")
+    return base if base[:1].isalpha() else f"task-{base}".rstrip("-")
+
+
+@contextlib.contextmanager
+def skypilot_environment(kubeconfig: str | None) -> Iterator[None]:
+    """SkyPilot reads these from the process environment; a local API server inherits them and a
+    running one receives KUBECONFIG with each request."""
+    saved = {k: os.environ.get(k) for k in ("SKYPILOT_DISABLE_USAGE_COLLECTION", "KUBECONFIG")}
+    os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def local_api_server_lifecycle() -> Iterator[None]:
+    """Stop the local SkyPilot API server afterwards if (and only if) this command started it."""
+    import sky
+    from sky.server import common as server_common
+
+    local = server_common.is_api_server_local()
+    was_running = local and server_common.get_api_server_status().status == server_common.ApiServerStatus.HEALTHY
+    try:
+        yield
+    finally:
+        if local and not was_running:
+            with contextlib.redirect_stdout(sys.stderr):
+                try:
+                    sky.api_stop()
+                except Exception as exc:  # noqa: BLE001 - report, the job's result still stands
+                    say(f"warning: could not stop the local SkyPilot API server: {exc} (run: sky api stop)")
+
+
+@contextlib.contextmanager
+def _sky_output_to_stderr() -> Iterator[None]:
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def launch_task(item: ValidatedTask, args: argparse.Namespace) -> TaskResult:
+    task = item.task
+    with _pinned_to_context(task, args.context):
+        if args.managed:
+            return _launch_managed(item, task)
+        return _launch_on_cluster(item, task, args)
+
+
+def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> TaskResult:
+    import sky
+
+    cluster = cluster_name_for(item, args.cluster_name)
+    result = TaskResult(task=str(item.path), cluster=cluster, managed=False)
+    say(f"submit: launching {item.path} on SkyPilot cluster {cluster!r}")
+    with _sky_output_to_stderr():
+        _server_validate(task, item.path)
+        try:
+            request_id = sky.launch(task, cluster_name=cluster, down=args.down)
+        except Exception as exc:  # noqa: BLE001 - any SDK failure here means nothing was launched
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit {item.path}: {_one_line(exc)}")
+        try:
+            job_id, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
+        except KeyboardInterrupt:
+            _cancel(request_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - ResourcesUnavailableError, CommandError, ...
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"launch of {item.path} on {cluster!r} failed: "
+                           f"{_one_line(exc)} (details: sky api logs {request_id})")
+        result.job_id = job_id
+        if job_id is None:
+            if task.run:
+                return _failed(result, ExitCode.LAUNCH_FAILED, f"{cluster!r} is up but SkyPilot submitted no job "
+                               f"for {item.path}")
+            say(f"submit: cluster {cluster!r} is up (task has no `run`; connect with: ssh {cluster})")
+        else:
+            try:
+                result.exit_code = int(sky.tail_logs(cluster, job_id, follow=True, output_stream=sys.stderr))
+            except Exception as exc:  # noqa: BLE001
+                _failed(result, ExitCode.LAUNCH_FAILED, f"could not follow job {job_id} on {cluster!r}: "
+                        f"{_one_line(exc)} (check: sky logs {cluster} {job_id})")
+            say(f"submit: job {job_id} on {cluster!r} finished with exit code {result.exit_code}")
+        if args.down:
+            _tear_down(result)
+    return result
+
+
+def _launch_managed(item: ValidatedTask, task) -> TaskResult:
+    import sky
+
+    result = TaskResult(task=str(item.path), cluster=None, managed=True)
+    say(f"submit: launching {item.path} as a managed job")
+    with _sky_output_to_stderr():
+        _server_validate(task, item.path)
+        try:
+            request_id = sky.jobs.launch(task, name=task.name)
+        except Exception as exc:  # noqa: BLE001
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {_one_line(exc)}")
+        try:
+            job_ids, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
+        except KeyboardInterrupt:
+            _cancel(request_id)
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"managed job launch of {item.path} failed: "
+                           f"{_one_line(exc)} (details: sky api logs {request_id})")
+        job_id = job_ids[0] if isinstance(job_ids, list) and job_ids else job_ids
+        if job_id is None:
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"SkyPilot returned no managed job id for {item.path}")
+        result.job_id = int(job_id)
+        try:
+            code = sky.jobs.tail_logs(job_id=result.job_id, follow=True, output_stream=sys.stderr)
+        except Exception as exc:  # noqa: BLE001
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not follow managed job {job_id}: "
+                           f"{_one_line(exc)} (check: sky jobs logs {job_id})")
+        result.exit_code = int(code if code is not None else ExitCode.LAUNCH_FAILED)
+    say(f"submit: managed job {job_id} finished with exit code {result.exit_code}")
+    return result
+
+
+def _server_validate(task, path: Path) -> None:
+    """The API server's own validation (resources against the enabled infra): a rejection here is
+    still a task problem, not a launch failure; not reaching the server is a launch failure."""
+    import requests
+    from sky import exceptions
+    from sky.client import sdk
+
+    try:
+        sdk.validate(_as_dag(task))
+    except (requests.RequestException, exceptions.ApiServerConnectionError, exceptions.APIVersionMismatchError,
+            exceptions.ApiServerAuthenticationError) as exc:
+        raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server unavailable: {_one_line(exc)}") from None
+    except exceptions.CloudError as exc:  # the server hit an outside error (e.g. no catalog download)
+        raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server could not validate {path}: "
+                                                f"{_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - the server re-raises the task's validation error
+        raise StepError(ExitCode.TASK_INVALID, f"{path}: rejected by the SkyPilot API server: {_one_line(exc)}") from None
+
+
+def _as_dag(task):
+    from sky.utils import dag_utils
+
+    return dag_utils.convert_entrypoint_to_dag(task)
+
+
+@contextlib.contextmanager
+def _pinned_to_context(task, context: str | None) -> Iterator[None]:
+    """Pin the task to one kubeconfig context and allow that context for the requests made inside
+    (SkyPilot only uses the current-context unless ``kubernetes.allowed_contexts`` lists others;
+    the client sends its config with every request, so an in-process override reaches the server)."""
+    if not context:
+        yield
+        return
+    from sky import skypilot_config
+
+    task.set_resources_override({"region": context})
+    config = skypilot_config.to_dict()
+    allowed = config.get_nested(("kubernetes", "allowed_contexts"), None)
+    if allowed != "all" and context not in (allowed or []):
+        config.set_nested(("kubernetes", "allowed_contexts"), list(allowed or []) + [context])
+    with skypilot_config.replace_skypilot_config_in_process(config):
+        yield
+
+
+def _tear_down(result: TaskResult) -> None:
+    import sky
+    from sky import exceptions
+
+    try:
+        sky.stream_and_get(sky.down(result.cluster), output_stream=sys.stderr)
+        result.torn_down = True
+    except exceptions.ClusterDoesNotExist:
+        result.torn_down = True  # SkyPilot's autodown got there first
+    except Exception as exc:  # noqa: BLE001 - a leaked GPU cluster must be loud
+        message = f"teardown of {result.cluster!r} failed: {_one_line(exc)} (run: sky down {result.cluster})"
+        if result.exit_code == 0:
+            _failed(result, ExitCode.LAUNCH_FAILED, message)
+        else:
+            say(f"error: {message}")
+            result.error = f"{result.error}; {message}" if result.error else message
+    if result.torn_down:
+        say(f"submit: cluster {result.cluster!r} torn down")
+
+
+def _cancel(request_id) -> None:
+    import sky
+
+    with contextlib.suppress(Exception):
+        sky.api_cancel(request_id)
+
+
+def _failed(result: TaskResult, code: ExitCode, message: str) -> TaskResult:
+    say(f"error: {message}")
+    result.exit_code = int(code)
+    result.error = message
+    return result
+
+
+def _one_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
