@@ -72,6 +72,12 @@ class CheckReport:
         return {**asdict(self), "ok": self.ok}
 
 
+def _swap_stream(handler: logging.StreamHandler, stream: Any) -> None:
+    """Like ``setStream`` without flushing the old stream, which may already be closed."""
+    with handler.lock:
+        handler.stream = stream
+
+
 @contextlib.contextmanager
 def _skypilot_session(kubeconfig: str) -> Iterator[None]:
     """Point SkyPilot at our kubeconfig and start from empty per-request caches, as its server does.
@@ -96,16 +102,16 @@ def _skypilot_session(kubeconfig: str) -> Iterator[None]:
     annotations.clear_request_level_cache()
     sky_loggers = [logger for name, logger in logging.root.manager.loggerDict.items()
                    if (name == "sky" or name.startswith("sky.")) and isinstance(logger, logging.Logger)]
-    streams = {h: h.stream for logger in sky_loggers for h in logger.handlers
-               if isinstance(h, logging.StreamHandler)}
+    streams = {h: h.stream for logger in sky_loggers for h in logger.handlers  # SkyPilot's own handlers only
+               if isinstance(h, logging.StreamHandler) and type(h).__module__.startswith("sky.")}
     try:
         for handler in streams:
-            handler.setStream(sys.stderr)
+            _swap_stream(handler, sys.stderr)
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         for handler, stream in streams.items():
-            handler.setStream(stream)
+            _swap_stream(handler, stream)
         annotations.clear_request_level_cache()
         kube_config.KUBE_CONFIG_DEFAULT_LOCATION = previous_default
         if previous is None:

@@ -81,12 +81,13 @@ def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
 
 def test_wrong_label_values_are_named_with_the_value_skypilot_needs(k8s_double, kubeconfig_for_double,
                                                                     skypilot_env, capsys, monkeypatch):
-    import sky.sky_logging  # noqa: F401 - sets up SkyPilot's handlers
+    import sky.sky_logging
 
     # In a real run SkyPilot's handlers write to the process's stdout; make that this test's stdout,
     # so the warning SkyPilot logs for "H100" would break the JSON below if it were not redirected.
     for handler in logging.getLogger("sky").handlers:
-        monkeypatch.setattr(handler, "stream", sys.stdout)
+        if isinstance(handler, sky.sky_logging.EnvAwareHandler):  # not pytest's capture handlers
+            monkeypatch.setattr(handler, "stream", sys.stdout)
     upper = k8s_double.add_node(seed.hyperpod_node("ml.p5.48xlarge", gpus=8, accelerator="H100"))
     forty = k8s_double.add_node(seed.hyperpod_node("ml.p4de.24xlarge", gpus=8, accelerator="a100"))
 
