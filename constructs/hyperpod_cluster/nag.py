@@ -77,10 +77,12 @@ _GENERATED = (
 def generated_by_cdk(statement: Mapping) -> Optional[str]:
     actions = statement.get("Action", [])
     actions = set(actions if isinstance(actions, list) else [actions])
-    for allowed, reason in _GENERATED:
-        if actions and actions <= allowed:
-            return reason
-    return None
+    # With @aws-cdk/aws-iam:minimizePolicies, CDK merges statements that share resources, so one
+    # statement may carry e.g. both the log-delivery and the X-Ray actions: justify it only if every
+    # action belongs to some generated group, and give the reasons of all groups involved.
+    if not actions or not actions <= set().union(*(allowed for allowed, _ in _GENERATED)):
+        return None
+    return " ".join(reason for allowed, reason in _GENERATED if actions & allowed)
 
 
 def justify_wildcard_resources(policy: IConstruct, cfn: CfnResource, select: Selector) -> None:

@@ -458,3 +458,14 @@ def test_asset_touched_after_build_is_rebuilt_clean():
     stray.write_bytes(b"not part of the asset")
     assert asset.build() == built
     assert not stray.exists()
+
+
+def test_generated_wildcards_are_justified_when_cdk_merges_logging_and_tracing_statements():
+    # With @aws-cdk/aws-iam:minimizePolicies (on in cdk.json) CDK merges the Step Functions log-delivery
+    # and X-Ray statements into one; the merged statement is still only CDK-generated actions.
+    from constructs.hyperpod_cluster.nag import generated_by_cdk
+
+    merged = {"Action": ["logs:CreateLogDelivery", "xray:PutTraceSegments"], "Resource": "*"}
+    reason = generated_by_cdk(merged)
+    assert reason and "vended-log" in reason and "X-Ray" in reason
+    assert generated_by_cdk({"Action": ["logs:CreateLogDelivery", "s3:GetObject"], "Resource": "*"}) is None
