@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import REPO, offline_env, run_cdk_synth
+from tests.app.conftest import BIN, REPO, run_cdk_synth
 
 STACKS = {"hyperpod-sky-network", "hyperpod-sky-lifecycle", "hyperpod-sky-eks", "hyperpod-sky-hyperpod"}
 
@@ -40,10 +39,11 @@ def test_cdk_nag_reports_no_unacknowledged_finding(cdk_out):
 def test_cfn_lint_finds_nothing_but_w3005(cdk_out):
     files = sorted(str(p) for p in cdk_out.glob("*.template.json"))
     result = subprocess.run(
-        [sys.executable, "-m", "cfnlint", "--format", "parseable", "--ignore-checks", "W3005", "--", *files],
+        [str(BIN / "cfn-lint"), "--format", "parseable", "--ignore-checks", "W3005", "--", *files],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert len(files) == len(STACKS)
 
 
 def test_constructs_folder_has_no_init_file():
