@@ -28,7 +28,7 @@ def _synth(app: str | None, outdir: Path) -> float:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CDK_DISABLE_VERSION_CHECK": "true",
            "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
