@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"kubeconfig: context {result['context']!r} -> {result['endpoint']} written to {result['path']}"
         + ("" if result["current_context"] != result["context"] else " (current-context)"))
     say(f"equivalent: {result['aws_cli_equivalent']}")
-    emit_json(args, {"step": "kubeconfig", **result})
+    emit_json(args, {"step": "kubeconfig", "ok": True, **result})
     return ExitCode.OK
 
 

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                                         "cluster down themselves")
     validated = validate_tasks(args.tasks, args.k8s_version)
     if args.validate_only:
-        emit_json(args, {"step": "submit", "validated": [str(v.path) for v in validated], "exit_code": 0})
+        emit_json(args, {"step": "submit", "ok": True, "validated": [str(v.path) for v in validated], "exit_code": 0})
         return ExitCode.OK
     results: list[TaskResult] = []
     with skypilot_environment(args.kubeconfig), local_api_server_lifecycle():
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             if result.exit_code != 0:
                 break
     code = next((r.exit_code for r in results if r.exit_code != 0), ExitCode.OK)
-    emit_json(args, {"step": "submit", "tasks": [asdict(r) for r in results], "exit_code": int(code)})
+    emit_json(args, {"step": "submit", "ok": code == 0, "tasks": [asdict(r) for r in results], "exit_code": int(code)})
     return code
 
 

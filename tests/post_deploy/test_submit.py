@@ -143,7 +143,7 @@ def test_non_zero_job_exit_code_is_passed_through(sky_api, capsys, job_exit):
     sky_api.scenario = Scenario(job_exit_code=job_exit, job_log=["step 1\n", "Traceback: CUDA error\n"])
     assert main(["submit", SMOKE, "--json"]) == job_exit
     result, err = summary(capsys)
-    assert result["exit_code"] == job_exit
+    assert result["exit_code"] == job_exit and result["ok"] is False
     assert result["tasks"][0] | {"error": None} == {
         "task": SMOKE, "cluster": "smoke", "managed": False, "job_id": 1, "exit_code": job_exit,
         "torn_down": False, "error": None,
@@ -161,7 +161,7 @@ def test_a_failing_task_stops_the_ones_after_it(sky_api):
 def test_success_with_down_tears_the_cluster_down(sky_api, capsys):
     assert main(["submit", SMOKE, "--down", "--json"]) == ExitCode.OK
     result, _ = summary(capsys)
-    assert result["tasks"][0]["torn_down"] is True and result["exit_code"] == 0
+    assert result["tasks"][0]["torn_down"] is True and result["exit_code"] == 0 and result["ok"] is True
     assert sky_api.bodies("/down")[0]["cluster_name"] == "smoke"
     assert sky_api.clusters == {}
     # SkyPilot's own autodown is requested too, in case this process dies before the teardown.
