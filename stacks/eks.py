@@ -3,7 +3,7 @@ the HyperPod dependency Helm chart (which must be installed before CreateCluster
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -119,6 +119,13 @@ class EksStack(Stack):
             for i, arn in enumerate(cfg.admin_principal_arns)
         ]
 
+        # ----- the pipeline's post-deploy step (design: stacks/pipeline.py) -------------------------
+        self.post_deploy_role: iam.Role | None = None
+        self.post_deploy_access: eks.AccessEntry | None = None
+        if config.pipeline.enabled:
+            self.post_deploy_role, self.post_deploy_access = self._post_deploy_access(config)
+        # ----- end post-deploy ---------------------------------------------------------------------
+
         self.helm_chart = HyperPodHelmChart(
             self, "HyperPodDependencies", cluster=self.cluster, chart=cfg.helm_chart,
             vpc=vpc, security_group=security_group,
@@ -131,6 +138,51 @@ class EksStack(Stack):
         CfnOutput(self, outputs.EKS_CLUSTER_NAME, value=self.cluster.cluster_name)
         CfnOutput(self, outputs.EKS_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.REGION, value=self.region)
+
+    def _post_deploy_access(self, config: AppConfig) -> tuple[iam.Role, eks.AccessEntry]:
+        """The role the pipeline's post-deploy CodeBuild step assumes, and its Kubernetes access.
+
+        Trust: the pipeline account, narrowed by ``aws:PrincipalArn`` to the step's fixed-name
+        CodeBuild role (a principal ARN in the trust policy itself would have to exist first).
+        The same statement serves a same-account and a cross-account pipeline.
+        """
+        pipeline_account = config.pipeline.pipeline_account or config.account or self.account
+        codebuild_role_arn = f"arn:{self.partition}:iam::{pipeline_account}:role/{post_deploy_codebuild_role_name(config)}"
+        role = iam.Role(
+            self, "PostDeployRole",
+            role_name=post_deploy_role_name(config),
+            description="Assumed by the pipeline's post-deploy step: kubeconfig, wait for nodes, label GPUs, SkyPilot tasks",
+            assumed_by=iam.AccountPrincipal(pipeline_account).with_conditions(
+                {"ArnEquals": {"aws:PrincipalArn": codebuild_role_arn}}
+            ),
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeCluster"], resources=[self.cluster.cluster_arn]))
+        hyperpod_clusters = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:cluster/*"
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"], resources=[hyperpod_clusters],
+        ))
+        acknowledge(
+            role,
+            "A HyperPod cluster ARN ends in a service-generated id (cluster/<id>) that exists only after the "
+            "later hyperpod stack creates it; the two read-only actions are limited to this account and region.",
+            f"AwsSolutions-IAM5[Resource::arn:{self._nag_partition()}:sagemaker:{self.region}:{self._nag_account()}:cluster/*]",
+        )
+        # Cluster admin, cluster-wide: label-gpus patches Node objects (cluster-scoped; no narrower EKS
+        # access policy allows it) and SkyPilot creates pods, services, a service account and the
+        # ClusterRole/ClusterRoleBinding for it, which needs RBAC bind/escalate rights only cluster-admin has.
+        entry = eks.AccessEntry(
+            self, "PostDeployAccess", cluster=self.cluster, principal=role.role_arn,
+            access_policies=[eks.AccessPolicy.from_access_policy_name(
+                "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER,
+            )],
+        )
+        return role, entry
+
+    def _nag_partition(self) -> str:
+        return "<AWS::Partition>" if Token.is_unresolved(self.partition) else self.partition
+
+    def _nag_account(self) -> str:
+        return "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
 
     def _acknowledge_managed_policies(self) -> None:
         acknowledge(
@@ -148,3 +200,14 @@ class EksStack(Stack):
                 for name in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
             ),
         )
+
+
+# ----- post-deploy role names, shared with stacks/pipeline.py -------------------------------------
+def post_deploy_role_name(config: AppConfig) -> str:
+    """The workload-account role the post-deploy step assumes (fixed, so the pipeline can name it)."""
+    return f"{config.prefix}-post-deploy-{config.region}"
+
+
+def post_deploy_codebuild_role_name(config: AppConfig) -> str:
+    """The pipeline-account CodeBuild role of the post-deploy step (fixed, so the trust can name it)."""
+    return f"{config.prefix}-post-deploy-cb-{config.pipeline.pipeline_region or config.region}"

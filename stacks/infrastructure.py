@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Environment, Stack, Tags
+from aws_cdk import Environment, Stack, Stage, Tags
 from constructs import Construct
 
 from config import AppConfig
@@ -34,15 +34,19 @@ def stack_names(config: AppConfig) -> dict[str, str]:
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
     env = Environment(account=config.account, region=config.region)
     names = stack_names(config)
-    network = NetworkStack(scope, names["network"], config=config, env=env)
-    bucket = LifecycleBucketStack(scope, names["lifecycle_bucket"], config=config, env=env)
+    # stack_name pinned: inside a Stage (the pipeline) CDK would otherwise prefix the stage name, and
+    # the pipeline and `cdk deploy --all` must manage the very same CloudFormation stacks.
+    network = NetworkStack(scope, names["network"], config=config, env=env, stack_name=names["network"])
+    bucket = LifecycleBucketStack(
+        scope, names["lifecycle_bucket"], config=config, env=env, stack_name=names["lifecycle_bucket"],
+    )
     eks = EksStack(
-        scope, names["eks"], config=config, env=env, vpc=network.vpc,
+        scope, names["eks"], config=config, env=env, stack_name=names["eks"], vpc=network.vpc,
         control_plane_subnets=network.eks_subnets, node_subnets=network.eks_subnets,
         security_group=network.security_group,
     )
     hyperpod = HyperPodStack(
-        scope, names["hyperpod"], config=config, env=env, eks_stack=eks, vpc=network.vpc,
+        scope, names["hyperpod"], config=config, env=env, stack_name=names["hyperpod"], eks_stack=eks, vpc=network.vpc,
         subnets=network.hyperpod_subnets, security_group=network.security_group,
         lifecycle_bucket=bucket.deployed_bucket, lifecycle_prefix=bucket.lifecycle_prefix,
     )
@@ -51,3 +55,12 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         for key, value in config.tags.items():
             Tags.of(stack).add(key, value)
     return stacks
+
+
+# ----- pipeline deployment stage (stacks/pipeline.py) ---------------------------------------------
+class HyperPodStage(Stage):
+    """What the pipeline deploys: ``add_infrastructure`` itself, into the workload account/region."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, env=Environment(account=config.account, region=config.region), **kwargs)
+        self.stacks = add_infrastructure(self, config)
