@@ -64,23 +64,6 @@ class EksAuthK8sDouble(K8sDouble):
         return super().handle(request, authorization)
 
 
-@pytest.fixture(autouse=True)
-def _sky_log_handlers_on_live_streams():
-    """SkyPilot binds its log handlers to ``sys.stdout`` when ``sky`` is first imported; under
-    pytest that is a capture stream of whichever test (or collection) imported it first, closed
-    since, and the ``check`` step flushes it when it redirects SkyPilot's logging. A fresh process
-    has them on its own open stdout; give them this test's."""
-    import logging
-    import sys
-
-    for name, logger in list(logging.root.manager.loggerDict.items()):
-        if (name == "sky" or name.startswith("sky.")) and isinstance(logger, logging.Logger):
-            for handler in logger.handlers:
-                if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
-                    handler.stream = sys.stderr
-    yield
-
-
 def _clear_sdk_caches() -> None:
     for cached in (server_common.get_server_url, server_common.is_api_server_local,
                    server_common.get_api_server_status_response):
