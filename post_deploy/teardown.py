@@ -13,7 +13,7 @@ things CloudFormation cannot see make it fail or leak in practice, and this comm
    enables the pipeline, its stack goes first (a live pipeline would redeploy the rest); a pipeline
    in another account cannot be reached with these credentials and is only named.
 3. **Network interfaces left in the VPC.** VPC Lambda functions (the Helm installer) release their
-   ENIs up to ~20 minutes after deletion; HyperPod, EFA and the VPC CNI can leave ENIs ``available``.
+   ENIs up to ~45 minutes after deletion; HyperPod, EFA and the VPC CNI can leave ENIs ``available``.
    Any of them makes subnet deletion fail after CloudFormation's own retries and leaves the network
    stack ``DELETE_FAILED``. So, bounded and with progress: ENIs of those kinds that are in use are
    waited for, ``available`` ones are deleted; ENIs of the network stack itself (NAT gateway, its
@@ -75,7 +75,7 @@ STEP_NETWORK_STACK = ExitCode.AWS_API
 # Workload stacks in the order they are destroyed (reverse of creation; each depends on the next).
 WORKLOAD_ORDER = ("hyperpod", "eks", "lifecycle_bucket")
 
-DEFAULT_ENI_TIMEOUT_MINUTES = 40  # Lambda documents up to ~20 min for releasing hyperplane ENIs
+DEFAULT_ENI_TIMEOUT_MINUTES = 60  # AWS cites up to ~45 min for Lambda to delete a VPC function's ENIs
 DEFAULT_POLL_SECONDS = 15.0
 DEFAULT_STACK_TIMEOUT_MINUTES = 180
 _CDK_TAIL_LINES = 15

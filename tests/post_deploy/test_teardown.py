@@ -257,7 +257,7 @@ def test_in_use_lambda_eni_is_waited_for_then_deleted_once_available(cdk_recorde
     assert destroyed_stacks(cdk_recorder)[-1] == STACKS["network"]
     err = capsys.readouterr().err
     assert err.count("network interfaces: waiting for 1 in use") == 3
-    assert "0s of 2400s" in err and "40s of 2400s" in err  # progress with elapsed and bound
+    assert "0s of 3600s" in err and "40s of 3600s" in err  # progress with elapsed and bound
     assert f"deleted {lambda_eni} (lambda" in err
 
 
