@@ -89,7 +89,7 @@ class HyperPodHelmChart(Construct):
                    "these EC2 actions, and CreateFunction validates they are granted. AWS maintains the policy; "
                    "it grants no data access beyond ENI management and CloudWatch Logs writes."))
 
-        log_group = logs.LogGroup(self, "HandlerLogs", retention=log_retention)
+        log_group = logs.LogGroup(self, "HandlerLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
         private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.handler = lambda_.Function(
             self, "Handler",
@@ -129,7 +129,7 @@ class HyperPodHelmChart(Construct):
                 "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER)],
         )
 
-        provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention)
+        provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
         provider = cr.Provider(self, "Provider", on_event_handler=self.handler, log_group=provider_logs)
         framework_role = provider.node.find_child("framework-onEvent").node.find_child("ServiceRole")
         cdk.Validations.of(framework_role).acknowledge(cdk.Acknowledgment(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import subprocess
 import sys
 from pathlib import Path
@@ -428,7 +429,15 @@ def test_cross_stack_references_are_acknowledged_after_cdk_resolves_them(tmp_pat
 # --- the asset ------------------------------------------------------------------------------------
 
 
-def test_asset_bundles_a_trimmed_sdk_and_rebuilds_byte_identical(tmp_path):
+@pytest.fixture
+def private_asset_dir(tmp_path, monkeypatch):
+    """Tests that delete or tamper with the staged asset do it in their own temp dir, not the one the
+    other xdist workers' synths are reading."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+
+def test_asset_bundles_a_trimmed_sdk_and_rebuilds_byte_identical(tmp_path, private_asset_dir):
     first = asset.build()
     assert not list(first.rglob("__pycache__"))
     models = sorted(p.name for p in (first / "botocore" / "data").iterdir() if p.is_dir())
@@ -451,7 +460,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_asset_touched_after_build_is_rebuilt_clean():
+def test_asset_touched_after_build_is_rebuilt_clean(private_asset_dir):
     built = asset.build()
     stray = built / "hyperpod_cluster_runtime" / "__pycache__" / "handler.cpython-311.pyc"
     stray.parent.mkdir(exist_ok=True)
