@@ -10,8 +10,12 @@ export CDK_CLI_NOTICES := false
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export SKYPILOT_DISABLE_USAGE_COLLECTION := 1
 PYTEST_WORKERS ?= 2
+# Extra CDK arguments, e.g. CDK_ARGS="-c config=deploy/prod.yaml". The pipeline passes its own here.
+CDK_ARGS ?=
+OUTPUTS ?= cdk-outputs.json
+PREFIX ?= hyperpod-sky  # must match the config's `prefix`
 
-.PHONY: venv synth test lint bench deploy destroy clean
+.PHONY: venv synth test rehearse bench deploy post-deploy pipeline destroy clean
 
 venv: $(VENV)/.installed
 
@@ -23,21 +27,36 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 ## Synthesize every stack offline (no AWS credentials, no lookups).
 synth: venv
-	cdk synth --no-lookups --quiet
+	cdk synth --no-lookups --quiet $(CDK_ARGS)
 
 ## Unit, construct, synth, cdk-nag, cfn-lint, shellcheck and integration tests.
 test: venv
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
+## The local rehearsal alone: moto_server + the Kubernetes API double + real handlers and CLI.
+rehearse: venv
+	$(BIN)/python -m pytest tests/rehearsal -v -p no:cacheprovider
+
 ## Benchmarks print numbers; they are not part of `make test`.
 bench: venv
 	$(BIN)/python benchmarks/synth.py
+	$(BIN)/python -m benchmarks.hyperpod_wait
+	$(BIN)/python -m benchmarks.label_gpus
 
+## Direct deployment (needs AWS credentials and a bootstrapped account).
 deploy: venv
-	cdk deploy --all --require-approval never --outputs-file cdk-outputs.json
+	cdk deploy --all --require-approval never --outputs-file $(OUTPUTS) $(CDK_ARGS)
 
+post-deploy: venv
+	$(BIN)/python -m post_deploy run --outputs $(OUTPUTS) $(if $(TASKS),--tasks $(TASKS))
+
+## Deploy the self-mutating pipeline once (config: pipeline.enabled=true).
+pipeline: venv
+	cdk deploy $(PREFIX)-pipeline $(CDK_ARGS)
+
+## SkyPilot clusters, then hyperpod -> eks -> lifecycle stacks, left-over ENIs, then the network.
 destroy: venv
-	cdk destroy --all --force
+	$(BIN)/python -m post_deploy teardown --outputs $(OUTPUTS) $(if $(YES),--yes) $(TEARDOWN_ARGS)
 
 clean:
 	rm -rf cdk.out cdk.out.* .pytest_cache

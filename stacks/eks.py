@@ -128,7 +128,7 @@ class EksStack(Stack):
 
         self.helm_chart = HyperPodHelmChart(
             self, "HyperPodDependencies", cluster=self.cluster, chart=cfg.helm_chart,
-            vpc=vpc, security_group=security_group,
+            vpc=vpc, security_group=security_group, log_retention=retention(cfg.log_retention_days),
         )
         # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod.
         for addon in self.addons.values():

@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from config import AppConfig, outputs
+from stacks.log_retention import retention
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
 from stacks.eks import EksStack
 
@@ -30,6 +31,7 @@ class HyperPodStack(Stack):
             security_group=security_group,
             lifecycle_bucket=lifecycle_bucket,
             lifecycle_prefix=lifecycle_prefix,
+            log_retention=retention(config.eks.log_retention_days),
         )
         # CreateCluster fails without the chart's CRDs/agents; admins must be able to reach the nodes.
         self.cluster.node.add_dependency(eks_stack.helm_chart)

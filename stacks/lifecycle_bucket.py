@@ -71,7 +71,8 @@ class LifecycleBucketStack(Stack):
         bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"
         # With a concrete region CDK writes the partition as a literal (enablePartitionLiterals).
         partition = "<AWS::Partition>" if Token.is_unresolved(self.partition) else self.partition
-        asset_bucket = f"arn:{partition}:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{self.region}"
+        account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
+        asset_bucket = f"arn:{partition}:s3:::cdk-hnb659fds-assets-{account}-{self.region}"
         acknowledge(
             handler,
             "aws-cdk-lib's BucketDeployment handler uses AWSLambdaBasicExecutionRole, which only lets it write "

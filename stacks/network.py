@@ -88,22 +88,30 @@ class NetworkStack(Stack):
         self.eks_subnets = self.vpc.select_subnets(subnet_group_name=EKS_SUBNETS).subnets
 
     def _efa_security_group(self, config: AppConfig) -> ec2.SecurityGroup:
-        # allow_all_outbound=False: with True, CDK silently drops the extra self-egress rule EFA needs
-        # (aws-cdk issue 38558), so both egress rules are added explicitly.
+        # Egress to the internet is the group's inline allow-all rule. Every rule that references the
+        # group itself is an L1 resource with a fixed id: with allow_all_outbound=True the L2 silently
+        # drops an added egress rule (aws-cdk issue 38558), which is exactly the self-egress rule EFA
+        # needs; and the L2 names self-referencing rules after the peer's construct path, which differs
+        # inside the pipeline's Stage and would make the pipeline replace them.
         sg = ec2.SecurityGroup(
-            self, "HyperPodSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            self, "HyperPodSecurityGroup", vpc=self.vpc, allow_all_outbound=True,
             description="Shared by EKS and HyperPod: EFA needs all traffic to and from itself",
         )
-        sg.add_ingress_rule(sg, ec2.Port.all_traffic(), "EFA and node-to-node traffic from itself")
-        sg.add_egress_rule(sg, ec2.Port.all_traffic(), "EFA traffic to itself")
-        # CDK refuses an all-traffic 0.0.0.0/0 egress rule unless allow_all_outbound=True: use the L1.
+        group = sg.security_group_id
+        ec2.CfnSecurityGroupIngress(
+            self, "HyperPodSecurityGroupSelfIngress", group_id=group, ip_protocol="-1",
+            source_security_group_id=group, description="EFA and node-to-node traffic from itself",
+        )
         ec2.CfnSecurityGroupEgress(
-            self, "HyperPodSecurityGroupInternetEgress", group_id=sg.security_group_id,
-            ip_protocol="-1", cidr_ip="0.0.0.0/0", description="Egress to the internet through NAT",
+            self, "HyperPodSecurityGroupSelfEgress", group_id=group, ip_protocol="-1",
+            destination_security_group_id=group, description="EFA traffic to itself",
         )
         if config.network.fsx_lustre_ports:
-            sg.add_ingress_rule(sg, ec2.Port.tcp(988), "FSx for Lustre")
-            sg.add_ingress_rule(sg, ec2.Port.tcp_range(1018, 1023), "FSx for Lustre")
+            for name, (low, high) in {"FsxLustre": (988, 988), "FsxLustreLnet": (1018, 1023)}.items():
+                ec2.CfnSecurityGroupIngress(
+                    self, f"HyperPodSecurityGroup{name}Ingress", group_id=group, ip_protocol="tcp",
+                    from_port=low, to_port=high, source_security_group_id=group, description="FSx for Lustre",
+                )
         return sg
 
     def _interface_endpoints(self) -> None:

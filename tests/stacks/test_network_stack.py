@@ -102,12 +102,8 @@ def test_efa_security_group_allows_all_traffic_to_and_from_itself_and_egress_to_
     self_ref = {"Fn::GetAtt": [sg_id, "GroupId"]}
     assert [(r["IpProtocol"], r["SourceSecurityGroupId"]) for r in ingress] == [("-1", self_ref)]
     # The self-egress rule is the one CDK drops silently when allow_all_outbound=True.
-    assert sorted((r["IpProtocol"], str(r.get("DestinationSecurityGroupId")), r.get("CidrIp")) for r in egress) == sorted([
-        ("-1", str(self_ref), None),
-        ("-1", "None", "0.0.0.0/0"),
-    ])
-    # No placeholder "deny all" egress left inline.
-    assert "SecurityGroupEgress" not in props
+    assert [(r["IpProtocol"], r["DestinationSecurityGroupId"]) for r in egress] == [("-1", self_ref)]
+    assert [(e["IpProtocol"], e["CidrIp"]) for e in props["SecurityGroupEgress"]] == [("-1", "0.0.0.0/0")]
 
 
 def test_fsx_lustre_ports_are_opened_from_itself_when_asked():
@@ -115,6 +111,15 @@ def test_fsx_lustre_ports_are_opened_from_itself_when_asked():
     ports = {(r["FromPort"], r["ToPort"]) for r in ingress if r["IpProtocol"] == "tcp"}
     assert ports == {(988, 988), (1018, 1023)}
     assert all(r["SourceSecurityGroupId"] == {"Fn::GetAtt": [sg_id, "GroupId"]} for r in ingress)
+
+
+def test_security_group_rule_ids_do_not_depend_on_where_the_stack_is_nested():
+    # The pipeline deploys the same stacks inside a Stage; rule ids must match the direct deploy's.
+    config = make_config()
+    direct = NetworkStack(cdk.App(), "Net", config=config, env=cdk.Environment(region=config.region))
+    stage = cdk.Stage(cdk.App(), "Deploy")
+    staged = NetworkStack(stage, "Net", config=config, env=cdk.Environment(region=config.region))
+    assert set(Template.from_stack(direct).to_json()["Resources"]) == set(Template.from_stack(staged).to_json()["Resources"])
 
 
 def test_hyperpod_subnets_follow_hyperpod_availability_zones():

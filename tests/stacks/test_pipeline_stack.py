@@ -191,19 +191,12 @@ def test_the_stage_deploys_the_same_stacks_under_the_same_names_as_cdk_deploy_al
     stage = same_account.stage_manifest()["artifacts"]
     stage_names = sorted(a["properties"]["stackName"] for a in stage.values() if a["type"] == "aws:cloudformation:stack")
     assert stage_names == sorted(NAMES.values())
-    # CDK names a security-group rule whose peer is a group after a hash of the peer's full construct
-    # path, which inside the pipeline includes "<pipeline>/Deploy": those ids (and only those) differ.
+    # Same resources under the same logical ids, so moving from `cdk deploy --all` to the pipeline
+    # replaces nothing (security-group rules that reference a group are L1s with fixed ids for this).
     for role in ORDER:
         direct = json.loads((outdir / f"{NAMES[role]}.template.json").read_text())
         staged = same_account.stage_template(role)
-        only_staged = set(staged["Resources"]) - set(direct["Resources"])
-        only_direct = set(direct["Resources"]) - set(staged["Resources"])
-        rule_types = {"AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"}
-        assert {staged["Resources"][k]["Type"] for k in only_staged} <= rule_types, role
-        def body(template: dict, k: str) -> str:
-            return json.dumps({f: template["Resources"][k][f] for f in ("Type", "Properties")}, sort_keys=True)
-
-        assert sorted(body(staged, k) for k in only_staged) == sorted(body(direct, k) for k in only_direct), role
+        assert set(staged["Resources"]) == set(direct["Resources"]), role
         for k in set(staged["Resources"]) & set(direct["Resources"]):
             assert staged["Resources"][k]["Type"] == direct["Resources"][k]["Type"], (role, k)
         assert staged.get("Outputs", {}).keys() == direct.get("Outputs", {}).keys(), role
