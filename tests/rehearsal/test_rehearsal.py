@@ -1,0 +1,111 @@
+"""The deployment rehearsed on this machine: synthesized templates -> moto_server -> HyperPod handlers
+-> post-deploy CLI -> delete. See ``rehearsal.py`` for what is real and what stands in for AWS."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config import outputs as keys
+from config.gpu_types import ACCELERATOR_LABEL
+from tests.k8s_double import seed
+from tests.rehearsal.rehearsal import ACCOUNT, REPO, Rehearsal
+
+SMOKE = REPO / "sky_tasks" / "smoke.yaml"
+pytestmark = pytest.mark.slow
+
+
+def _only(stack, type_name):
+    (found,) = list(stack.resources_of_type(type_name))
+    return found
+
+
+def test_rehearsal_deploys_the_synthesized_stacks_runs_every_post_deploy_step_and_deletes(rehearsal: Rehearsal):
+    r = rehearsal
+    outputs = r.deploy()
+
+    # --- the prerequisites exist in moto as the templates declare them ---------------------------
+    (network,) = [s for s in r.assembly.stacks if list(s.resources_of_type("AWS::EC2::VPC"))]
+    ec2 = r.aws("ec2", r.stacks.region(network))
+    vpc_id, vpc = _only(network, "AWS::EC2::VPC")
+    assert ec2.describe_vpcs(VpcIds=[r.stacks.physical[(network.name, vpc_id)].ref])["Vpcs"][0]["CidrBlock"] == \
+        vpc["Properties"]["CidrBlock"]
+    declared = {(s["Properties"]["CidrBlock"], s["Properties"]["AvailabilityZone"]) for _, s in network.resources_of_type("AWS::EC2::Subnet")}
+    assert {(s["CidrBlock"], s["AvailabilityZone"]) for s in ec2.describe_subnets()["Subnets"]
+            if s["VpcId"] != ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]} == declared
+
+    bucket = r.output(keys.LIFECYCLE_BUCKET_NAME)
+    assert bucket.startswith("sagemaker-") and bucket.endswith(f"-{ACCOUNT}-{r.region}")
+    (lifecycle,) = [s for s in r.assembly.stacks if list(s.resources_of_type("Custom::CDKBucketDeployment"))]
+    prefix = _only(lifecycle, "Custom::CDKBucketDeployment")[1]["Properties"]["DestinationBucketKeyPrefix"]
+    s3 = r.aws("s3")
+    uploaded = {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert uploaded == {f"{prefix}/{p.name}": p.read_bytes() for p in (REPO / "lifecycle_scripts").iterdir() if p.is_file()}
+
+    (eks_stack,) = [s for s in r.assembly.stacks if list(s.resources_of_type("AWS::EKS::Cluster"))]
+    eks_props = _only(eks_stack, "AWS::EKS::Cluster")[1]["Properties"]
+    eks = r.aws("eks").describe_cluster(name=r.output(keys.EKS_CLUSTER_NAME))["cluster"]
+    assert (eks["name"], eks["version"], eks["endpoint"]) == (eks_props["Name"], eks_props["Version"], r.k8s.url)
+    assert eks["arn"] == r.output(keys.EKS_CLUSTER_ARN)
+
+    # --- HyperPod: created by the handlers, inputs usable, the WaitCondition released -----------------
+    name = r.output(keys.HYPERPOD_CLUSTER_NAME)
+    described = r.aws("sagemaker").describe_cluster(ClusterName=name)
+    assert described["ClusterStatus"] == "InService" and described["ClusterArn"] == r.output(keys.HYPERPOD_CLUSTER_ARN)
+    assert r.hyperpod_input_problems() == []
+    (handle,) = r.stacks.handles.values()
+    (signal,) = handle.bodies()
+    assert signal["Status"] == "SUCCESS" and "every node Running" in signal["Reason"], signal
+
+    # --- the CLI, as a user (or the pipeline) runs it after deploying --------------------------------
+    assert json.loads(r.outputs_path.read_text()) == outputs
+    r.step_kubeconfig()
+    assert r.context == r.output(keys.EKS_CLUSTER_NAME)
+
+    waited = r.step_wait_nodes()
+    registered = r.k8s.nodes()
+    construct_labels = {g["InstanceGroupName"]: g["KubernetesConfig"]["Labels"] for g in r.cluster_request["InstanceGroups"]}
+    assert waited.summary["ok"] is True and len(waited.summary["nodes"]) == sum(
+        g["InstanceCount"] for g in r.cluster_request["InstanceGroups"]) == len(registered)
+    assert all(n["metadata"]["labels"][ACCELERATOR_LABEL] ==
+               construct_labels[n["metadata"]["labels"]["sagemaker.amazonaws.com/instance-group-name"]][ACCELERATOR_LABEL]
+               for n in registered)
+
+    labelled = r.step_label_gpus()
+    assert labelled.summary["changed"] == [] and labelled.summary["already_correct"] == len(registered)
+    writes_before = len(r.k8s.writes())
+    assert writes_before == 0  # nothing to fix: not a single write reached the API
+
+    # A node without the construct's label (joined before HyperPod applied it, or labelled by hand):
+    # label-gpus must fix exactly that one.
+    template = registered[0]["metadata"]["labels"]
+    instance_type = template["node.kubernetes.io/instance-type"]
+    gpus, efa = r.accelerators(instance_type)
+    stray = r.k8s.add_node(seed.hyperpod_node(instance_type, cluster=name, gpus=gpus, efa=efa,
+                                              instance_group=template["sagemaker.amazonaws.com/instance-group-name"],
+                                              name="hyperpod-i-0aaaaaaaaaaaaaaaa"))
+    r.step_label_gpus(expected_changes=frozenset({stray["metadata"]["name"]}))
+    assert r.k8s.node(stray["metadata"]["name"])["metadata"]["labels"][ACCELERATOR_LABEL] == template[ACCELERATOR_LABEL]
+    assert len(r.k8s.writes(successful=True)) == 1
+
+    checked = r.step_check()
+    nodes = registered + [stray]
+    assert checked.summary["ok"] is True and checked.summary["enabled"] is True
+    assert {n["node"] for n in checked.summary["nodes"]} == {n["metadata"]["name"] for n in nodes}
+    accelerator = template[ACCELERATOR_LABEL].upper()
+    assert checked.summary["gpus"][accelerator]["capacity"] == gpus * len(nodes)
+
+    submitted = r.step_submit_validation(SMOKE)
+    assert submitted.summary["validated"] == [str(SMOKE)]
+
+    # Every Kubernetes call the CLI and SkyPilot made carried a token our exec plugin signed for
+    # this EKS cluster, checked as EKS checks it.
+    assert r.k8s.identities and not r.k8s.rejections
+    assert not [q for q in r.k8s.requests if q.status == 401]
+
+    # --- cdk destroy ------------------------------------------------------------------------------
+    r.destroy()
+    assert r.aws("sagemaker").list_clusters()["ClusterSummaries"] == []
+    print("rehearsal timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in r.timings.items()))
