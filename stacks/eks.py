@@ -13,7 +13,7 @@ from constructs import Construct
 
 from config import AppConfig, outputs
 from stacks.log_retention import retention
-from stacks.nag import acknowledge
+from constructs.nag_acknowledgment import acknowledge
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 
 _ENDPOINT_ACCESS = {

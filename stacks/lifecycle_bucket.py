@@ -10,7 +10,7 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from config import AppConfig, outputs
-from stacks.nag import acknowledge
+from constructs.nag_acknowledgment import acknowledge
 
 LIFECYCLE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "lifecycle_scripts"
 LIFECYCLE_PREFIX = "lifecycle_scripts"

@@ -47,7 +47,7 @@ from constructs import Construct
 from config import AppConfig, ConfigError, outputs
 from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
 from stacks.infrastructure import HyperPodStage
-from stacks.nag import acknowledge
+from constructs.nag_acknowledgment import acknowledge
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CODECOMMIT_NAME = re.compile(r"[\w.-]{1,100}")

@@ -16,18 +16,11 @@ import json
 from typing import Callable, Mapping, Optional
 
 import jsii
-from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct, IValidation
+from constructs.nag_acknowledgment import acknowledge
 
-PLUGIN = "AwsSolutions"
-
-
-def acknowledge(scope: IConstruct, reason: str, *finding_ids: str) -> None:
-    if not reason.strip() or not finding_ids:
-        raise ValueError("an acknowledgment needs a reason and at least one finding id")
-    for finding in finding_ids:
-        Validations.of(scope).acknowledge(Acknowledgment(id=f"{PLUGIN}::{finding}", reason=reason))
 
 
 def flatten(value) -> str:

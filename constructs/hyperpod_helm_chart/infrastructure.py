@@ -24,6 +24,7 @@ from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 from constructs import Construct
 
 from config.model import HelmChartConfig
+from constructs.nag_acknowledgment import acknowledge
 from constructs.hyperpod_helm_chart.chart_values import chart_values
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
@@ -83,11 +84,13 @@ class HyperPodHelmChart(Construct):
         )
         self.handler_role.add_to_policy(iam.PolicyStatement(
             sid="ReadClusterEndpoint", actions=["eks:DescribeCluster"], resources=[cluster.cluster_arn]))
-        cdk.Validations.of(self.handler_role).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
-            reason="Required for a Lambda function in a VPC: Lambda creates and deletes the function's ENIs with "
-                   "these EC2 actions, and CreateFunction validates they are granted. AWS maintains the policy; "
-                   "it grants no data access beyond ENI management and CloudWatch Logs writes."))
+        acknowledge(
+            self.handler_role,
+            "Required for a Lambda function in a VPC: Lambda creates and deletes the function's ENIs with "
+            "these EC2 actions, and CreateFunction validates they are granted. AWS maintains the policy; "
+            "it grants no data access beyond ENI management and CloudWatch Logs writes.",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+        )
 
         log_group = logs.LogGroup(self, "HandlerLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
         private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
@@ -112,11 +115,13 @@ class HyperPodHelmChart(Construct):
             security_groups=[security_group],
             environment={"ARCHIVE_BASE_URL": ARCHIVE_BASE_URL, "HELM_BINARY": HELM_BINARY},
         )
-        cdk.Validations.of(self.handler).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions-L1",
-            reason="Pinned on purpose to python3.13, a current AWS-supported Lambda runtime: the installer runs "
-                   "helm subprocesses from the KubectlV33Layer, and a runtime bump should be a reviewed change, "
-                   "not a side effect of upgrading CDK or cdk-nag."))
+        acknowledge(
+            self.handler,
+            "Pinned on purpose to python3.13, a current AWS-supported Lambda runtime: the installer runs "
+            "helm subprocesses from the KubectlV33Layer, and a runtime bump should be a reviewed change, "
+            "not a side effect of upgrading CDK or cdk-nag.",
+            "AwsSolutions-L1",
+        )
 
         # helm installs CRDs, ClusterRoles/Bindings, webhooks and namespaces across the cluster, which no
         # namespaced or view/edit policy allows; cluster admin is the smallest EKS access policy that can.
@@ -132,15 +137,19 @@ class HyperPodHelmChart(Construct):
         provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
         provider = cr.Provider(self, "Provider", on_event_handler=self.handler, log_group=provider_logs)
         framework_role = provider.node.find_child("framework-onEvent").node.find_child("ServiceRole")
-        cdk.Validations.of(framework_role).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            reason="The CDK Provider framework's relay function only writes its own CloudWatch logs; the AWS managed "
-                   "basic execution policy is what CDK attaches to it and grants nothing else."))
+        acknowledge(
+            framework_role,
+            "The CDK Provider framework's relay function only writes its own CloudWatch logs; the AWS managed "
+            "basic execution policy is what CDK attaches to it and grants nothing else.",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        )
         handler_logical_id = stack.get_logical_id(self.handler.node.default_child)
-        cdk.Validations.of(framework_role.node.find_child("DefaultPolicy")).acknowledge(cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::<{handler_logical_id}.Arn>:*]",
-            reason="The framework may invoke versions and aliases of this one installer function only "
-                   "(lambda:InvokeFunction on its ARN and ARN:*); no other function is reachable."))
+        acknowledge(
+            framework_role.node.find_child("DefaultPolicy"),
+            "The framework may invoke versions and aliases of this one installer function only "
+            "(lambda:InvokeFunction on its ARN and ARN:*); no other function is reachable.",
+            f"AwsSolutions-IAM5[Resource::<{handler_logical_id}.Arn>:*]",
+        )
 
         self.resource = cdk.CustomResource(
             self, "Release",

@@ -221,7 +221,7 @@ def _acknowledgments(root) -> dict[str, str]:
         for entry in construct.node.metadata:
             if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
                 for rule, reason in entry.data.items():
-                    found[f"{construct.node.path}|{rule.removeprefix('Annotation::')}"] = reason
+                    found[f"{construct.node.path}|{rule.removeprefix('Annotation::').removeprefix('AwsSolutions::')}"] = reason
     return found
 
 

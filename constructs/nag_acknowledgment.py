@@ -1,4 +1,7 @@
-"""cdk-nag 3.x acknowledgments: one reason, several exact finding ids, on the narrowest construct."""
+"""cdk-nag 3.x acknowledgments: one reason, several exact finding ids, on the narrowest construct.
+
+Shared by the stacks and the constructs (a plain module under constructs/, importable as
+``constructs.nag_acknowledgment`` because the jsii package extends its path)."""
 
 from aws_cdk import Acknowledgment, Validations
 from constructs import IConstruct
