@@ -3,7 +3,7 @@ runtime would: the asset folder is the whole ``sys.path`` (``python -I -S``: no 
 the function only has what the asset bundles), the environment is the template's
 ``Environment.Variables`` plus what Lambda sets, and the ``Handler`` string is imported as written.
 A wrong handler string or a missing module fails the way Lambda reports it
-(``Runtime.ImportModuleError``).
+(``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``).
 
 One process per function, kept for several invocations, like a warm Lambda container. Each
 invocation is one JSON line in and one ``RESULT`` line out; everything else the function prints
@@ -38,13 +38,18 @@ class Context:
     def get_remaining_time_in_millis(self):
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
+module_name, _, function_name = handler_name.rpartition(".")
+load_error = None
 try:
-    module_name, function_name = handler_name.rsplit(".", 1)
-    handler = getattr(importlib.import_module(module_name), function_name)
-    load_error = None
+    module = importlib.import_module(module_name)
 except Exception as exc:
     load_error = {"errorType": "Runtime.ImportModuleError",
-                  "errorMessage": f"Unable to import module '{handler_name}': {exc}"}
+                  "errorMessage": f"Unable to import module '{module_name}': {exc}"}
+else:
+    handler = getattr(module, function_name, None)
+    if not callable(handler):
+        load_error = {"errorType": "Runtime.HandlerNotFound",
+                      "errorMessage": f"Handler '{function_name}' missing on module '{module_name}'"}
 
 for number, line in enumerate(sys.stdin):
     event = json.loads(line)
