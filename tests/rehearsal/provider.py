@@ -42,6 +42,9 @@ class ProviderFramework:
                                f"onEvent function (handler {framework.get('Handler')!r})")
         self.on_event_arn = framework["USER_ON_EVENT_FUNCTION_ARN"]
         self.is_complete_arn = framework.get("USER_IS_COMPLETE_FUNCTION_ARN")
+        for arn in (self.on_event_arn, self.is_complete_arn):
+            if arn:
+                stacks.prewarm(arn)
         self.interval, self.max_attempts = 0, 0
         if self.is_complete_arn:
             definition = json.loads(stacks.client("stepfunctions", stacks.region(stack)).describe_state_machine(

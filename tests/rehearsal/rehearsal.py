@@ -322,6 +322,41 @@ class Rehearsal:
     def step_submit_validation(self, *tasks: Path) -> CliResult:
         return self.cli("submit", *map(str, tasks), "--validate-only", *self.k8s_args(), "--json")
 
+    def seed_skypilot_catalog(self) -> Path:
+        """SkyPilot's optimizer reads ``common/accelerators.csv`` and ``metadata.csv`` and downloads them
+        from GitHub when missing; the rows are built from moto's EC2 instance-type data instead (every
+        GPU AWS lists, with its memory), not from the task or the project's GPU table. Read from the
+        data module moto serves DescribeInstanceTypes from: paging 1,400 types over HTTP takes seconds."""
+        from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+        gpus: dict[str, tuple[float, str]] = {}
+        for instance_type in INSTANCE_TYPES.values():
+            for gpu in instance_type.get("GpuInfo", {}).get("Gpus", []):
+                gpus.setdefault(gpu["Name"], (gpu["MemoryInfo"]["SizeInMiB"] / 1024, gpu["Manufacturer"]))
+        catalog = self.home / ".sky" / "catalogs" / "v8" / "common"
+        catalog.mkdir(parents=True, exist_ok=True)
+        (catalog / "accelerators.csv").write_text(
+            "AcceleratorName,Clouds\n" + "".join(f"{name},Kubernetes\n" for name in sorted(gpus)))
+        (catalog / "metadata.csv").write_text("AcceleratorName,MemoryGB,Manufacturer\n" + "".join(
+            f"{name},{memory:g},{maker}\n" for name, (memory, maker) in sorted(gpus.items())))
+        return catalog
+
+    def step_launch_dryrun(self, task: Path) -> dict[str, Any]:
+        """What the SkyPilot API server does with ``submit``'s launch, stopping where it would create
+        the pod (``sky_launch_dryrun``); RehearsalFailure if SkyPilot finds nothing to run it on."""
+        started = time.monotonic()
+        completed = subprocess.run(
+            [sys.executable, "-m", "tests.rehearsal.sky_launch_dryrun", str(task), "--kubeconfig", str(self.kubeconfig),
+             "--context", self.context],
+            cwd=REPO, env=self.cli_env(), capture_output=True, text=True, timeout=300,
+        )
+        self.timings["launch-dryrun"] = time.monotonic() - started
+        lines = completed.stdout.strip().splitlines()
+        result = json.loads(lines[-1]) if lines else {"error": "no result line"}
+        if completed.returncode != 0 or "error" in result:
+            raise RehearsalFailure(f"launch dryrun of {task.name}: {result.get('error')}\n{completed.stderr[-3000:]}")
+        return result
+
     # ----- step: delete -------------------------------------------------------------------------
     def destroy(self) -> None:
         """``cdk destroy`` of the HyperPod stack: the custom resource's Delete, through the Provider framework."""

@@ -99,6 +99,14 @@ def test_rehearsal_deploys_the_synthesized_stacks_runs_every_post_deploy_step_an
 
     submitted = r.step_submit_validation(SMOKE)
     assert submitted.summary["validated"] == [str(SMOKE)]
+    # ...and SkyPilot's own launch of the same task, up to where it would create the pod: it must
+    # choose this context and the GPU the construct labelled, and create nothing.
+    r.seed_skypilot_catalog()
+    writes_before, unknown_before = len(r.k8s.writes()), len(r.k8s.unknown_requests)
+    launch = r.step_launch_dryrun(SMOKE)
+    assert (launch["cloud"], launch["context"]) == ("Kubernetes", r.context)
+    assert launch["accelerators"] == {accelerator: 1}, launch
+    assert len(r.k8s.writes()) == writes_before and len(r.k8s.unknown_requests) == unknown_before
 
     # Every Kubernetes call the CLI and SkyPilot made carried a token our exec plugin signed for
     # this EKS cluster, checked as EKS checks it.
