@@ -44,7 +44,8 @@ class EksAuthK8sDouble(K8sDouble):
             self.rejections.append("token is not base64url")
             return None
         query = dict(urllib.parse.parse_qsl(url.query))
-        if query.get("Action") != "GetCallerIdentity" or CLUSTER_ID_HEADER not in query.get("X-Amz-SignedHeaders", "").split(";"):
+        signed_headers = query.get("X-Amz-SignedHeaders", "").split(";")
+        if query.get("Action") != "GetCallerIdentity" or CLUSTER_ID_HEADER not in signed_headers:
             self.rejections.append(f"not a GetCallerIdentity URL signed over {CLUSTER_ID_HEADER}")
             return None
         headers = {"host": url.netloc, CLUSTER_ID_HEADER: self.cluster_name}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -80,7 +79,7 @@ class MotoStacks:
         self._processes: dict[str, LambdaProcess] = {}
         self._creating: list[tuple[str, str]] = []
         self._clients: dict[tuple[str, str], Any] = {}
-        self._executions_run: set[str] = set()
+        self.executions_replayed: set[str] = set()  # Step Functions executions already run
 
     # ----- plumbing -----------------------------------------------------------------------------
     def region(self, stack: Stack) -> str:
@@ -410,11 +409,3 @@ def _default_sg(ec2, vpc_id: str) -> str:
                                                    {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
     return groups[0]["GroupId"] if groups else ""
 
-
-def wait_until(condition: Callable[[], bool], *, attempts: int, sleep: float) -> bool:
-    """Bounded polling: true as soon as ``condition`` holds, false after ``attempts`` tries."""
-    for _ in range(attempts):
-        if condition():
-            return True
-        time.sleep(sleep)
-    return condition()

@@ -51,7 +51,6 @@ class ProviderFramework:
                 stateMachineArn=framework["WAITER_STATE_MACHINE_ARN"])["definition"])
             retry = definition["States"][definition["StartAt"]]["Retry"][0]
             self.interval, self.max_attempts = retry["IntervalSeconds"], retry["MaxAttempts"]
-        self.requests: list[dict[str, Any]] = []  # every payload a user function received
 
     def request(self, request_type: str, logical_id: str, resource_type: str, properties: dict[str, Any], *,
                 physical_id: str | None = None, old_properties: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -88,7 +87,6 @@ class ProviderFramework:
                                f"{self.interval} s apart)")
 
     def _invoke(self, arn: str, payload: dict[str, Any], where: str) -> Any:
-        self.requests.append(copy.deepcopy(payload))
         try:
             return self.stacks.function_at(arn).invoke(payload)
         except LambdaError as exc:
@@ -111,9 +109,9 @@ def run_started_executions(stacks: MotoStacks) -> list[dict[str, Any]]:
         definition = json.loads(sfn.describe_state_machine(stateMachineArn=physical.ref)["definition"])
         for execution in sfn.list_executions(stateMachineArn=physical.ref)["executions"]:
             arn = execution["executionArn"]
-            if arn in stacks._executions_run:
+            if arn in stacks.executions_replayed:
                 continue
-            stacks._executions_run.add(arn)
+            stacks.executions_replayed.add(arn)
             state_input = json.loads(sfn.describe_execution(executionArn=arn)["input"])
             outcomes.append({"execution": arn, **interpret(stacks, definition, state_input)})
     return outcomes

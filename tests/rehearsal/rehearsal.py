@@ -130,6 +130,10 @@ class Rehearsal:
                 self.outputs[stack.name] = self.stacks.deploy(stack.name)
             except (DeploymentFailed, Unresolvable) as exc:
                 raise RehearsalFailure(f"deploy {stack.name}: {exc}") from exc
+        problems = self.hyperpod_input_problems()
+        if problems:
+            raise RehearsalFailure("deploy: moto accepted CreateCluster, but HyperPod would fail on its inputs: "
+                                   + "; ".join(problems))
         self.outputs_path.write_text(json.dumps(self.outputs, indent=1))
         self.timings["deploy"] = time.monotonic() - started
         return self.outputs
@@ -137,7 +141,8 @@ class Rehearsal:
     @property
     def hyperpod_resource(self) -> tuple[str, str]:
         """(stack name, logical id) of the HyperPod custom resource."""
-        found = [(s.name, logical_id) for s in self.assembly.stacks for logical_id, _ in s.resources_of_type(HYPERPOD_CLUSTER_TYPE)]
+        found = [(s.name, logical_id) for s in self.assembly.stacks
+                 for logical_id, _ in s.resources_of_type(HYPERPOD_CLUSTER_TYPE)]
         if len(found) != 1:
             raise RehearsalFailure(f"deploy: expected one {HYPERPOD_CLUSTER_TYPE} in the assembly, found {found}")
         return found[0]
@@ -180,14 +185,17 @@ class Rehearsal:
             try:
                 iam.get_role(RoleName=role_name)
             except iam.exceptions.NoSuchEntityException:
-                problems.append(f"instance group {group['InstanceGroupName']}: ExecutionRole {group['ExecutionRole']} does not exist")
+                problems.append(f"instance group {group['InstanceGroupName']}: ExecutionRole "
+                                f"{group['ExecutionRole']} does not exist")
         vpc = request["VpcConfig"]
         subnets = ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": vpc["Subnets"]}])["Subnets"]
         if len(subnets) != len(vpc["Subnets"]):
             problems.append(f"VpcConfig.Subnets {vpc['Subnets']}: only {[s['SubnetId'] for s in subnets]} exist")
-        groups = ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": vpc["SecurityGroupIds"]}])["SecurityGroups"]
+        groups = ec2.describe_security_groups(
+            Filters=[{"Name": "group-id", "Values": vpc["SecurityGroupIds"]}])["SecurityGroups"]
         if len(groups) != len(vpc["SecurityGroupIds"]):
-            problems.append(f"VpcConfig.SecurityGroupIds {vpc['SecurityGroupIds']}: only {[g['GroupId'] for g in groups]} exist")
+            problems.append(f"VpcConfig.SecurityGroupIds {vpc['SecurityGroupIds']}: "
+                            f"only {[g['GroupId'] for g in groups]} exist")
         if len({s["VpcId"] for s in subnets} | {g["VpcId"] for g in groups}) > 1:
             problems.append("VpcConfig subnets and security groups are in different VPCs")
         eks_arn = request["Orchestrator"]["Eks"]["ClusterArn"]
@@ -247,7 +255,8 @@ class Rehearsal:
         process.started = time.monotonic()  # type: ignore[attr-defined]
         return process
 
-    def cli(self, *argv: str, expect: int | None = 0, timeout: float = 180, process: subprocess.Popen | None = None) -> CliResult:
+    def cli(self, *argv: str, expect: int | None = 0, timeout: float = 180,
+            process: subprocess.Popen | None = None) -> CliResult:
         """Run ``python -m post_deploy <argv>`` (or finish ``process``); RehearsalFailure on another exit code."""
         process = process or self.start_cli(*argv)
         started = process.started  # type: ignore[attr-defined]
@@ -289,7 +298,8 @@ class Rehearsal:
         """Started while the cluster has no node yet (HyperPod reports InService first); the nodes join
         once the step has looked for them at least once."""
         assert self.k8s is not None
-        process = self.start_cli("wait-nodes", *self.k8s_args(), "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME),
+        process = self.start_cli("wait-nodes", *self.k8s_args(),
+                                 "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME),
                                  "--region", self.output(output_keys.REGION), "--timeout", str(timeout),
                                  "--poll-interval", "0.2", "--json")
         deadline = time.monotonic() + timeout
@@ -303,7 +313,8 @@ class Rehearsal:
     def step_label_gpus(self, *, expected_changes: frozenset[str] = frozenset()) -> CliResult:
         """``label-gpus``; the nodes it changes must be exactly ``expected_changes``. Nodes HyperPod
         labelled from the construct's KubernetesConfig.Labels must need no change."""
-        result = self.cli("label-gpus", *self.k8s_args(), "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME), "--json")
+        result = self.cli("label-gpus", *self.k8s_args(),
+                          "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME), "--json")
         assert result.summary is not None
         changed = {c["node"]: c for c in result.summary["changed"]}
         unexpected = sorted(set(changed) - expected_changes)

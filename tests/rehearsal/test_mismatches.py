@@ -67,6 +67,18 @@ def test_a_custom_resource_the_handler_cannot_read_fails_the_deploy_before_any_c
         assert r.aws("sagemaker").list_clusters()["ClusterSummaries"] == []
 
 
+def test_lifecycle_scripts_uploaded_where_the_cluster_does_not_look_fail_the_deploy(rehearse):
+    def move_upload(templates):
+        (deployment,) = _resources(templates, "Custom::CDKBucketDeployment")
+        deployment["Properties"]["DestinationBucketKeyPrefix"] = "scripts"
+
+    with rehearse(move_upload) as r:
+        with pytest.raises(RehearsalFailure, match=r"HyperPod would fail on its inputs: instance group \S+: "
+                                                   r"s3://sagemaker-\S+/lifecycle_scripts/on_create.sh \(LifeCycleConfig "
+                                                   r"SourceS3Uri \+ OnCreate\) does not exist"):
+            r.deploy()
+
+
 def test_a_renamed_stack_output_stops_the_cli_at_its_first_step_naming_the_key(rehearse):
     def rename(templates):
         (template,) = [t for t in templates.values() if keys.EKS_CLUSTER_NAME in t.get("Outputs", {})]
