@@ -61,7 +61,9 @@ class Physical:
     type: str
     ref: Any
     attrs: dict[str, Any] = field(default_factory=dict)
-    properties: dict[str, Any] = field(default_factory=dict)  # resolved properties kept for later requests
+    # What later steps need: a custom resource's resolved properties (its Delete request carries them),
+    # the object keys a BucketDeployment uploaded, the managed policies a role names.
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class MotoStacks:
@@ -182,8 +184,8 @@ class MotoStacks:
         physical = self.physical.get((stack.name, logical_id))
         if physical is None or physical.type not in PROVIDER_BACKED:
             raise ValueError(f"{stack_name}/{logical_id} is not a created provider-backed custom resource")
-        framework = ProviderFramework(self, stack, physical.properties["ServiceToken"])
-        framework.request("Delete", logical_id, physical.type, physical.properties, physical_id=physical.ref)
+        framework = ProviderFramework(self, stack, physical.details["ServiceToken"])
+        framework.request("Delete", logical_id, physical.type, physical.details, physical_id=physical.ref)
         del self.physical[(stack.name, logical_id)]
         self.events.append(f"DELETE_COMPLETE {stack.name}/{logical_id} ({physical.type}) {physical.ref}")
 

@@ -153,7 +153,7 @@ class Rehearsal:
         physical = self.stacks.physical.get(self.hyperpod_resource)
         if physical is None:
             raise RehearsalFailure("the HyperPod custom resource was not created")
-        return json.loads(physical.properties["ClusterRequest"])
+        return json.loads(physical.details["ClusterRequest"])
 
     @property
     def region(self) -> str:
