@@ -33,9 +33,10 @@ synth: venv
 test: venv
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-## The local rehearsal alone: moto_server + the Kubernetes API double + real handlers and CLI.
+## Local rehearsal: synthesized stacks into moto_server, HyperPod handlers run from cdk.out,
+## the real post-deploy CLI against the Kubernetes API double; offline, about a minute.
 rehearse: venv
-	$(BIN)/python -m pytest tests/rehearsal -v -p no:cacheprovider
+	$(BIN)/python -m tests.rehearsal
 
 ## Benchmarks print numbers; they are not part of `make test`.
 bench: venv

@@ -41,7 +41,10 @@ def run_cdk_synth(outdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def cdk_out(tmp_path_factory) -> Path:
-    root = tmp_path_factory.getbasetemp().parent
+    # One synth per session: xdist workers each get basetemp/popen-gwN, so their shared parent is this
+    # session's folder; without xdist the basetemp itself is (its parent spans every session).
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     outdir = root / "cdk.out"
     with FileLock(str(root / "cdk.out.lock")):
         if not (outdir / "manifest.json").exists():
