@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from post_deploy.exit_codes import ExitCode
 
@@ -40,6 +41,13 @@ def add_common_args(parser: argparse.ArgumentParser,
     )
     parser.add_argument("--context", metavar="NAME", help=context_help)
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+
+
+def aws_failure(what: str, exc: Exception) -> StepError:
+    """One line for an AWS call that failed after botocore's retries: the API's own code and message."""
+    error = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
+    detail = f"{error.get('Code')}: {error.get('Message')}" if error else str(exc)
+    return StepError(ExitCode.AWS_API, f"{what}: {detail}")
 
 
 def aws_session(profile: str | None = None, region: str | None = None) -> boto3.Session:

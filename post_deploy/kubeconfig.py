@@ -26,7 +26,7 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from config import outputs as keys
-from post_deploy.common import AWS_RETRY_CONFIG, StepError, add_common_args, aws_session, emit_json, say
+from post_deploy.common import AWS_RETRY_CONFIG, StepError, add_common_args, aws_failure, aws_session, emit_json, say
 from post_deploy.eks_token import EXEC_API_VERSION
 from post_deploy.exit_codes import ExitCode
 from post_deploy.outputs import OutputsError, read_outputs
@@ -120,12 +120,8 @@ def describe_cluster(name: str, region: str, profile: str | None = None, eks=Non
     eks = eks or aws_session(profile, region).client("eks", config=AWS_RETRY_CONFIG)
     try:
         cluster = eks.describe_cluster(name=name)["cluster"]
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise StepError(ExitCode.AWS_API, f"eks:DescribeCluster {name!r} in {region}: "
-                                          f"{error.get('Code')}: {error.get('Message')}") from None
-    except BotoCoreError as exc:
-        raise StepError(ExitCode.AWS_API, f"eks:DescribeCluster {name!r} in {region}: {exc}") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_failure(f"eks:DescribeCluster {name!r} in {region}", exc) from None
     status = cluster.get("status")
     endpoint = cluster.get("endpoint")
     ca_data = (cluster.get("certificateAuthority") or {}).get("data")

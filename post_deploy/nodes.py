@@ -33,7 +33,7 @@ from rich.live import Live
 from rich.table import Table
 
 from config.gpu_types import INSTANCE_TYPE_LABEL
-from post_deploy.common import AWS_RETRY_CONFIG, StepError, add_common_args, aws_session, emit_json, say
+from post_deploy.common import AWS_RETRY_CONFIG, StepError, add_common_args, aws_failure, aws_session, emit_json, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.labels import CLUSTER_NAME_LABEL, api_error_text, kube_api_client, list_hyperpod_nodes
 
@@ -137,12 +137,8 @@ class SageMakerClient(Protocol):
 def _describe(sagemaker: SageMakerClient, cluster_name: str, expected: int | None) -> Snapshot:
     try:
         cluster = sagemaker.describe_cluster(ClusterName=cluster_name)
-    except ClientError as err:
-        error = err.response.get("Error", {})
-        raise StepError(ExitCode.AWS_API, f"DescribeCluster {cluster_name!r} failed: "
-                                          f"{error.get('Code')}: {error.get('Message')}") from None
-    except BotoCoreError as err:
-        raise StepError(ExitCode.AWS_API, f"DescribeCluster {cluster_name!r} failed: {err}") from None
+    except (ClientError, BotoCoreError) as err:
+        raise aws_failure(f"DescribeCluster {cluster_name!r} failed", err) from None
     groups = cluster.get("InstanceGroups") or []
     target = sum(g.get("TargetCount", 0) for g in groups)
     return Snapshot(
