@@ -3,7 +3,7 @@ the HyperPod dependency Helm chart (which must be installed before CreateCluster
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import CfnOutput, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam

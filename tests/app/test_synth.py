@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
-import pytest
 
 from tests.app.conftest import BIN, REPO, run_cdk_synth
 
