@@ -23,6 +23,8 @@ _IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/
 _EC2_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HELM_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_K8S_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 # HyperPod documents EKS 1.28-1.33 (some pages 1.34); the kubectl/helm layer we ship is v1.33 and
 # kubectl supports one minor version of skew either way.
@@ -224,6 +226,27 @@ class HelmChartConfig(_Strict):
     def _repo(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", v):
             raise ValueError("must be a GitHub owner/name")
+        return v
+
+    @field_validator("chart_path")
+    @classmethod
+    def _chart_path(cls, v: str) -> str:
+        if v.startswith("/") or "\\" in v or any(p in ("", ".", "..") for p in v.split("/")):
+            raise ValueError("must be a relative path inside the repository such as helm_chart/HyperPodHelmChart")
+        return v
+
+    @field_validator("release_name")
+    @classmethod
+    def _release(cls, v: str) -> str:
+        if not _HELM_RELEASE.match(v) or len(v) > 53:
+            raise ValueError("must be a helm release name (lowercase letters, digits, '-' and '.', at most 53 characters)")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not _K8S_NAMESPACE.match(v) or len(v) > 63:
+            raise ValueError("must be a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)")
         return v
 
 

@@ -9,7 +9,6 @@ at deploy time, checks the chart files' digest and runs helm from the kubectl v3
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -34,23 +33,6 @@ ARCHIVE_BASE_URL = "https://codeload.github.com"
 HELM_BINARY = "/opt/helm/helm"
 RESOURCE_TYPE = "Custom::HyperPodHelmChart"
 
-_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _validate(chart: HelmChartConfig) -> None:
-    """Reject what the config model does not check, before any construct exists."""
-    parts = chart.chart_path.split("/")
-    if chart.chart_path.startswith("/") or "\\" in chart.chart_path or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"eks.helm_chart.chart_path={chart.chart_path!r}: must be a relative path inside the "
-                         "repository such as helm_chart/HyperPodHelmChart")
-    if not _RELEASE.match(chart.release_name) or len(chart.release_name) > 53:
-        raise ValueError(f"eks.helm_chart.release_name={chart.release_name!r}: must be a helm release name "
-                         "(lowercase letters, digits, '-' and '.', at most 53 characters)")
-    if not _NAMESPACE.match(chart.namespace) or len(chart.namespace) > 63:
-        raise ValueError(f"eks.helm_chart.namespace={chart.namespace!r}: must be a Kubernetes namespace name")
-
-
 class HyperPodHelmChart(Construct):
     """The HyperPod dependency chart as a helm release managed by CloudFormation.
 
@@ -66,7 +48,6 @@ class HyperPodHelmChart(Construct):
                  vpc: ec2.IVpc, security_group: ec2.ISecurityGroup,
                  log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
                  kubectl_layer: Optional[lambda_.ILayerVersion] = None) -> None:
-        _validate(chart)
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.release_name = chart.release_name

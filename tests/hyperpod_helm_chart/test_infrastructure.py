@@ -197,22 +197,6 @@ def test_both_log_groups_have_retention(retention, days):
     assert len(ours) == 2 and all(g["Properties"]["RetentionInDays"] == days for g in ours.values())
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("chart_path", "../outside", "eks.helm_chart.chart_path='../outside': must be a relative path"),
-    ("chart_path", "/abs/chart", "eks.helm_chart.chart_path='/abs/chart'"),
-    ("release_name", "Deps_1", "eks.helm_chart.release_name='Deps_1': must be a helm release name"),
-    ("release_name", "d" * 54, "at most 53 characters"),
-    ("namespace", "kube.system", "eks.helm_chart.namespace='kube.system': must be a Kubernetes namespace"),
-])
-def test_bad_chart_config_fails_naming_the_key_before_anything_is_created(field, value, message):
-    app = cdk.App()
-    stack = cdk.Stack(app, "Bad")
-    vpc, sg = _network(stack)
-    cluster = eks.Cluster.from_cluster_attributes(stack, "Eks", cluster_name="hp-eks")
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.").replace("/", "/")):
-        HyperPodHelmChart(stack, "HelmChart", cluster=cluster, chart=HelmChartConfig(**{field: value}), vpc=vpc,
-                          security_group=sg)
-    assert stack.node.try_find_child("HelmChart") is None
 
 
 def _acknowledgments(root) -> dict[str, str]:
