@@ -14,9 +14,9 @@ GPUs; task-governance RBAC).
 
 The NVIDIA and EFA device plugins are pinned to the instance types of the project's GPU table
 (``config.gpu_types``), the same table that labels nodes for SkyPilot, so a GPU type the project
-supports always gets its device plugin (upstream's lists lag new types such as ml.g7e). This
-replaces upstream's EFA list, which also names CPU and Trainium types: those groups get no EFA
-device plugin from this project, whose workloads are GPU SkyPilot tasks. Both plugins tolerate
+supports always gets its device plugin (upstream's lists lag new types such as ml.g7e). The EFA
+plugin also runs on every Trainium type of botocore's ClusterInstanceType enum (all of them carry
+EFA), so Neuron instance groups keep EFA; CPU groups get no EFA plugin. Both plugins tolerate
 HyperPod's ``node-health-status=Unschedulable`` taint so a node under deep health check still
 advertises its devices.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.gpu_types import GPU_INSTANCE_TYPES, INSTANCE_TYPE_LABEL
+from config.sagemaker_api import cluster_instance_types
 
 HEALTH_TAINT_TOLERATION = {
     "key": "sagemaker.amazonaws.com/node-health-status",
@@ -41,7 +42,9 @@ def gpu_instance_types() -> list[str]:
 
 
 def efa_instance_types() -> list[str]:
-    return sorted(t for t, spec in GPU_INSTANCE_TYPES.items() if spec.efa_interfaces > 0)
+    gpus = {t for t, spec in GPU_INSTANCE_TYPES.items() if spec.efa_interfaces > 0}
+    trainium = {t for t in cluster_instance_types() if t.startswith("ml.trn")}
+    return sorted(gpus | trainium)
 
 
 def chart_values(region: str) -> dict[str, Any]:

@@ -67,5 +67,10 @@ def test_device_plugins_follow_the_gpu_table():
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert nvidia_terms[0]["matchExpressions"][0]["values"] == sorted(GPU_INSTANCE_TYPES)
     efa = values["aws-efa-k8s-device-plugin"]["supportedInstanceLabels"]["values"]
-    assert efa == sorted(t for t, s in GPU_INSTANCE_TYPES.items() if s.efa_interfaces > 0)
-    assert all(t.startswith("ml.") for t in efa)
+    gpu_efa = {t for t, s in GPU_INSTANCE_TYPES.items() if s.efa_interfaces > 0}
+    assert gpu_efa <= set(efa)
+    # Trainium groups keep EFA too (every trn type carries it); CPU and EFA-less GPU types do not.
+    assert {"ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge"} <= set(efa)
+    assert set(efa) - gpu_efa == {t for t in efa if t.startswith("ml.trn")}
+    assert "ml.g5.xlarge" not in efa and "ml.m5.large" not in efa
+    assert efa == sorted(efa)

@@ -128,7 +128,8 @@ def test_generated_values_render_region_and_exactly_the_enabled_components(helm,
     efa_types = efa["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
     assert "ml.p5.48xlarge" in efa_types and "ml.g5.xlarge" not in efa_types  # g5.xlarge has no EFA
-    assert set(efa_types) == {t for t, s in GPU_INSTANCE_TYPES.items() if s.efa_interfaces}
+    assert set(efa_types) == {t for t, s in GPU_INSTANCE_TYPES.items() if s.efa_interfaces} | {
+        "ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.3xlarge", "ml.trn2.48xlarge"}
 
 
 def test_region_without_a_regional_file_still_reaches_the_agent(helm, chart, tmp_path):
