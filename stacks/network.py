@@ -34,6 +34,7 @@ class NetworkStack(Stack):
     """VPC shaped for HyperPod: pods take VPC IPs through the VPC CNI, so HyperPod subnets are large."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+        self._azs = list(config.network.availability_zones)
         super().__init__(scope, construct_id, **kwargs)
         net = config.network
 
@@ -86,6 +87,12 @@ class NetworkStack(Stack):
             if s.availability_zone in hyperpod_azs
         ]
         self.eks_subnets = self.vpc.select_subnets(subnet_group_name=EKS_SUBNETS).subnets
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """The configured AZs. With an explicit account CDK would otherwise look them up in the account
+        (a context lookup), and synth must stay offline."""
+        return self._azs
 
     def _efa_security_group(self, config: AppConfig) -> ec2.SecurityGroup:
         # Egress to the internet is the group's inline allow-all rule. Every rule that references the

@@ -59,3 +59,13 @@ def test_a_config_error_stops_synth_with_one_line_and_writes_no_template(tmp_pat
         "did you mean ml.p5.48xlarge, ml.p5e.48xlarge, ml.p5.4xlarge?"
     ]
     assert not list((tmp_path / "out").glob("*.template.json"))
+
+
+def test_an_explicit_account_needs_no_availability_zone_lookup(tmp_path):
+    # With account and region known CDK would look the AZs up in the account; the configured AZs
+    # answer instead, so `--no-lookups` still succeeds without credentials.
+    result = run_cdk_synth(tmp_path / "out", "-c", "account=123456789012")
+    assert result.returncode == 0, result.stdout + result.stderr
+    network = json.loads((tmp_path / "out" / "hyperpod-sky-network.template.json").read_text())
+    azs = {r["Properties"]["AvailabilityZone"] for r in network["Resources"].values() if r["Type"] == "AWS::EC2::Subnet"}
+    assert azs == {"us-east-1a", "us-east-1b"}
