@@ -162,3 +162,11 @@ def test_malformed_config_file_is_reported_with_line(tmp_path):
 def test_public_cidrs_with_private_endpoint_are_refused():
     with pytest.raises(ConfigError, match="public_access_cidrs needs endpoint_access"):
         make_config(**{"eks.endpoint_access": "private", "eks.public_access_cidrs": "[203.0.113.0/24]"})
+
+
+def test_the_example_config_in_the_readme_is_valid():
+    from tests.conftest import REPO
+
+    config = make_config(config=str(REPO / "examples" / "cluster.yaml"))
+    assert config.region == "us-west-2" and config.hyperpod_azs == ("us-west-2b",)
+    assert [g.name for g in config.hyperpod.instance_groups] == ["gpu", "cpu"]
