@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import stat
 import urllib.parse
@@ -13,6 +11,7 @@ import botocore.session
 import pytest
 
 from constructs.hyperpod_helm_chart.runtime.helm_chart_installer import eks_auth
+from tests.sigv4 import sigv4_signature
 
 
 def _decode(token: str) -> urllib.parse.SplitResult:
@@ -20,28 +19,6 @@ def _decode(token: str) -> urllib.parse.SplitResult:
     body = token[len("k8s-aws-v1."):]
     assert "=" not in body  # unpadded base64url, as aws-iam-authenticator expects
     return urllib.parse.urlsplit(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode())
-
-
-def _sigv4_signature(url: urllib.parse.SplitResult, headers: dict[str, str], secret: str) -> str:
-    """Recompute a SigV4 query-string signature from the spec (not botocore) for the given headers."""
-    query = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
-    params = sorted((k, v) for k, v in query if k != "X-Amz-Signature")
-    canonical_query = "&".join(f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
-                               for k, v in params)
-    qs = dict(query)
-    signed = qs["X-Amz-SignedHeaders"].split(";")
-    canonical_headers = "".join(f"{h}:{headers[h].strip()}\n" for h in signed)
-    canonical_request = "\n".join([
-        "GET", url.path or "/", canonical_query, canonical_headers, qs["X-Amz-SignedHeaders"],
-        hashlib.sha256(b"").hexdigest()])
-    date, region, service, _ = qs["X-Amz-Credential"].split("/")[1:]
-    scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", qs["X-Amz-Date"], scope,
-                         hashlib.sha256(canonical_request.encode()).hexdigest()])
-    key = f"AWS4{secret}".encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 @pytest.mark.parametrize("region, host", [
@@ -67,9 +44,9 @@ def test_signature_binds_the_cluster_name_header():
     url = _decode(eks_auth.bearer_token(botocore.session.Session(), "hp-eks", "us-west-2"))
     signature = dict(urllib.parse.parse_qsl(url.query))["X-Amz-Signature"]
     headers = {"host": url.netloc}
-    assert _sigv4_signature(url, {**headers, "x-k8s-aws-id": "hp-eks"}, "testing") == signature
+    assert sigv4_signature(url, {**headers, "x-k8s-aws-id": "hp-eks"}, "testing") == signature
     # EKS replays the URL with x-k8s-aws-id: <its own name>; another cluster's name does not verify.
-    assert _sigv4_signature(url, {**headers, "x-k8s-aws-id": "other-cluster"}, "testing") != signature
+    assert sigv4_signature(url, {**headers, "x-k8s-aws-id": "other-cluster"}, "testing") != signature
 
 
 def test_token_needs_credentials(monkeypatch):

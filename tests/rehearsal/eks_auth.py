@@ -15,7 +15,7 @@ import urllib.parse
 
 import requests
 
-from tests.hyperpod_helm_chart.test_eks_auth import _sigv4_signature
+from tests.sigv4 import sigv4_signature
 from tests.k8s_double.server import K8sDouble
 
 TOKEN_PREFIX = "Bearer k8s-aws-v1."
@@ -49,7 +49,7 @@ class EksAuthK8sDouble(K8sDouble):
             self.rejections.append(f"not a GetCallerIdentity URL signed over {CLUSTER_ID_HEADER}")
             return None
         headers = {"host": url.netloc, CLUSTER_ID_HEADER: self.cluster_name}
-        if _sigv4_signature(url, headers, self.secret_key) != query.get("X-Amz-Signature"):
+        if sigv4_signature(url, headers, self.secret_key) != query.get("X-Amz-Signature"):
             self.rejections.append(f"signature does not verify for {CLUSTER_ID_HEADER}={self.cluster_name}")
             return None
         # moto_server picks the service from an Authorization header's credential scope only (a query-
