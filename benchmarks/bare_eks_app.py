@@ -7,7 +7,8 @@ from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 app = cdk.App()
 stack = cdk.Stack(app, "BareEks", env=cdk.Environment(region="us-east-1"))
 eks.Cluster(
-    stack, "Cluster",
+    stack,
+    "Cluster",
     version=eks.KubernetesVersion.V1_33,
     kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV33Layer(stack, "Kubectl")),
 )

@@ -73,12 +73,21 @@ class Handle:
 def request() -> dict:
     return {
         "ClusterName": "hyperpod-sky",
-        "InstanceGroups": [{
-            "InstanceGroupName": name, "InstanceType": "ml.p5.48xlarge", "InstanceCount": count,
-            "LifeCycleConfig": {"SourceS3Uri": "s3://sagemaker-bucket/lifecycle_scripts/", "OnCreate": "on_create.sh"},
-            "ExecutionRole": "arn:aws:iam::123456789012:role/exec", "ThreadsPerCore": 1,
-            "KubernetesConfig": {"Labels": {"skypilot.co/accelerator": "h100"}},
-        } for name, count in GROUPS.items()],
+        "InstanceGroups": [
+            {
+                "InstanceGroupName": name,
+                "InstanceType": "ml.p5.48xlarge",
+                "InstanceCount": count,
+                "LifeCycleConfig": {
+                    "SourceS3Uri": "s3://sagemaker-bucket/lifecycle_scripts/",
+                    "OnCreate": "on_create.sh",
+                },
+                "ExecutionRole": "arn:aws:iam::123456789012:role/exec",
+                "ThreadsPerCore": 1,
+                "KubernetesConfig": {"Labels": {"skypilot.co/accelerator": "h100"}},
+            }
+            for name, count in GROUPS.items()
+        ],
         "VpcConfig": {"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-1"]},
         "Orchestrator": {"Eks": {"ClusterArn": "arn:aws:eks:us-east-1:123456789012:cluster/eks"}},
         "Tags": [{"Key": "hyperpod-cluster:owner", "Value": "stack/x"}],
@@ -87,17 +96,36 @@ def request() -> dict:
 
 def described(status: str, current: int) -> dict:
     return {
-        "ClusterArn": ARN, "ClusterName": "hyperpod-sky", "ClusterStatus": status,
-        "InstanceGroups": [{"InstanceGroupName": n, "InstanceType": "ml.p5.48xlarge", "TargetCount": c,
-                            "CurrentCount": current, "Status": status} for n, c in GROUPS.items()],
+        "ClusterArn": ARN,
+        "ClusterName": "hyperpod-sky",
+        "ClusterStatus": status,
+        "InstanceGroups": [
+            {
+                "InstanceGroupName": n,
+                "InstanceType": "ml.p5.48xlarge",
+                "TargetCount": c,
+                "CurrentCount": current,
+                "Status": status,
+            }
+            for n, c in GROUPS.items()
+        ],
     }
 
 
 def node_list() -> dict:
-    return {"ClusterNodeSummaries": [
-        {"InstanceGroupName": n, "InstanceId": f"i-{n}-{i}", "InstanceType": "ml.p5.48xlarge",
-         "LaunchTime": "2026-01-01T00:00:00Z", "InstanceStatus": {"Status": "Running"}}
-        for n, c in GROUPS.items() for i in range(c)]}
+    return {
+        "ClusterNodeSummaries": [
+            {
+                "InstanceGroupName": n,
+                "InstanceId": f"i-{n}-{i}",
+                "InstanceType": "ml.p5.48xlarge",
+                "LaunchTime": "2026-01-01T00:00:00Z",
+                "InstanceStatus": {"Status": "Running"},
+            }
+            for n, c in GROUPS.items()
+            for i in range(c)
+        ]
+    }
 
 
 def simulate(creation_seconds: float, phase: float, handle: Handle) -> dict:
@@ -128,18 +156,33 @@ def simulate(creation_seconds: float, phase: float, handle: Handle) -> dict:
         else:
             stubs[service].add_response(operation, response)
 
-    props = {"ClusterRequest": json.dumps(request()), "OwnerTagKey": "hyperpod-cluster:owner",
-             "WaitHandleUrl": handle.url, "WaitTimeoutSeconds": "43200"}
+    props = {
+        "ClusterRequest": json.dumps(request()),
+        "OwnerTagKey": "hyperpod-cluster:owner",
+        "WaitHandleUrl": handle.url,
+        "WaitTimeoutSeconds": "43200",
+    }
     respond("sagemaker", "describe_cluster", error="ResourceNotFound")
-    respond("stepfunctions", "start_execution", {"executionArn": STATE_MACHINE + ":e", "startDate": "2026-01-01T00:00:00Z"})
+    respond(
+        "stepfunctions", "start_execution", {"executionArn": STATE_MACHINE + ":e", "startDate": "2026-01-01T00:00:00Z"}
+    )
     respond("sagemaker", "create_cluster", {"ClusterArn": ARN})
     invoke("on_event", handler.on_event, {"RequestType": "Create", "RequestId": "r", "ResourceProperties": props})
     respond("sagemaker", "describe_cluster", described("Creating", 0))
-    invoke("is_complete", handler.is_complete, {"RequestType": "Create", "PhysicalResourceId": "hyperpod-sky",
-                                                "ResourceProperties": props})
+    invoke(
+        "is_complete",
+        handler.is_complete,
+        {"RequestType": "Create", "PhysicalResourceId": "hyperpod-sky", "ResourceProperties": props},
+    )
     in_service_at = creation_seconds - phase  # cluster clock started `phase` seconds before the poller
-    payload = {"ClusterName": "hyperpod-sky", "WaitHandleUrl": handle.url, "UniqueId": "hyperpod-sky",
-               "Operation": "Create", "DeadlineEpoch": 43200 - 300, "TargetCounts": GROUPS}
+    payload = {
+        "ClusterName": "hyperpod-sky",
+        "WaitHandleUrl": handle.url,
+        "UniqueId": "hyperpod-sky",
+        "Operation": "Create",
+        "DeadlineEpoch": 43200 - 300,
+        "TargetCounts": GROUPS,
+    }
     transitions = 0
     signalled = len(handle.bodies)
     while len(handle.bodies) == signalled:
@@ -158,8 +201,13 @@ def simulate(creation_seconds: float, phase: float, handle: Handle) -> dict:
     transitions += 1  # Succeed
     for stub in stubs.values():
         stub.assert_no_pending_responses()
-    return {"calls": calls, "cpu": cpu, "transitions": transitions, "latency": now[0] - in_service_at,
-            "signal": handle.bodies[-1]}
+    return {
+        "calls": calls,
+        "cpu": cpu,
+        "transitions": transitions,
+        "latency": now[0] - in_service_at,
+        "signal": handle.bodies[-1],
+    }
 
 
 def main() -> int:
@@ -185,18 +233,29 @@ def main() -> int:
     per_kind = {k: [s for n, s in first["cpu"] if n == k] for k in ("on_event", "is_complete", "check")}
     latencies = [r["latency"] for r in runs]
     print(f"simulated creation: Creating for {args.minutes - 1:.0f} min, then InService ({sum(GROUPS.values())} nodes)")
-    print(f"AWS API calls: {sum(first['calls'].values())}  " + ", ".join(f"{k}={v}" for k, v in sorted(first['calls'].items())))
+    print(
+        f"AWS API calls: {sum(first['calls'].values())}  "
+        + ", ".join(f"{k}={v}" for k, v in sorted(first["calls"].items()))
+    )
     print(f"WaitCondition signals: 1 ({first['signal']['Status']}: {first['signal']['Reason']})")
-    print(f"Lambda invocations: {ours} of ours (on_event 1, is_complete 1, poller checks {checks}) "
-          f"+ 2 CDK provider-framework = {ours + 2}")
-    print(f"Lambda CPU seconds (measured, ours): {cpu_total:.3f} s total; mean per invocation "
-          + ", ".join(f"{k} {1000 * sum(v) / len(v):.1f} ms" for k, v in per_kind.items()))
-    print(f"  at 256 MB that is {cpu_total * 0.25:.4f} GB-s of compute; an idle waiter Lambda would bill "
-          f"{args.minutes * 60:.0f} s")
+    print(
+        f"Lambda invocations: {ours} of ours (on_event 1, is_complete 1, poller checks {checks}) "
+        f"+ 2 CDK provider-framework = {ours + 2}"
+    )
+    print(
+        f"Lambda CPU seconds (measured, ours): {cpu_total:.3f} s total; mean per invocation "
+        + ", ".join(f"{k} {1000 * sum(v) / len(v):.1f} ms" for k, v in per_kind.items())
+    )
+    print(
+        f"  at 256 MB that is {cpu_total * 0.25:.4f} GB-s of compute; an idle waiter Lambda would bill "
+        f"{args.minutes * 60:.0f} s"
+    )
     print(f"Step Functions state transitions: {first['transitions']}")
-    print(f"InService -> signal over {len(runs)} poll phases: max {max(latencies):.1f} s, "
-          f"mean {sum(latencies) / len(latencies):.1f} s (bound by construction: wait {WAIT_SECONDS} s + "
-          f"check timeout {CHECK_TIMEOUT_SECONDS} s = {POLL_INTERVAL_SECONDS} s)")
+    print(
+        f"InService -> signal over {len(runs)} poll phases: max {max(latencies):.1f} s, "
+        f"mean {sum(latencies) / len(latencies):.1f} s (bound by construction: wait {WAIT_SECONDS} s + "
+        f"check timeout {CHECK_TIMEOUT_SECONDS} s = {POLL_INTERVAL_SECONDS} s)"
+    )
     return 0 if max(latencies) <= POLL_INTERVAL_SECONDS else 1
 
 

@@ -24,9 +24,15 @@ from tests.k8s_double import K8sDouble, seed, write_kubeconfig  # noqa: E402
 
 # (instance type, label already on the node): a mix of missing, wrong and correct labels
 MIX = [
-    ("ml.p5.48xlarge", None), ("ml.p5.48xlarge", "H100"), ("ml.p5.48xlarge", "h100"),
-    ("ml.p4de.24xlarge", "a100"), ("ml.p4de.24xlarge", None), ("ml.p5en.48xlarge", None),
-    ("ml.g5.12xlarge", "a10g"), ("ml.g6e.48xlarge", None), ("ml.p6-b200.48xlarge", None),
+    ("ml.p5.48xlarge", None),
+    ("ml.p5.48xlarge", "H100"),
+    ("ml.p5.48xlarge", "h100"),
+    ("ml.p4de.24xlarge", "a100"),
+    ("ml.p4de.24xlarge", None),
+    ("ml.p5en.48xlarge", None),
+    ("ml.g5.12xlarge", "a10g"),
+    ("ml.g6e.48xlarge", None),
+    ("ml.p6-b200.48xlarge", None),
     ("ml.g5.48xlarge", None),
 ]
 
@@ -63,14 +69,23 @@ def main() -> int:
         second_writes = len(api.writes())
         client.close()
 
-    print(f"nodes: {args.nodes} GPU + 40 CPU/system, workers: {args.workers}, "
-          f"API latency: {args.latency_ms:g} ms per request")
+    print(
+        f"nodes: {args.nodes} GPU + 40 CPU/system, workers: {args.workers}, "
+        f"API latency: {args.latency_ms:g} ms per request"
+    )
     print(f"needed a change: {needs_change}")
-    print(f"first run:  {first_seconds:.2f} s, changed {len(first.changed)}, API writes {first_writes}, "
-          f"failed {len(first.failed)}")
+    print(
+        f"first run:  {first_seconds:.2f} s, changed {len(first.changed)}, API writes {first_writes}, "
+        f"failed {len(first.failed)}"
+    )
     print(f"second run: {second_seconds:.2f} s, changed {len(second.changed)}, API writes {second_writes}")
-    ok = (first_seconds < 5 and first_writes == needs_change == len(first.changed)
-          and second_writes == 0 and first.ok and second.ok)
+    ok = (
+        first_seconds < 5
+        and first_writes == needs_change == len(first.changed)
+        and second_writes == 0
+        and first.ok
+        and second.ok
+    )
     print("targets (< 5 s, one write per node needing one, 0 on second run):", "met" if ok else "NOT met")
     return 0 if ok else 1
 

@@ -25,8 +25,12 @@ def _synth(app: str | None, outdir: Path) -> float:
     cmd = [str(BIN / "cdk"), "synth", "--no-lookups", "--quiet", "-o", str(outdir)]
     if app:
         cmd += ["--app", app]
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CDK_DISABLE_VERSION_CHECK": "true",
-           "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "CDK_DISABLE_VERSION_CHECK": "true",
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    }
     start = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start

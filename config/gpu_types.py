@@ -29,11 +29,9 @@ class GpuSpec:
     efa_interfaces: int  # EFA interfaces a pod may request (0: no EFA)
 
 
-
 def _sized(accelerator: str, memory_gib: int, prefix: str, layout: dict[str, tuple[int, int]]) -> dict[str, GpuSpec]:
     return {
-        f"ml.{prefix}.{size}": GpuSpec(accelerator, count, memory_gib, efa)
-        for size, (count, efa) in layout.items()
+        f"ml.{prefix}.{size}": GpuSpec(accelerator, count, memory_gib, efa) for size, (count, efa) in layout.items()
     }
 
 
@@ -50,31 +48,91 @@ GPU_INSTANCE_TYPES: dict[str, GpuSpec] = {
     # Not in moto's EC2 data yet: 4 Blackwell GPUs per GB200 NVL72 compute tray.
     "ml.p6e-gb200.36xlarge": GpuSpec("gb200", 4, 185, 17),
     # Inference / small-training instances
-    **_sized("a10g", 22, "g5", {
-        "xlarge": (1, 0), "2xlarge": (1, 0), "4xlarge": (1, 0), "8xlarge": (1, 1),
-        "12xlarge": (4, 1), "16xlarge": (1, 1), "24xlarge": (4, 1), "48xlarge": (8, 1),
-    }),
-    **_sized("l4", 22, "g6", {
-        "xlarge": (1, 0), "2xlarge": (1, 0), "4xlarge": (1, 0), "8xlarge": (1, 1),
-        "12xlarge": (4, 1), "16xlarge": (1, 1), "24xlarge": (4, 1), "48xlarge": (8, 1),
-    }),
+    **_sized(
+        "a10g",
+        22,
+        "g5",
+        {
+            "xlarge": (1, 0),
+            "2xlarge": (1, 0),
+            "4xlarge": (1, 0),
+            "8xlarge": (1, 1),
+            "12xlarge": (4, 1),
+            "16xlarge": (1, 1),
+            "24xlarge": (4, 1),
+            "48xlarge": (8, 1),
+        },
+    ),
+    **_sized(
+        "l4",
+        22,
+        "g6",
+        {
+            "xlarge": (1, 0),
+            "2xlarge": (1, 0),
+            "4xlarge": (1, 0),
+            "8xlarge": (1, 1),
+            "12xlarge": (4, 1),
+            "16xlarge": (1, 1),
+            "24xlarge": (4, 1),
+            "48xlarge": (8, 1),
+        },
+    ),
     **_sized("l4", 22, "gr6", {"4xlarge": (1, 0), "8xlarge": (1, 1)}),
-    **_sized("l40s", 44, "g6e", {
-        "xlarge": (1, 0), "2xlarge": (1, 0), "4xlarge": (1, 0), "8xlarge": (1, 1),
-        "12xlarge": (4, 1), "16xlarge": (1, 1), "24xlarge": (4, 2), "48xlarge": (8, 4),
-    }),
-    **_sized("t4", 16, "g4dn", {
-        "xlarge": (1, 0), "2xlarge": (1, 0), "4xlarge": (1, 0), "8xlarge": (1, 1),
-        "12xlarge": (4, 1), "16xlarge": (1, 1),
-    }),
-    **_sized("rtxpro6000", 96, "g7e", {
-        "2xlarge": (1, 0), "4xlarge": (1, 0), "8xlarge": (1, 1),
-        "12xlarge": (2, 1), "24xlarge": (4, 2), "48xlarge": (8, 4),
-    }),
-    **_sized("rtxpro4500", 32, "g7", {
-        "2xlarge": (1, 0), "4xlarge": (1, 0), "8xlarge": (1, 1),
-        "12xlarge": (2, 1), "24xlarge": (4, 1), "48xlarge": (8, 2),
-    }),
+    **_sized(
+        "l40s",
+        44,
+        "g6e",
+        {
+            "xlarge": (1, 0),
+            "2xlarge": (1, 0),
+            "4xlarge": (1, 0),
+            "8xlarge": (1, 1),
+            "12xlarge": (4, 1),
+            "16xlarge": (1, 1),
+            "24xlarge": (4, 2),
+            "48xlarge": (8, 4),
+        },
+    ),
+    **_sized(
+        "t4",
+        16,
+        "g4dn",
+        {
+            "xlarge": (1, 0),
+            "2xlarge": (1, 0),
+            "4xlarge": (1, 0),
+            "8xlarge": (1, 1),
+            "12xlarge": (4, 1),
+            "16xlarge": (1, 1),
+        },
+    ),
+    **_sized(
+        "rtxpro6000",
+        96,
+        "g7e",
+        {
+            "2xlarge": (1, 0),
+            "4xlarge": (1, 0),
+            "8xlarge": (1, 1),
+            "12xlarge": (2, 1),
+            "24xlarge": (4, 2),
+            "48xlarge": (8, 4),
+        },
+    ),
+    **_sized(
+        "rtxpro4500",
+        32,
+        "g7",
+        {
+            "2xlarge": (1, 0),
+            "4xlarge": (1, 0),
+            "8xlarge": (1, 1),
+            "12xlarge": (2, 1),
+            "24xlarge": (4, 1),
+            "48xlarge": (8, 2),
+        },
+    ),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,7 +19,9 @@ from config import sagemaker_api
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
-_IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|sts::\d{12}:assumed-role/[\w+=,.@-]+)$")
+_IAM_PRINCIPAL = re.compile(
+    r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|sts::\d{12}:assumed-role/[\w+=,.@-]+)$"
+)
 _EC2_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -49,9 +51,9 @@ class InstanceGroupConfig(_Strict):
     instance_type: str
     instance_count: int
     threads_per_core: int = 1
-    ebs_volume_size_gb: Optional[int] = 500
+    ebs_volume_size_gb: int | None = 500
     deep_health_checks: tuple[str, ...] = ()
-    training_plan_arn: Optional[str] = None
+    training_plan_arn: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -83,7 +85,7 @@ class InstanceGroupConfig(_Strict):
 
     @field_validator("ebs_volume_size_gb")
     @classmethod
-    def _ebs(cls, v: Optional[int]) -> Optional[int]:
+    def _ebs(cls, v: int | None) -> int | None:
         return None if v is None else _within("ClusterEbsVolumeSizeInGB", v)
 
     @field_validator("deep_health_checks")
@@ -99,7 +101,7 @@ class InstanceGroupConfig(_Strict):
 
     @field_validator("training_plan_arn")
     @classmethod
-    def _plan(cls, v: Optional[str]) -> Optional[str]:
+    def _plan(cls, v: str | None) -> str | None:
         return None if v is None else _botocore_pattern("TrainingPlanArn", v)
 
 
@@ -111,7 +113,30 @@ def _within(shape: str, v: int) -> int:
 
 
 # The values CloudWatch Logs accepts for a retention period.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 def _log_retention(v: int) -> int:
@@ -125,7 +150,7 @@ class HyperPodConfig(_Strict):
 
     cluster_name: str
     node_recovery: Literal["Automatic", "None"] = "Automatic"
-    node_provisioning_mode: Optional[Literal["Continuous"]] = None
+    node_provisioning_mode: Literal["Continuous"] | None = None
     instance_groups: tuple[InstanceGroupConfig, ...] = Field(min_length=1)
     # One AZ by default: HyperPod capacity (and training plans) is tied to a single AZ.
     availability_zones: tuple[str, ...] = Field(default=(), description="AZs for HyperPod subnets")
@@ -239,7 +264,9 @@ class HelmChartConfig(_Strict):
     @classmethod
     def _release(cls, v: str) -> str:
         if not _HELM_RELEASE.match(v) or len(v) > 53:
-            raise ValueError("must be a helm release name (lowercase letters, digits, '-' and '.', at most 53 characters)")
+            raise ValueError(
+                "must be a helm release name (lowercase letters, digits, '-' and '.', at most 53 characters)"
+            )
         return v
 
     @field_validator("namespace")
@@ -258,7 +285,7 @@ class EksConfig(_Strict):
     admin_principal_arns: tuple[str, ...] = ()
     system_node_group: SystemNodeGroupConfig = SystemNodeGroupConfig()
     # Minimum vpc-cni HyperPod supports is v1.18.3; None lets EKS pick its default for the version.
-    vpc_cni_version: Optional[str] = None
+    vpc_cni_version: str | None = None
     helm_chart: HelmChartConfig = HelmChartConfig()
     log_retention_days: int = 30
 
@@ -271,7 +298,9 @@ class EksConfig(_Strict):
     @classmethod
     def _version(cls, v: str) -> str:
         if v not in SUPPORTED_EKS_VERSIONS:
-            raise ValueError(f"must be one of {', '.join(SUPPORTED_EKS_VERSIONS)} (HyperPod-supported and within kubectl v1.33 skew)")
+            raise ValueError(
+                f"must be one of {', '.join(SUPPORTED_EKS_VERSIONS)} (HyperPod-supported and within kubectl v1.33 skew)"
+            )
         return v
 
     @field_validator("admin_principal_arns")
@@ -294,7 +323,7 @@ class EksConfig(_Strict):
 
     @field_validator("vpc_cni_version")
     @classmethod
-    def _cni(cls, v: Optional[str]) -> Optional[str]:
+    def _cni(cls, v: str | None) -> str | None:
         if v is None:
             return v
         m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+", v)
@@ -305,7 +334,7 @@ class EksConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _endpoint(self) -> "EksConfig":
+    def _endpoint(self) -> EksConfig:
         if self.public_access_cidrs and self.endpoint_access == "private":
             raise ValueError("public_access_cidrs needs endpoint_access public or public_and_private")
         return self
@@ -321,44 +350,46 @@ class PipelineConfig(_Strict):
 
     enabled: bool = False
     source: Literal["codeconnections", "codecommit", "s3"] = "codeconnections"
-    connection_arn: Optional[str] = None  # codeconnections
+    connection_arn: str | None = None  # codeconnections
     repository: str = "example-org/hyperpod-skypilot"  # owner/name (codeconnections) or repo name (codecommit)
     branch: str = "main"
-    s3_bucket: Optional[str] = None  # s3 source
+    s3_bucket: str | None = None  # s3 source
     s3_key: str = "source.zip"
     manual_approval: bool = False
     # Pipeline in a tools account, cluster in the workload account given by account/region.
-    pipeline_account: Optional[str] = None
-    pipeline_region: Optional[str] = None
+    pipeline_account: str | None = None
+    pipeline_region: str | None = None
     cross_account_keys: bool = False
     post_deploy_tasks: tuple[str, ...] = ("sky_tasks/smoke.yaml",)
     post_deploy_timeout_minutes: int = Field(default=240, ge=30, le=2160)
 
     @field_validator("connection_arn")
     @classmethod
-    def _connection(cls, v: Optional[str]) -> Optional[str]:
+    def _connection(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(
             r"arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}", v
         ):
-            raise ValueError("must be a CodeConnections connection ARN (arn:aws:codeconnections:<region>:<account>:connection/<uuid>)")
+            raise ValueError(
+                "must be a CodeConnections connection ARN (arn:aws:codeconnections:<region>:<account>:connection/<uuid>)"
+            )
         return v
 
     @field_validator("pipeline_account")
     @classmethod
-    def _account(cls, v: Optional[str]) -> Optional[str]:
+    def _account(cls, v: str | None) -> str | None:
         if v is not None and not _ACCOUNT.match(v):
             raise ValueError("must be a 12-digit AWS account id")
         return v
 
     @field_validator("pipeline_region")
     @classmethod
-    def _region(cls, v: Optional[str]) -> Optional[str]:
+    def _region(cls, v: str | None) -> str | None:
         if v is not None and not _REGION.match(v):
             raise ValueError("must be an AWS region name such as us-east-1")
         return v
 
     @model_validator(mode="after")
-    def _source_settings(self) -> "PipelineConfig":
+    def _source_settings(self) -> PipelineConfig:
         if not self.enabled:
             return self
         if self.source == "codeconnections" and not self.connection_arn:
@@ -373,7 +404,7 @@ class PipelineConfig(_Strict):
 class AppConfig(_Strict):
     """Everything that differs between deployments of this app."""
 
-    account: Optional[str] = None
+    account: str | None = None
     region: str
     prefix: str = "hyperpod-sky"
     tags: dict[str, str] = {}
@@ -385,7 +416,7 @@ class AppConfig(_Strict):
 
     @field_validator("account")
     @classmethod
-    def _account(cls, v: Optional[str]) -> Optional[str]:
+    def _account(cls, v: str | None) -> str | None:
         if v is not None and not _ACCOUNT.match(v):
             raise ValueError("must be a 12-digit AWS account id")
         return v
@@ -401,24 +432,27 @@ class AppConfig(_Strict):
     @classmethod
     def _prefix(cls, v: str) -> str:
         if not _PREFIX.match(v):
-            raise ValueError("must be 3-20 lowercase letters, digits or '-', starting with a letter (it goes into bucket names)")
+            raise ValueError(
+                "must be 3-20 lowercase letters, digits or '-', starting with a letter (it goes into bucket names)"
+            )
         return v
 
     @model_validator(mode="after")
-    def _azs_in_region(self) -> "AppConfig":
+    def _azs_in_region(self) -> AppConfig:
         for i, az in enumerate(self.network.availability_zones):
             if not re.fullmatch(re.escape(self.region) + r"[a-z]", az):
                 raise _KeyedError(f"network.availability_zones[{i}]", az, f"is not an AZ of region {self.region}")
         for i, az in enumerate(self.hyperpod.availability_zones):
             if az not in self.network.availability_zones:
                 raise _KeyedError(
-                    f"hyperpod.availability_zones[{i}]", az,
+                    f"hyperpod.availability_zones[{i}]",
+                    az,
                     f"must be one of network.availability_zones ({', '.join(self.network.availability_zones)})",
                 )
         return self
 
     @model_validator(mode="after")
-    def _cross_account(self) -> "AppConfig":
+    def _cross_account(self) -> AppConfig:
         p = self.pipeline
         if p.enabled and p.pipeline_account and p.pipeline_account != self.account:
             if self.account is None:

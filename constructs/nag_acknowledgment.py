@@ -4,6 +4,7 @@ Shared by the stacks and the constructs (a plain module under constructs/, impor
 ``constructs.nag_acknowledgment`` because the jsii package extends its path)."""
 
 from aws_cdk import Acknowledgment, Validations
+
 from constructs import IConstruct
 
 PLUGIN = "AwsSolutions"

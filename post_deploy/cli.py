@@ -14,7 +14,7 @@ import json
 import sys
 import textwrap
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from post_deploy.exit_codes import ExitCode
 
@@ -49,8 +49,10 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
 def exit_codes_epilog() -> str:
     lines = ["exit codes:"]
     lines += [f"  {int(code):>3}  {EXIT_CODE_HELP[code]}" for code in ExitCode]
-    lines.append("  100+ submit/run: the SkyPilot job's own exit code, passed through "
-                 "(100 failed, 101 not finished, 102 not found, 103 cancelled)")
+    lines.append(
+        "  100+ submit/run: the SkyPilot job's own exit code, passed through "
+        "(100 failed, 101 not finished, 102 not found, 103 cancelled)"
+    )
     lines.append("  130  interrupted (Ctrl-C)")
     return "\n".join(lines)
 
@@ -71,7 +73,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="print tracebacks for unexpected errors")
     subparsers = parser.add_subparsers(dest="command", metavar="STEP", required=True)
-    for name in ([FAST_PATH[only]] if only else STEP_MODULES):
+    for name in [FAST_PATH[only]] if only else STEP_MODULES:
         importlib.import_module(name).register(subparsers)
     for command in [parser, *subparsers.choices.values()]:
         # Raw formatting keeps the exit-code table aligned; wrap the prose ourselves.

@@ -32,11 +32,13 @@ class StepError(Exception):
         self.message = message
 
 
-def add_common_args(parser: argparse.ArgumentParser,
-                    context_help: str = "kubeconfig context (default: current-context)") -> None:
+def add_common_args(
+    parser: argparse.ArgumentParser, context_help: str = "kubeconfig context (default: current-context)"
+) -> None:
     """``--kubeconfig``, ``--context`` and ``--json``: the same meaning in every step."""
     parser.add_argument(
-        "--kubeconfig", metavar="PATH",
+        "--kubeconfig",
+        metavar="PATH",
         help="kubeconfig file (default: first path of $KUBECONFIG, else ~/.kube/config)",
     )
     parser.add_argument("--context", metavar="NAME", help=context_help)

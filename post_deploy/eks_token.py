@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def exec_credential(cluster_name: str, region: str | None = None, profile: str | None = None,
-                    now: dt.datetime | None = None) -> dict:
-    now = now or dt.datetime.now(dt.timezone.utc)
+def exec_credential(
+    cluster_name: str, region: str | None = None, profile: str | None = None, now: dt.datetime | None = None
+) -> dict:
+    now = now or dt.datetime.now(dt.UTC)
     return {
         "kind": "ExecCredential",
         "apiVersion": EXEC_API_VERSION,
@@ -65,8 +66,11 @@ def exec_credential(cluster_name: str, region: str | None = None, profile: str |
 def generate_token(cluster_name: str, region: str | None = None, profile: str | None = None) -> str:
     session = aws_session(profile, region)
     if session.get_credentials() is None:
-        raise StepError(ExitCode.AWS_API, "no AWS credentials found to sign the EKS token "
-                        "(set AWS_PROFILE/--profile or the AWS_* credential variables)")
+        raise StepError(
+            ExitCode.AWS_API,
+            "no AWS credentials found to sign the EKS token "
+            "(set AWS_PROFILE/--profile or the AWS_* credential variables)",
+        )
     sts = session.client("sts", config=AWS_RETRY_CONFIG)
     # The header must be part of the signature but is not a GetCallerIdentity parameter: carry it
     # from the call's params to the request context, then into the headers right before signing.
@@ -74,8 +78,10 @@ def generate_token(cluster_name: str, region: str | None = None, profile: str | 
     sts.meta.events.register("before-sign.sts.GetCallerIdentity", _add_cluster_id_header)
     try:
         url = sts.generate_presigned_url(
-            "get_caller_identity", Params={CLUSTER_ID_HEADER: cluster_name},
-            ExpiresIn=URL_EXPIRES_SECONDS, HttpMethod="GET",
+            "get_caller_identity",
+            Params={CLUSTER_ID_HEADER: cluster_name},
+            ExpiresIn=URL_EXPIRES_SECONDS,
+            HttpMethod="GET",
         )
     except (BotoCoreError, ClientError) as exc:
         raise StepError(ExitCode.AWS_API, f"could not sign the EKS token for {cluster_name!r}: {exc}") from None

@@ -44,15 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_args(parser, context_help="name of the context to write (default: the EKS cluster name)")
     add_cluster_args(parser)
-    parser.add_argument("--keep-current-context", action="store_true",
-                        help="do not make the new context the current-context")
+    parser.add_argument(
+        "--keep-current-context", action="store_true", help="do not make the new context the current-context"
+    )
     parser.set_defaults(func=run)
 
 
 def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     """Where the EKS cluster's name and region come from (flags, else outputs file, else env)."""
-    parser.add_argument("--outputs", metavar="FILE",
-                        help="cdk deploy --outputs-file JSON (EksClusterName, Region; env vars of the same names also work)")
+    parser.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="cdk deploy --outputs-file JSON (EksClusterName, Region; env vars of the same names also work)",
+    )
     parser.add_argument("--cluster-name", help="EKS cluster name (default: EksClusterName output)")
     parser.add_argument("--region", help="AWS region (default: Region output, else the AWS config)")
     parser.add_argument("--profile", help="AWS profile (also written into the kubeconfig's exec env)")
@@ -61,11 +65,17 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     name, region = resolve_cluster(args)
     result = update_kubeconfig(
-        cluster_name=name, region=region, path=args.kubeconfig, context_name=args.context,
-        profile=args.profile, set_current=not args.keep_current_context,
+        cluster_name=name,
+        region=region,
+        path=args.kubeconfig,
+        context_name=args.context,
+        profile=args.profile,
+        set_current=not args.keep_current_context,
     )
-    say(f"kubeconfig: context {result['context']!r} -> {result['endpoint']} written to {result['path']}"
-        + ("" if result["current_context"] != result["context"] else " (current-context)"))
+    say(
+        f"kubeconfig: context {result['context']!r} -> {result['endpoint']} written to {result['path']}"
+        + ("" if result["current_context"] != result["context"] else " (current-context)")
+    )
     say(f"equivalent: {result['aws_cli_equivalent']}")
     emit_json(args, {"step": "kubeconfig", "ok": True, **result})
     return ExitCode.OK
@@ -82,24 +92,35 @@ def resolve_cluster(args: argparse.Namespace) -> tuple[str, str]:
         name = name or outs.eks_cluster_name
         region = region or outs.region
     if not name:
-        raise StepError(ExitCode.USAGE, f"no EKS cluster name: pass --cluster-name, --outputs FILE, "
-                                        f"or set {keys.EKS_CLUSTER_NAME}")
+        raise StepError(
+            ExitCode.USAGE, f"no EKS cluster name: pass --cluster-name, --outputs FILE, or set {keys.EKS_CLUSTER_NAME}"
+        )
     region = region or aws_session(args.profile).region_name
     if not region:
         raise StepError(ExitCode.USAGE, f"no AWS region: pass --region, or set {keys.REGION} or AWS_REGION")
     return name, region
 
 
-def update_kubeconfig(cluster_name: str, region: str, path: str | os.PathLike | None = None,
-                      context_name: str | None = None, profile: str | None = None,
-                      set_current: bool = True) -> dict[str, Any]:
+def update_kubeconfig(
+    cluster_name: str,
+    region: str,
+    path: str | os.PathLike | None = None,
+    context_name: str | None = None,
+    profile: str | None = None,
+    set_current: bool = True,
+) -> dict[str, Any]:
     cluster = describe_cluster(cluster_name, region, profile)
     context_name = context_name or cluster_name
     target = Path(path) if path else default_kubeconfig_path()
     config = load_kubeconfig_file(target)
     cluster_entry, user_entry, context_entry = kubeconfig_entries(
-        cluster_name=cluster_name, arn=cluster["arn"], endpoint=cluster["endpoint"],
-        ca_data=cluster["ca_data"], region=region, context_name=context_name, profile=profile,
+        cluster_name=cluster_name,
+        arn=cluster["arn"],
+        endpoint=cluster["endpoint"],
+        ca_data=cluster["ca_data"],
+        region=region,
+        context_name=context_name,
+        profile=profile,
     )
     merged = merge_entries(config, cluster_entry, user_entry, context_entry, set_current=set_current)
     try:
@@ -126,13 +147,16 @@ def describe_cluster(name: str, region: str, profile: str | None = None, eks=Non
     endpoint = cluster.get("endpoint")
     ca_data = (cluster.get("certificateAuthority") or {}).get("data")
     if status != "ACTIVE" or not endpoint or not ca_data:
-        raise StepError(ExitCode.CLUSTER_NOT_READY,
-                        f"EKS cluster {name!r} is {status} (endpoint/CA not available yet); retry when ACTIVE")
+        raise StepError(
+            ExitCode.CLUSTER_NOT_READY,
+            f"EKS cluster {name!r} is {status} (endpoint/CA not available yet); retry when ACTIVE",
+        )
     return {"arn": cluster["arn"], "endpoint": endpoint, "ca_data": ca_data}
 
 
-def kubeconfig_entries(cluster_name: str, arn: str, endpoint: str, ca_data: str, region: str,
-                       context_name: str, profile: str | None = None) -> tuple[dict, dict, dict]:
+def kubeconfig_entries(
+    cluster_name: str, arn: str, endpoint: str, ca_data: str, region: str, context_name: str, profile: str | None = None
+) -> tuple[dict, dict, dict]:
     env = [{"name": "PYTHONPATH", "value": str(PROJECT_ROOT)}]
     if profile:
         env.append({"name": "AWS_PROFILE", "value": profile})
@@ -180,13 +204,18 @@ def load_kubeconfig_file(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise StepError(ExitCode.USAGE, f"kubeconfig {str(path)!r} cannot be read as YAML: "
-                                        f"{str(exc).splitlines()[0]}") from None
+        raise StepError(
+            ExitCode.USAGE, f"kubeconfig {str(path)!r} cannot be read as YAML: {str(exc).splitlines()[0]}"
+        ) from None
     if data is None:
         return {}
-    if not isinstance(data, dict) or not all(isinstance(data.get(s) or [], list) for s in ("clusters", "users", "contexts")):
-        raise StepError(ExitCode.USAGE, f"kubeconfig {str(path)!r} is not a kubeconfig "
-                                        "(expected a mapping with clusters/users/contexts lists)")
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(s) or [], list) for s in ("clusters", "users", "contexts")
+    ):
+        raise StepError(
+            ExitCode.USAGE,
+            f"kubeconfig {str(path)!r} is not a kubeconfig (expected a mapping with clusters/users/contexts lists)",
+        )
     return data
 
 
@@ -204,11 +233,11 @@ def write_kubeconfig(path: Path, config: dict) -> None:
         raise
 
 
-def aws_cli_equivalent(cluster_name: str, region: str, context_name: str, path: Path,
-                       profile: str | None = None) -> str:
+def aws_cli_equivalent(
+    cluster_name: str, region: str, context_name: str, path: Path, profile: str | None = None
+) -> str:
     """The AWS CLI line producing the same context (with the CLI's own token plugin)."""
-    parts = ["aws", "eks", "update-kubeconfig", "--name", cluster_name, "--region", region,
-             "--alias", context_name]
+    parts = ["aws", "eks", "update-kubeconfig", "--name", cluster_name, "--region", region, "--alias", context_name]
     if path != Path.home() / ".kube" / "config":
         parts += ["--kubeconfig", str(path)]
     if profile:

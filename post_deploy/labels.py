@@ -23,9 +23,10 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import urllib3
 from kubernetes import client as k8s
@@ -51,20 +52,24 @@ def kubeconfig_path(explicit: str | None) -> str:
     return explicit or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
-def kube_api_client(kubeconfig: str | None = None, context: str | None = None, *,
-                    pool_size: int = DEFAULT_WORKERS) -> k8s.ApiClient:
+def kube_api_client(
+    kubeconfig: str | None = None, context: str | None = None, *, pool_size: int = DEFAULT_WORKERS
+) -> k8s.ApiClient:
     """An ApiClient for one context, with a connection pool as large as our worker pool.
 
     Raises StepError(USAGE) naming the file or context when the kubeconfig cannot be used.
     """
     path = kubeconfig_path(kubeconfig)
     if not any(os.path.isfile(p) for p in path.split(os.pathsep) if p):
-        raise StepError(ExitCode.USAGE, f"kubeconfig {path!r} does not exist "
-                                        "(run `python -m post_deploy kubeconfig` first, or pass --kubeconfig)")
+        raise StepError(
+            ExitCode.USAGE,
+            f"kubeconfig {path!r} does not exist (run `python -m post_deploy kubeconfig` first, or pass --kubeconfig)",
+        )
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
-                                    persist_config=False)
+        k8s_config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration, persist_config=False
+        )
     except ConfigException as err:
         where = f"context {context!r} in " if context else ""
         raise StepError(ExitCode.USAGE, f"cannot use {where}kubeconfig {path!r}: {err}") from None
@@ -96,11 +101,12 @@ def _backoff_seconds(err: Exception, attempt: int) -> float:
             return min(float(retry_after), 30.0)
         except ValueError:
             pass
-    return random.uniform(0, min(5.0, 0.2 * 2 ** attempt))  # full jitter
+    return random.uniform(0, min(5.0, 0.2 * 2**attempt))  # full jitter
 
 
-def call_with_retries(call: Callable[[], Any], *, sleep: Callable[[float], None] = time.sleep,
-                      attempts: int = MAX_TRANSIENT_RETRIES) -> Any:
+def call_with_retries(
+    call: Callable[[], Any], *, sleep: Callable[[float], None] = time.sleep, attempts: int = MAX_TRANSIENT_RETRIES
+) -> Any:
     """Run ``call``, retrying 429/5xx/connection errors with backoff; re-raise the last error."""
     for attempt in range(attempts):
         try:
@@ -200,8 +206,9 @@ class _Labeler:
                 return "failed", LabelFailure(change.node, api_error_text(err))
             # Conflict: someone else wrote the node. Decide again from what is there now.
             try:
-                node = call_with_retries(lambda: _json(self.api.read_node(change.node, _preload_content=False)),
-                                         sleep=self.sleep)
+                node = call_with_retries(
+                    lambda: _json(self.api.read_node(change.node, _preload_content=False)), sleep=self.sleep
+                )
             except ApiException as err:
                 if err.status == 404:
                     return "gone", change.node
@@ -212,22 +219,31 @@ class _Labeler:
             if fresh is None:
                 return "already_correct", change.node
             change, resource_version = fresh, node["metadata"]["resourceVersion"]
-        return "failed", LabelFailure(change.node, f"still conflicting after {MAX_CONFLICT_RETRIES} re-reads "
-                                                   "(the node keeps changing)")
+        return "failed", LabelFailure(
+            change.node, f"still conflicting after {MAX_CONFLICT_RETRIES} re-reads (the node keeps changing)"
+        )
 
 
-def list_hyperpod_nodes(api: k8s.CoreV1Api, *, cluster_name: str | None = None,
-                        sleep: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
+def list_hyperpod_nodes(
+    api: k8s.CoreV1Api, *, cluster_name: str | None = None, sleep: Callable[[float], None] = time.sleep
+) -> list[dict[str, Any]]:
     """HyperPod nodes as plain dicts (parsing 1,000 nodes into V1Node objects would cost seconds)."""
     selector = f"{CLUSTER_NAME_LABEL}={cluster_name}" if cluster_name else CLUSTER_NAME_LABEL
 
-    return call_with_retries(lambda: _json(api.list_node(label_selector=selector, _preload_content=False))["items"],
-                             sleep=sleep)
+    return call_with_retries(
+        lambda: _json(api.list_node(label_selector=selector, _preload_content=False))["items"], sleep=sleep
+    )
 
 
-def reconcile_gpu_labels(api_client: k8s.ApiClient, *, dry_run: bool = False, workers: int = DEFAULT_WORKERS,
-                         cluster_name: str | None = None, sleep: Callable[[float], None] = time.sleep,
-                         on_change: Callable[[LabelChange], None] | None = None) -> LabelReport:
+def reconcile_gpu_labels(
+    api_client: k8s.ApiClient,
+    *,
+    dry_run: bool = False,
+    workers: int = DEFAULT_WORKERS,
+    cluster_name: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    on_change: Callable[[LabelChange], None] | None = None,
+) -> LabelReport:
     """Make ``skypilot.co/accelerator`` match the instance type on every HyperPod GPU node.
 
     Raises ApiException / urllib3 errors only when the node list itself cannot be read;
@@ -286,17 +302,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Needs get/list/patch on nodes. Exit code 7 if any node could not be labelled.",
     )
     add_common_args(parser)
-    parser.add_argument("--cluster-name", metavar="NAME",
-                        help="only nodes of this HyperPod cluster (default: every HyperPod node)")
+    parser.add_argument(
+        "--cluster-name", metavar="NAME", help="only nodes of this HyperPod cluster (default: every HyperPod node)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
-                        help=f"concurrent PATCH requests (default {DEFAULT_WORKERS})")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help=f"concurrent PATCH requests (default {DEFAULT_WORKERS})",
+    )
     parser.set_defaults(func=run)
 
 
 def _describe(change: LabelChange, dry_run: bool) -> str:
     verb = "would set" if dry_run else "set"
-    return f"{change.node} ({change.instance_type}): {verb} {ACCELERATOR_LABEL} {change.old or '<unset>'} -> {change.new}"
+    return (
+        f"{change.node} ({change.instance_type}): {verb} {ACCELERATOR_LABEL} {change.old or '<unset>'} -> {change.new}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -311,9 +335,13 @@ def run(args: argparse.Namespace) -> int:
         return err.code
     with api_client:
         try:
-            report = reconcile_gpu_labels(api_client, dry_run=args.dry_run, workers=args.workers,
-                                          cluster_name=args.cluster_name,
-                                          on_change=lambda c: say(_describe(c, args.dry_run)))
+            report = reconcile_gpu_labels(
+                api_client,
+                dry_run=args.dry_run,
+                workers=args.workers,
+                cluster_name=args.cluster_name,
+                on_change=lambda c: say(_describe(c, args.dry_run)),
+            )
         except (ApiException, urllib3.exceptions.HTTPError) as err:
             message = f"cannot list nodes: {api_error_text(err)}"
             say(message)
@@ -326,7 +354,9 @@ def run(args: argparse.Namespace) -> int:
     for node, instance_type in report.unknown_gpu_types.items():
         say(f"{node}: {instance_type} has {GPU_RESOURCE} but is not in config/gpu_types.py; not labelled")
     action = "would change" if args.dry_run else "changed"
-    say(f"label-gpus: {action} {len(report.changed)}, already correct {report.already_correct}, "
-        f"not GPU {report.not_gpu}, failed {len(report.failed)} ({report.writes} API writes)")
+    say(
+        f"label-gpus: {action} {len(report.changed)}, already correct {report.already_correct}, "
+        f"not GPU {report.not_gpu}, failed {len(report.failed)} ({report.writes} API writes)"
+    )
     emit_json(args, {"step": "label-gpus", **report.to_dict()})
     return ExitCode.OK if report.ok else ExitCode.KUBERNETES_API

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -60,8 +61,13 @@ class NodeState:
 
     @property
     def usable(self) -> bool:
-        return (self.ready and not self.unhealthy and not self.cordoned and self.deep_health != "InProgress"
-                and self.health in (None, "Schedulable"))
+        return (
+            self.ready
+            and not self.unhealthy
+            and not self.cordoned
+            and self.deep_health != "InProgress"
+            and self.health in (None, "Schedulable")
+        )
 
     def why_not_usable(self) -> str:
         reasons = []
@@ -76,13 +82,18 @@ class NodeState:
         return ", ".join(reasons)
 
     @classmethod
-    def from_node(cls, node: dict[str, Any]) -> "NodeState":
+    def from_node(cls, node: dict[str, Any]) -> NodeState:
         labels = node["metadata"].get("labels") or {}
         conditions = (node.get("status") or {}).get("conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        return cls(node["metadata"]["name"], labels.get(INSTANCE_TYPE_LABEL, ""), ready,
-                   labels.get(HEALTH_LABEL), labels.get(DEEP_HEALTH_LABEL),
-                   bool((node.get("spec") or {}).get("unschedulable")))
+        return cls(
+            node["metadata"]["name"],
+            labels.get(INSTANCE_TYPE_LABEL, ""),
+            ready,
+            labels.get(HEALTH_LABEL),
+            labels.get(DEEP_HEALTH_LABEL),
+            bool((node.get("spec") or {}).get("unschedulable")),
+        )
 
 
 @dataclass
@@ -108,8 +119,10 @@ class Snapshot:
         return self.cluster_status == "InService" and len(self.usable) >= self.expected
 
     def summary(self) -> str:
-        return (f"cluster {self.cluster_status}; nodes registered {len(self.nodes)}/{self.expected}, "
-                f"ready {len(self.usable)}/{self.expected}, unhealthy {len(self.unhealthy)}")
+        return (
+            f"cluster {self.cluster_status}; nodes registered {len(self.nodes)}/{self.expected}, "
+            f"ready {len(self.usable)}/{self.expected}, unhealthy {len(self.unhealthy)}"
+        )
 
 
 @dataclass
@@ -122,8 +135,11 @@ class WaitResult:
     def to_dict(self) -> dict[str, Any]:
         snap = self.snapshot
         return {
-            "step": "wait-nodes", "ok": self.code == ExitCode.OK, "exit_code": int(self.code),
-            "message": self.message, "elapsed_seconds": round(self.elapsed, 3),
+            "step": "wait-nodes",
+            "ok": self.code == ExitCode.OK,
+            "exit_code": int(self.code),
+            "message": self.message,
+            "elapsed_seconds": round(self.elapsed, 3),
             "cluster_status": snap.cluster_status if snap else None,
             "expected": snap.expected if snap else None,
             "nodes": [asdict(n) | {"usable": n.usable} for n in snap.nodes] if snap else [],
@@ -142,15 +158,25 @@ def _describe(sagemaker: SageMakerClient, cluster_name: str, expected: int | Non
     groups = cluster.get("InstanceGroups") or []
     target = sum(g.get("TargetCount", 0) for g in groups)
     return Snapshot(
-        cluster_status=cluster["ClusterStatus"], failure_message=cluster.get("FailureMessage"),
+        cluster_status=cluster["ClusterStatus"],
+        failure_message=cluster.get("FailureMessage"),
         expected=target if expected is None else expected,
-        groups=[f"{g['InstanceGroupName']}: {g.get('CurrentCount', 0)}/{g.get('TargetCount', 0)} "
-                f"{g.get('InstanceType', '')} ({g.get('Status', '?')})" for g in groups],
+        groups=[
+            f"{g['InstanceGroupName']}: {g.get('CurrentCount', 0)}/{g.get('TargetCount', 0)} "
+            f"{g.get('InstanceType', '')} ({g.get('Status', '?')})"
+            for g in groups
+        ],
     )
 
 
-def poll_once(api: k8s.CoreV1Api, sagemaker: SageMakerClient, cluster_name: str, *,
-              expected: int | None = None, sleep: Callable[[float], None] = time.sleep) -> Snapshot:
+def poll_once(
+    api: k8s.CoreV1Api,
+    sagemaker: SageMakerClient,
+    cluster_name: str,
+    *,
+    expected: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Snapshot:
     snapshot = _describe(sagemaker, cluster_name, expected)
     try:
         nodes = list_hyperpod_nodes(api, cluster_name=cluster_name, sleep=sleep)
@@ -160,37 +186,53 @@ def poll_once(api: k8s.CoreV1Api, sagemaker: SageMakerClient, cluster_name: str,
     return snapshot
 
 
-def _outcome(snapshot: Snapshot, cluster_name: str, timeout: float, *, final: bool,
-             fail_fast: bool) -> tuple[ExitCode, str] | None:
+def _outcome(
+    snapshot: Snapshot, cluster_name: str, timeout: float, *, final: bool, fail_fast: bool
+) -> tuple[ExitCode, str] | None:
     """The result if this snapshot ends the wait, else None."""
     status = snapshot.cluster_status
     if status in FAILED_CLUSTER_STATUSES:
         reason = f": {snapshot.failure_message}" if snapshot.failure_message else ""
         return ExitCode.CLUSTER_NOT_READY, f"HyperPod cluster {cluster_name!r} is {status}{reason}"
     if snapshot.done:
-        return ExitCode.OK, (f"{len(snapshot.usable)} of {snapshot.expected} expected nodes of "
-                             f"{cluster_name!r} are Ready and schedulable")
+        return ExitCode.OK, (
+            f"{len(snapshot.usable)} of {snapshot.expected} expected nodes of "
+            f"{cluster_name!r} are Ready and schedulable"
+        )
     unhealthy = snapshot.unhealthy
     if unhealthy and (final or fail_fast):
         listed = "; ".join(f"{n.name} ({n.instance_type}): {n.why_not_usable()}" for n in unhealthy)
-        return ExitCode.NODES_UNHEALTHY, (f"{len(unhealthy)} node(s) of {cluster_name!r} marked unhealthy by "
-                                          f"HyperPod: {listed}")
+        return ExitCode.NODES_UNHEALTHY, (
+            f"{len(unhealthy)} node(s) of {cluster_name!r} marked unhealthy by HyperPod: {listed}"
+        )
     if not final:
         return None
     if status != "InService":
-        return ExitCode.CLUSTER_NOT_READY, (f"HyperPod cluster {cluster_name!r} still {status} after "
-                                            f"{timeout:g} s ({'; '.join(snapshot.groups) or 'no instance groups'})")
+        return ExitCode.CLUSTER_NOT_READY, (
+            f"HyperPod cluster {cluster_name!r} still {status} after "
+            f"{timeout:g} s ({'; '.join(snapshot.groups) or 'no instance groups'})"
+        )
     waiting = [f"{n.name}: {n.why_not_usable()}" for n in snapshot.nodes if not n.usable]
     detail = f"; not ready: {'; '.join(waiting)}" if waiting else ""
-    return ExitCode.NODES_TIMEOUT, (f"timed out after {timeout:g} s: {len(snapshot.nodes)} of {snapshot.expected} "
-                                    f"nodes registered, {len(snapshot.usable)} ready and schedulable{detail}")
+    return ExitCode.NODES_TIMEOUT, (
+        f"timed out after {timeout:g} s: {len(snapshot.nodes)} of {snapshot.expected} "
+        f"nodes registered, {len(snapshot.usable)} ready and schedulable{detail}"
+    )
 
 
-def wait_for_nodes(api_client: k8s.ApiClient, sagemaker: SageMakerClient, cluster_name: str, *,
-                   expected: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-                   poll_interval: float = DEFAULT_POLL_INTERVAL, fail_fast: bool = False,
-                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                   on_poll: Callable[[Snapshot, float], None] | None = None) -> WaitResult:
+def wait_for_nodes(
+    api_client: k8s.ApiClient,
+    sagemaker: SageMakerClient,
+    cluster_name: str,
+    *,
+    expected: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    fail_fast: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[Snapshot, float], None] | None = None,
+) -> WaitResult:
     """Poll until the nodes are usable, the cluster failed, or ``timeout`` seconds have passed.
 
     Raises StepError(AWS_API / KUBERNETES_API) when an API call fails after its retries.
@@ -218,7 +260,7 @@ class ProgressView:
         self.live: Live | None = None
         self._last = ""
 
-    def __enter__(self) -> "ProgressView":
+    def __enter__(self) -> ProgressView:
         if self.console.is_terminal:
             self.live = Live(console=self.console, refresh_per_second=4, transient=False)
             self.live.__enter__()
@@ -243,8 +285,14 @@ class ProgressView:
         for column in ("node", "instance type", "Ready", "health", "deep health", ""):
             table.add_column(column)
         for n in snapshot.nodes:
-            table.add_row(n.name, n.instance_type, "yes" if n.ready else "no", n.health or "-",
-                          n.deep_health or "-", "ok" if n.usable else n.why_not_usable())
+            table.add_row(
+                n.name,
+                n.instance_type,
+                "yes" if n.ready else "no",
+                n.health or "-",
+                n.deep_health or "-",
+                "ok" if n.usable else n.why_not_usable(),
+            )
         return table
 
 
@@ -261,14 +309,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_args(parser)
     parser.add_argument("--cluster-name", required=True, metavar="NAME", help="HyperPod cluster name")
-    parser.add_argument("--expected", type=int, metavar="N",
-                        help="nodes to wait for (default: sum of the instance groups' TargetCount)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"give up after this long (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL, metavar="SECONDS",
-                        help=f"seconds between polls (default {DEFAULT_POLL_INTERVAL:g})")
-    parser.add_argument("--fail-fast", action="store_true",
-                        help="stop at the first unhealthy node instead of waiting for HyperPod to replace it")
+    parser.add_argument(
+        "--expected", type=int, metavar="N", help="nodes to wait for (default: sum of the instance groups' TargetCount)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up after this long (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=DEFAULT_POLL_INTERVAL,
+        metavar="SECONDS",
+        help=f"seconds between polls (default {DEFAULT_POLL_INTERVAL:g})",
+    )
+    parser.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first unhealthy node instead of waiting for HyperPod to replace it",
+    )
     parser.add_argument("--region", help="AWS region of the HyperPod cluster")
     parser.add_argument("--profile", help="AWS profile")
     parser.set_defaults(func=run)
@@ -284,9 +346,14 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run(args: argparse.Namespace, *, sagemaker: SageMakerClient | None = None,
-        clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-        console: Console | None = None) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    sagemaker: SageMakerClient | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    console: Console | None = None,
+) -> int:
     if problem := _check_args(args):
         say(problem)
         return ExitCode.USAGE
@@ -295,9 +362,18 @@ def run(args: argparse.Namespace, *, sagemaker: SageMakerClient | None = None,
         if sagemaker is None:
             sagemaker = aws_session(args.profile, args.region).client("sagemaker", config=AWS_RETRY_CONFIG)
         with api_client, ProgressView(console) as view:
-            result = wait_for_nodes(api_client, sagemaker, args.cluster_name, expected=args.expected,
-                                    timeout=args.timeout, poll_interval=args.poll_interval,
-                                    fail_fast=args.fail_fast, clock=clock, sleep=sleep, on_poll=view.update)
+            result = wait_for_nodes(
+                api_client,
+                sagemaker,
+                args.cluster_name,
+                expected=args.expected,
+                timeout=args.timeout,
+                poll_interval=args.poll_interval,
+                fail_fast=args.fail_fast,
+                clock=clock,
+                sleep=sleep,
+                on_poll=view.update,
+            )
     except StepError as err:
         say(err.message)
         emit_json(args, {"step": "wait-nodes", "ok": False, "exit_code": int(err.code), "message": err.message})
@@ -305,4 +381,3 @@ def run(args: argparse.Namespace, *, sagemaker: SageMakerClient | None = None,
     say(result.message if result.code == ExitCode.OK else f"wait-nodes FAILED: {result.message}")
     emit_json(args, result.to_dict())
     return result.code
-

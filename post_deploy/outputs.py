@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from config import outputs as keys
 
@@ -95,7 +95,9 @@ def _read_file(path: Path) -> dict[str, tuple[str, str]]:
             if key not in FIELDS:
                 continue
             if not isinstance(value, str) or not value.strip():
-                raise OutputsError(f"outputs file {str(path)!r}: {stack}.{key} must be a non-empty string, got {value!r}")
+                raise OutputsError(
+                    f"outputs file {str(path)!r}: {stack}.{key} must be a non-empty string, got {value!r}"
+                )
             value = value.strip()
             if key in found and found[key][0] != value:
                 other_value, other_stack = found[key]

@@ -41,13 +41,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_args(parser, context_help="context to write and use (default: the EKS cluster name)")
     parser.add_argument("--outputs", metavar="FILE", help="cdk deploy --outputs-file JSON (else env vars)")
-    parser.add_argument("--tasks", nargs="+", default=[], metavar="TASK.yaml",
-                        help="SkyPilot tasks to submit after the checks pass (default: none)")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=[],
+        metavar="TASK.yaml",
+        help="SkyPilot tasks to submit after the checks pass (default: none)",
+    )
     parser.add_argument("--profile", help="AWS profile")
-    parser.add_argument("--node-timeout", type=float, metavar="SECONDS",
-                        help="wait-nodes --timeout (default: the step's own)")
-    parser.add_argument("--expected-nodes", type=int, metavar="N",
-                        help="wait-nodes --expected (default: from DescribeCluster)")
+    parser.add_argument(
+        "--node-timeout", type=float, metavar="SECONDS", help="wait-nodes --timeout (default: the step's own)"
+    )
+    parser.add_argument(
+        "--expected-nodes", type=int, metavar="N", help="wait-nodes --expected (default: from DescribeCluster)"
+    )
     parser.add_argument("--down", action="store_true", help="submit --down: tear SkyPilot clusters down afterwards")
     parser.add_argument("--managed", action="store_true", help="submit --managed: run tasks as managed jobs")
     parser.set_defaults(func=run)
@@ -62,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     kubeconfig = args.kubeconfig or str(default_kubeconfig_path())
     context = args.context or outs.eks_cluster_name
     plan = step_argv(args, outs, kubeconfig, context)
-    say(f"run: EKS {outs.eks_cluster_name} / HyperPod {outs.hyperpod_cluster_name} in {outs.region}; "
-        f"context {context!r} in {kubeconfig}; steps: {', '.join(name for name, _ in plan)}")
+    say(
+        f"run: EKS {outs.eks_cluster_name} / HyperPod {outs.hyperpod_cluster_name} in {outs.region}; "
+        f"context {context!r} in {kubeconfig}; steps: {', '.join(name for name, _ in plan)}"
+    )
 
     from post_deploy.cli import build_parser  # the same parser the subcommands use
 
@@ -74,15 +83,24 @@ def run(args: argparse.Namespace) -> int:
         say(f"run: == {name} ==")
         started = time.monotonic()
         code, summary = run_step(parser, [name, *argv])
-        results.append({"step": name, "exit_code": int(code), "seconds": round(time.monotonic() - started, 3),
-                        "summary": summary})
+        results.append(
+            {"step": name, "exit_code": int(code), "seconds": round(time.monotonic() - started, 3), "summary": summary}
+        )
         if code != 0:
             say(f"run: {name} failed with exit code {int(code)}; stopping")
             break
-    emit_json(args, {
-        "step": "run", "ok": code == 0, "exit_code": int(code), "outputs": outs.as_dict(),
-        "kubeconfig": kubeconfig, "context": context, "steps": results,
-    })
+    emit_json(
+        args,
+        {
+            "step": "run",
+            "ok": code == 0,
+            "exit_code": int(code),
+            "outputs": outs.as_dict(),
+            "kubeconfig": kubeconfig,
+            "context": context,
+            "steps": results,
+        },
+    )
     return int(code)
 
 
@@ -102,8 +120,12 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
         ("check", [*common, "--cluster-name", outs.hyperpod_cluster_name]),
     ]
     if args.tasks:
-        plan.append(("submit", [*common, *(["--down"] if args.down else []),
-                                *(["--managed"] if args.managed else []), *args.tasks]))
+        plan.append(
+            (
+                "submit",
+                [*common, *(["--down"] if args.down else []), *(["--managed"] if args.managed else []), *args.tasks],
+            )
+        )
     return plan
 
 

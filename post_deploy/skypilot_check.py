@@ -27,8 +27,9 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, gpu_spec
 from post_deploy.common import StepError, add_common_args, emit_json, say
@@ -36,8 +37,10 @@ from post_deploy.exit_codes import ExitCode
 from post_deploy.labels import CLUSTER_NAME_LABEL, GPU_RESOURCE, kubeconfig_path
 
 LABEL_FIX = "run `python -m post_deploy label-gpus`"
-DEVICE_PLUGIN_FIX = ("the NVIDIA device plugin (from the HyperPod dependency Helm chart) is not running on it: "
-                     "check `kubectl -n kube-system get ds` and the chart's nvidia-device-plugin settings")
+DEVICE_PLUGIN_FIX = (
+    "the NVIDIA device plugin (from the HyperPod dependency Helm chart) is not running on it: "
+    "check `kubectl -n kube-system get ds` and the chart's nvidia-device-plugin settings"
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -100,10 +103,17 @@ def _skypilot_session(kubeconfig: str) -> Iterator[None]:
     kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
     os.environ.setdefault("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
     annotations.clear_request_level_cache()
-    sky_loggers = [logger for name, logger in logging.root.manager.loggerDict.items()
-                   if (name == "sky" or name.startswith("sky.")) and isinstance(logger, logging.Logger)]
-    streams = {h: h.stream for logger in sky_loggers for h in logger.handlers  # SkyPilot's own handlers only
-               if isinstance(h, logging.StreamHandler) and type(h).__module__.startswith("sky.")}
+    sky_loggers = [
+        logger
+        for name, logger in logging.root.manager.loggerDict.items()
+        if (name == "sky" or name.startswith("sky.")) and isinstance(logger, logging.Logger)
+    ]
+    streams = {
+        h: h.stream
+        for logger in sky_loggers
+        for h in logger.handlers  # SkyPilot's own handlers only
+        if isinstance(h, logging.StreamHandler) and type(h).__module__.startswith("sky.")
+    }
     try:
         for handler in streams:
             _swap_stream(handler, sys.stderr)
@@ -125,8 +135,10 @@ def _resolve_context(path: str, context: str | None) -> tuple[str, list[str]]:
     from kubernetes.config.config_exception import ConfigException
 
     if not any(os.path.isfile(p) for p in path.split(os.pathsep) if p):
-        raise StepError(ExitCode.USAGE, f"kubeconfig {path!r} does not exist "
-                                        "(run `python -m post_deploy kubeconfig` first, or pass --kubeconfig)")
+        raise StepError(
+            ExitCode.USAGE,
+            f"kubeconfig {path!r} does not exist (run `python -m post_deploy kubeconfig` first, or pass --kubeconfig)",
+        )
     try:
         contexts, current = k8s_config.list_kube_config_contexts(config_file=path)
     except ConfigException as err:
@@ -134,12 +146,17 @@ def _resolve_context(path: str, context: str | None) -> tuple[str, list[str]]:
     names = [c["name"] for c in contexts]
     chosen = context or (current or {}).get("name")
     if not chosen:
-        raise StepError(ExitCode.SKYPILOT_CHECK, f"kubeconfig {path!r} has no current-context and no --context "
-                                                 "was given; SkyPilot uses the current-context")
+        raise StepError(
+            ExitCode.SKYPILOT_CHECK,
+            f"kubeconfig {path!r} has no current-context and no --context was given; SkyPilot uses the current-context",
+        )
     if chosen not in names:
-        raise StepError(ExitCode.SKYPILOT_CHECK, f"context {chosen!r} is missing from kubeconfig {path!r} "
-                                                 f"(it has: {', '.join(names) or 'none'}); run "
-                                                 "`python -m post_deploy kubeconfig`")
+        raise StepError(
+            ExitCode.SKYPILOT_CHECK,
+            f"context {chosen!r} is missing from kubeconfig {path!r} "
+            f"(it has: {', '.join(names) or 'none'}); run "
+            "`python -m post_deploy kubeconfig`",
+        )
     return chosen, names
 
 
@@ -149,12 +166,16 @@ def _tool_problems() -> list[str]:
     problems = []
     reasons = kubernetes_utils.check_port_forward_mode_dependencies(False)
     if reasons:
-        problems.append("SkyPilot's port-forwarding tools are missing from PATH: "
-                        + " ".join(_ANSI.sub("", r).strip() for r in reasons)
-                        + " (Debian/Ubuntu: apt-get install -y socat netcat-openbsd)")
+        problems.append(
+            "SkyPilot's port-forwarding tools are missing from PATH: "
+            + " ".join(_ANSI.sub("", r).strip() for r in reasons)
+            + " (Debian/Ubuntu: apt-get install -y socat netcat-openbsd)"
+        )
     if shutil.which("kubectl") is None:
-        problems.append("kubectl is not on PATH: SkyPilot runs `kubectl config view --minify` while checking "
-                        "a context (and `kubectl port-forward` to reach its clusters)")
+        problems.append(
+            "kubectl is not on PATH: SkyPilot runs `kubectl config view --minify` while checking "
+            "a context (and `kubectl port-forward` to reach its clusters)"
+        )
     return problems
 
 
@@ -166,23 +187,30 @@ def _diagnose(node: Any, expected: NodeGpus) -> str | None:
     if label is None:
         return f"has no {ACCELERATOR_LABEL} label, so SkyPilot cannot tell its GPU type: {LABEL_FIX}"
     if label != expected.expected_accelerator:
-        return (f"{ACCELERATOR_LABEL}={label}, but SkyPilot needs {expected.expected_accelerator!r} for "
-                f"{expected.instance_type}: {LABEL_FIX}")
+        return (
+            f"{ACCELERATOR_LABEL}={label}, but SkyPilot needs {expected.expected_accelerator!r} for "
+            f"{expected.instance_type}: {LABEL_FIX}"
+        )
     if allocatable == 0:
         return f"{GPU_RESOURCE} is not allocatable (0 of {expected.expected_count}): {DEVICE_PLUGIN_FIX}"
     if (expected.seen_accelerator or "").lower() != expected.expected_accelerator:
-        return (f"SkyPilot reports GPU type {expected.seen_accelerator or 'none'}, expected "
-                f"{expected.expected_accelerator.upper()} (another GPU label scheme may win cluster-wide)")
+        return (
+            f"SkyPilot reports GPU type {expected.seen_accelerator or 'none'}, expected "
+            f"{expected.expected_accelerator.upper()} (another GPU label scheme may win cluster-wide)"
+        )
     if allocatable < expected.expected_count:
-        return (f"only {allocatable} of {expected.expected_count} GPUs allocatable; the device plugin "
-                "withdrew the others (unhealthy GPUs?)")
+        return (
+            f"only {allocatable} of {expected.expected_count} GPUs allocatable; the device plugin "
+            "withdrew the others (unhealthy GPUs?)"
+        )
     if expected.seen_count < expected.expected_count:
         return f"SkyPilot counts {expected.seen_count} of {expected.expected_count} GPUs"
     return None
 
 
-def check_skypilot(kubeconfig: str | None = None, context: str | None = None, *,
-                   cluster_name: str | None = None) -> CheckReport:
+def check_skypilot(
+    kubeconfig: str | None = None, context: str | None = None, *, cluster_name: str | None = None
+) -> CheckReport:
     """Run SkyPilot's Kubernetes checks for one context and explain every gap.
 
     Raises StepError for a kubeconfig that cannot be read (USAGE) or a context it lacks.
@@ -201,7 +229,8 @@ def check_skypilot(kubeconfig: str | None = None, context: str | None = None, *,
             report.problems.append(
                 f"SkyPilot will not use context {chosen!r}: it uses {', '.join(map(repr, allowed)) or 'no context'} "
                 "(the kubeconfig's current-context unless kubernetes.allowed_contexts is set in "
-                "~/.sky/config.yaml); run `kubectl config use-context " + chosen + "`")
+                "~/.sky/config.yaml); run `kubectl config use-context " + chosen + "`"
+            )
         try:  # what `sky check kubernetes` runs for each context
             report.enabled, message = kubernetes_utils.check_credentials(chosen, run_optional_checks=True)
         except Exception as err:  # noqa: BLE001 - SkyPilot's own check reports any error as "disabled"
@@ -215,8 +244,11 @@ def check_skypilot(kubeconfig: str | None = None, context: str | None = None, *,
         info = kubernetes_utils.get_kubernetes_node_info(chosen).node_info_dict
         try:
             for gpu in core.realtime_kubernetes_gpu_availability(context=chosen)[0][1]:
-                report.gpus[gpu.gpu] = {"capacity": gpu.capacity, "available": gpu.available,
-                                        "requestable": [int(c) for c in gpu.counts]}
+                report.gpus[gpu.gpu] = {
+                    "capacity": gpu.capacity,
+                    "available": gpu.available,
+                    "requestable": [int(c) for c in gpu.counts],
+                }
         except ValueError:  # "No GPUs found in any Kubernetes clusters": the per-node checks explain why
             pass
 
@@ -228,18 +260,25 @@ def check_skypilot(kubeconfig: str | None = None, context: str | None = None, *,
         if spec is None:
             continue
         seen = info.get(node.metadata.name)
-        entry = NodeGpus(node.metadata.name, labels[INSTANCE_TYPE_LABEL], spec.accelerator, spec.count,
-                         seen.accelerator_type if seen else None,
-                         int((seen.total or {}).get("accelerator_count", 0)) if seen else 0)
+        entry = NodeGpus(
+            node.metadata.name,
+            labels[INSTANCE_TYPE_LABEL],
+            spec.accelerator,
+            spec.count,
+            seen.accelerator_type if seen else None,
+            int((seen.total or {}).get("accelerator_count", 0)) if seen else 0,
+        )
         entry.problem = _diagnose(node, entry)
         report.nodes.append(entry)
         if entry.problem:
             report.problems.append(f"{entry.node} ({entry.instance_type}): {entry.problem}")
     if not report.nodes:
         scope = f"of cluster {cluster_name!r} " if cluster_name else ""
-        report.problems.append(f"no HyperPod GPU nodes {scope}found in context {chosen!r} "
-                               f"(nodes labelled {CLUSTER_NAME_LABEL} with a GPU ml.* instance type); "
-                               "run `python -m post_deploy wait-nodes` first")
+        report.problems.append(
+            f"no HyperPod GPU nodes {scope}found in context {chosen!r} "
+            f"(nodes labelled {CLUSTER_NAME_LABEL} with a GPU ml.* instance type); "
+            "run `python -m post_deploy wait-nodes` first"
+        )
     return report
 
 
@@ -255,8 +294,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "nvidia.com/gpu not allocatable (device plugin). Exit code 8 on any gap.",
     )
     add_common_args(parser)
-    parser.add_argument("--cluster-name", metavar="NAME",
-                        help="only check nodes of this HyperPod cluster (default: every HyperPod node)")
+    parser.add_argument(
+        "--cluster-name",
+        metavar="NAME",
+        help="only check nodes of this HyperPod cluster (default: every HyperPod node)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -267,18 +309,26 @@ def run(args: argparse.Namespace) -> int:
         say(f"check FAILED: {err.message}")
         emit_json(args, {"step": "check", "ok": False, "exit_code": int(err.code), "problems": [err.message]})
         return err.code
-    say(f"SkyPilot: context {report.context!r} {'enabled' if report.enabled else 'disabled'}"
-        + (f" ({report.skypilot_message})" if report.skypilot_message else ""))
+    say(
+        f"SkyPilot: context {report.context!r} {'enabled' if report.enabled else 'disabled'}"
+        + (f" ({report.skypilot_message})" if report.skypilot_message else "")
+    )
     for entry in report.nodes:
         seen = f"{entry.seen_accelerator} x{entry.seen_count}" if entry.seen_accelerator else "no GPUs"
-        say(f"  {entry.node} ({entry.instance_type}): SkyPilot sees {seen}, expected "
-            f"{entry.expected_accelerator.upper()} x{entry.expected_count}{'' if entry.problem else '  ok'}")
+        say(
+            f"  {entry.node} ({entry.instance_type}): SkyPilot sees {seen}, expected "
+            f"{entry.expected_accelerator.upper()} x{entry.expected_count}{'' if entry.problem else '  ok'}"
+        )
     for name, gpu in sorted(report.gpus.items()):
-        say(f"  {name}: {gpu['capacity']} total, {gpu['available']} free, requestable per node: "
-            f"{', '.join(map(str, gpu['requestable'])) or '-'}")
+        say(
+            f"  {name}: {gpu['capacity']} total, {gpu['available']} free, requestable per node: "
+            f"{', '.join(map(str, gpu['requestable'])) or '-'}"
+        )
     for problem in report.problems:
         say(f"problem: {problem}")
     say("check: ok" if report.ok else f"check FAILED: {len(report.problems)} problem(s)")
-    emit_json(args, {"step": "check", "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK),
-                     **report.to_dict()})
+    emit_json(
+        args,
+        {"step": "check", "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK), **report.to_dict()},
+    )
     return ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK

@@ -21,9 +21,9 @@ import contextlib
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
@@ -55,24 +55,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_args(parser)
     parser.add_argument("tasks", nargs="+", metavar="TASK.yaml", help="SkyPilot task files, run in order")
-    parser.add_argument("--cluster-name", help="SkyPilot cluster to launch on (default: the task's name, "
-                        "else its file name)")
-    parser.add_argument("--down", action="store_true",
-                        help="tear the SkyPilot cluster down after the job (also sets SkyPilot's autodown)")
-    parser.add_argument("--managed", action="store_true",
-                        help="run as a SkyPilot managed job (sky.jobs.launch): recovers from preemption, "
-                        "cleans up by itself")
+    parser.add_argument(
+        "--cluster-name", help="SkyPilot cluster to launch on (default: the task's name, else its file name)"
+    )
+    parser.add_argument(
+        "--down",
+        action="store_true",
+        help="tear the SkyPilot cluster down after the job (also sets SkyPilot's autodown)",
+    )
+    parser.add_argument(
+        "--managed",
+        action="store_true",
+        help="run as a SkyPilot managed job (sky.jobs.launch): recovers from preemption, cleans up by itself",
+    )
     parser.add_argument("--validate-only", action="store_true", help="run the offline checks and stop")
-    parser.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION,
-                        help=f"Kubernetes version whose schema pod_config is checked against "
-                        f"(default: {DEFAULT_K8S_VERSION}, the stack's EKS version)")
+    parser.add_argument(
+        "--k8s-version",
+        default=DEFAULT_K8S_VERSION,
+        help=f"Kubernetes version whose schema pod_config is checked against "
+        f"(default: {DEFAULT_K8S_VERSION}, the stack's EKS version)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.managed and args.down:
-        raise StepError(ExitCode.USAGE, "--down has no effect with --managed: managed jobs tear their "
-                                        "cluster down themselves")
+        raise StepError(
+            ExitCode.USAGE, "--down has no effect with --managed: managed jobs tear their cluster down themselves"
+        )
     validated = validate_tasks(args.tasks, args.k8s_version)
     if args.validate_only:
         emit_json(args, {"step": "submit", "ok": True, "validated": [str(v.path) for v in validated], "exit_code": 0})
@@ -179,20 +189,28 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
             _cancel(request_id)
             raise
         except Exception as exc:  # noqa: BLE001 - ResourcesUnavailableError, CommandError, ...
-            return _failed(result, ExitCode.LAUNCH_FAILED, f"launch of {item.path} on {cluster!r} failed: "
-                           f"{_one_line(exc)} (details: sky api logs {request_id})")
+            return _failed(
+                result,
+                ExitCode.LAUNCH_FAILED,
+                f"launch of {item.path} on {cluster!r} failed: {_one_line(exc)} (details: sky api logs {request_id})",
+            )
         result.job_id = job_id
         if job_id is None:
             if task.run:
-                return _failed(result, ExitCode.LAUNCH_FAILED, f"{cluster!r} is up but SkyPilot submitted no job "
-                               f"for {item.path}")
+                return _failed(
+                    result, ExitCode.LAUNCH_FAILED, f"{cluster!r} is up but SkyPilot submitted no job for {item.path}"
+                )
             say(f"submit: cluster {cluster!r} is up (task has no `run`; connect with: ssh {cluster})")
         else:
             try:
                 result.exit_code = int(sky.tail_logs(cluster, job_id, follow=True, output_stream=sys.stderr))
             except Exception as exc:  # noqa: BLE001
-                _failed(result, ExitCode.LAUNCH_FAILED, f"could not follow job {job_id} on {cluster!r}: "
-                        f"{_one_line(exc)} (check: sky logs {cluster} {job_id})")
+                _failed(
+                    result,
+                    ExitCode.LAUNCH_FAILED,
+                    f"could not follow job {job_id} on {cluster!r}: "
+                    f"{_one_line(exc)} (check: sky logs {cluster} {job_id})",
+                )
             say(f"submit: job {job_id} on {cluster!r} finished with exit code {result.exit_code}")
         if args.down:
             _tear_down(result)
@@ -209,15 +227,20 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
         try:
             request_id = sky.jobs.launch(task, name=task.name)
         except Exception as exc:  # noqa: BLE001
-            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {_one_line(exc)}")
+            return _failed(
+                result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {_one_line(exc)}"
+            )
         try:
             job_ids, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
         except KeyboardInterrupt:
             _cancel(request_id)
             raise
         except Exception as exc:  # noqa: BLE001
-            return _failed(result, ExitCode.LAUNCH_FAILED, f"managed job launch of {item.path} failed: "
-                           f"{_one_line(exc)} (details: sky api logs {request_id})")
+            return _failed(
+                result,
+                ExitCode.LAUNCH_FAILED,
+                f"managed job launch of {item.path} failed: {_one_line(exc)} (details: sky api logs {request_id})",
+            )
         job_id = job_ids[0] if isinstance(job_ids, list) and job_ids else job_ids
         if job_id is None:
             return _failed(result, ExitCode.LAUNCH_FAILED, f"SkyPilot returned no managed job id for {item.path}")
@@ -225,8 +248,11 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
         try:
             code = sky.jobs.tail_logs(job_id=result.job_id, follow=True, output_stream=sys.stderr)
         except Exception as exc:  # noqa: BLE001
-            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not follow managed job {job_id}: "
-                           f"{_one_line(exc)} (check: sky jobs logs {job_id})")
+            return _failed(
+                result,
+                ExitCode.LAUNCH_FAILED,
+                f"could not follow managed job {job_id}: {_one_line(exc)} (check: sky jobs logs {job_id})",
+            )
         result.exit_code = int(code if code is not None else ExitCode.LAUNCH_FAILED)
     say(f"submit: managed job {job_id} finished with exit code {result.exit_code}")
     return result
@@ -241,14 +267,21 @@ def _server_validate(task, path: Path) -> None:
 
     try:
         sdk.validate(_as_dag(task))
-    except (requests.RequestException, exceptions.ApiServerConnectionError, exceptions.APIVersionMismatchError,
-            exceptions.ApiServerAuthenticationError) as exc:
+    except (
+        requests.RequestException,
+        exceptions.ApiServerConnectionError,
+        exceptions.APIVersionMismatchError,
+        exceptions.ApiServerAuthenticationError,
+    ) as exc:
         raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server unavailable: {_one_line(exc)}") from None
     except exceptions.CloudError as exc:  # the server hit an outside error (e.g. no catalog download)
-        raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server could not validate {path}: "
-                                                f"{_one_line(exc)}") from None
+        raise StepError(
+            ExitCode.LAUNCH_FAILED, f"SkyPilot API server could not validate {path}: {_one_line(exc)}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the server re-raises the task's validation error
-        raise StepError(ExitCode.TASK_INVALID, f"{path}: rejected by the SkyPilot API server: {_one_line(exc)}") from None
+        raise StepError(
+            ExitCode.TASK_INVALID, f"{path}: rejected by the SkyPilot API server: {_one_line(exc)}"
+        ) from None
 
 
 def _as_dag(task):

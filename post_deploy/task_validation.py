@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes_validate
 import yaml
@@ -100,11 +101,14 @@ def _require_kubernetes(task, path: Path) -> None:
 
     for resources in task.resources:
         if resources.cloud is None or not clouds.Kubernetes().is_same_cloud(resources.cloud):
-            raise TaskInvalid(f"{path}: resources.infra must be k8s (this stack runs tasks on the HyperPod "
-                              f"EKS cluster), got {resources.infra.to_str() if resources.infra else None!r}")
+            raise TaskInvalid(
+                f"{path}: resources.infra must be k8s (this stack runs tasks on the HyperPod "
+                f"EKS cluster), got {resources.infra.to_str() if resources.infra else None!r}"
+            )
 
 
 # --- config: block --------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _server_side_schema_strictness() -> Iterator[None]:
@@ -150,11 +154,14 @@ def check_config_block(config: Any, where: str) -> None:
         for name in unknown:
             close = difflib.get_close_matches(name, known, 1)
             hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise TaskInvalid(f"{where}: {key_path}: unknown key {', '.join(hints)}; known keys: {', '.join(sorted(known))}")
+        raise TaskInvalid(
+            f"{where}: {key_path}: unknown key {', '.join(hints)}; known keys: {', '.join(sorted(known))}"
+        )
     raise TaskInvalid(f"{where}: {key_path}: {error.message}")
 
 
 # --- pod_config ------------------------------------------------------------------------------------
+
 
 def base_pod(task) -> dict:
     """The parts of SkyPilot's rendered pod (sky/templates/kubernetes-ray.yml.j2) a pod_config
@@ -163,7 +170,7 @@ def base_pod(task) -> dict:
     image = None
     if resources.image_id:
         image = next(iter(resources.image_id.values()))
-        image = image[len("docker:"):] if image.startswith("docker:") else image
+        image = image[len("docker:") :] if image.startswith("docker:") else image
     requests: dict[str, Any] = {"cpu": "1", "memory": "1G"}
     limits: dict[str, Any] = {}
     if resources.accelerators:
@@ -205,15 +212,21 @@ def check_pod(pod: dict, k8s_version: str, where: str) -> None:
     if ".".join(k8s_version.removeprefix("v").split(".")[:2]) not in known:
         # kubernetes_validate compares versions as strings and falls back to older schemas, so an
         # unknown version would be checked against the wrong API (or crash); refuse it instead.
-        raise TaskInvalid(f"{where}: cannot check against Kubernetes {k8s_version}: no schema for it "
-                          f"(have {known[0]}..{known[-1]})")
+        raise TaskInvalid(
+            f"{where}: cannot check against Kubernetes {k8s_version}: no schema for it (have {known[0]}..{known[-1]})"
+        )
     try:
         kubernetes_validate.validate(pod, k8s_version, strict=True)
     except kubernetes_validate.ValidationError as exc:
         path = ".".join(str(p) for p in exc.path)
-        raise TaskInvalid(f"{where}: invalid pod for Kubernetes {k8s_version} at {path or '<pod>'}: {exc.message}") from None
-    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError,
-            VersionNotSupportedError) as exc:
+        raise TaskInvalid(
+            f"{where}: invalid pod for Kubernetes {k8s_version} at {path or '<pod>'}: {exc.message}"
+        ) from None
+    except (
+        kubernetes_validate.SchemaNotFoundError,
+        kubernetes_validate.InvalidSchemaError,
+        VersionNotSupportedError,
+    ) as exc:
         raise TaskInvalid(f"{where}: cannot check against Kubernetes {k8s_version}: {exc.message}") from None
     for kind in ("containers", "initContainers"):
         for container in pod.get("spec", {}).get(kind) or []:
@@ -223,8 +236,10 @@ def check_pod(pod: dict, k8s_version: str, where: str) -> None:
                 if name in _OVERCOMMITTABLE or name.startswith("hugepages-"):
                     continue
                 if name in requests and name in limits and str(requests[name]) != str(limits[name]):
-                    raise TaskInvalid(f"{where}: container {container.get('name')!r}: {name} request "
-                                      f"{requests[name]} must equal its limit {limits[name]} (extended resource)")
+                    raise TaskInvalid(
+                        f"{where}: container {container.get('name')!r}: {name} request "
+                        f"{requests[name]} must equal its limit {limits[name]} (extended resource)"
+                    )
 
 
 def schema_versions() -> list[str]:
@@ -237,5 +252,7 @@ def schema_versions() -> list[str]:
 
 def efa_request(pod: dict) -> int:
     """EFA interfaces the pod's containers request (0 when none)."""
-    return sum(int((c.get("resources", {}).get("requests") or {}).get(EFA_RESOURCE, 0))
-               for c in pod.get("spec", {}).get("containers") or [])
+    return sum(
+        int((c.get("resources", {}).get("requests") or {}).get(EFA_RESOURCE, 0))
+        for c in pod.get("spec", {}).get("containers") or []
+    )

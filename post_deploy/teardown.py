@@ -54,10 +54,11 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -104,24 +105,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
     )
     add_common_args(parser)
-    parser.add_argument("--outputs", metavar="FILE",
-                        help="cdk deploy --outputs-file JSON (EksClusterName names the SkyPilot context); "
-                        "a missing file only skips what it would have told us")
-    parser.add_argument("-c", "--cdk-context", action="append", default=[], metavar="KEY=VALUE",
-                        help="CDK context, as `cdk -c`: selects the config (e.g. config=prod.yaml or "
-                        "prefix=team-a) and is passed to every cdk destroy")
+    parser.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="cdk deploy --outputs-file JSON (EksClusterName names the SkyPilot context); "
+        "a missing file only skips what it would have told us",
+    )
+    parser.add_argument(
+        "-c",
+        "--cdk-context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="CDK context, as `cdk -c`: selects the config (e.g. config=prod.yaml or "
+        "prefix=team-a) and is passed to every cdk destroy",
+    )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--profile", help="AWS profile for the EC2/CloudFormation calls and cdk destroy")
-    parser.add_argument("--skip-skypilot", action="store_true",
-                        help="do not tear down SkyPilot clusters (e.g. the cluster is already unreachable)")
-    parser.add_argument("--eni-timeout-minutes", type=float, default=DEFAULT_ENI_TIMEOUT_MINUTES,
-                        help=f"how long to wait for in-use ENIs to be released (default {DEFAULT_ENI_TIMEOUT_MINUTES})")
-    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS,
-                        help=f"seconds between ENI checks (default {DEFAULT_POLL_SECONDS:g})")
-    parser.add_argument("--stack-timeout-minutes", type=float, default=DEFAULT_STACK_TIMEOUT_MINUTES,
-                        help=f"give up on one cdk destroy after this long (default {DEFAULT_STACK_TIMEOUT_MINUTES})")
-    parser.add_argument("--cdk", metavar="PATH",
-                        help="cdk executable (default: `cdk` on PATH, else the one beside this Python)")
+    parser.add_argument(
+        "--skip-skypilot",
+        action="store_true",
+        help="do not tear down SkyPilot clusters (e.g. the cluster is already unreachable)",
+    )
+    parser.add_argument(
+        "--eni-timeout-minutes",
+        type=float,
+        default=DEFAULT_ENI_TIMEOUT_MINUTES,
+        help=f"how long to wait for in-use ENIs to be released (default {DEFAULT_ENI_TIMEOUT_MINUTES})",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=DEFAULT_POLL_SECONDS,
+        help=f"seconds between ENI checks (default {DEFAULT_POLL_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--stack-timeout-minutes",
+        type=float,
+        default=DEFAULT_STACK_TIMEOUT_MINUTES,
+        help=f"give up on one cdk destroy after this long (default {DEFAULT_STACK_TIMEOUT_MINUTES})",
+    )
+    parser.add_argument(
+        "--cdk", metavar="PATH", help="cdk executable (default: `cdk` on PATH, else the one beside this Python)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -175,8 +201,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
     p = config.pipeline
     foreign = p.enabled and p.pipeline_account is not None and p.pipeline_account != config.account
     if outputs.region and outputs.region != config.region:
-        raise StepError(ExitCode.USAGE, f"the outputs say region {outputs.region} but the config says "
-                                        f"{config.region}: pass the -c config of that deployment")
+        raise StepError(
+            ExitCode.USAGE,
+            f"the outputs say region {outputs.region} but the config says "
+            f"{config.region}: pass the -c config of that deployment",
+        )
     return Plan(
         prefix=config.prefix,
         region=config.region,
@@ -192,11 +221,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def confirm(plan: Plan, assume_yes: bool, stdin=None) -> None:
     stdin = stdin or sys.stdin
-    order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [plan.stacks[r] for r in (*WORKLOAD_ORDER, "network")]
+    order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [
+        plan.stacks[r] for r in (*WORKLOAD_ORDER, "network")
+    ]
     say(f"teardown: region {plan.region}; stacks, in order: {', '.join(order)}")
     if plan.foreign_pipeline:
-        say(f"teardown: WARNING: the pipeline {plan.foreign_pipeline} redeploys these stacks on its next run; "
-            "destroy it there first (`cdk destroy` with that account's credentials)")
+        say(
+            f"teardown: WARNING: the pipeline {plan.foreign_pipeline} redeploys these stacks on its next run; "
+            "destroy it there first (`cdk destroy` with that account's credentials)"
+        )
     if assume_yes:
         return
     if not stdin.isatty():
@@ -217,8 +250,10 @@ def down_skypilot_clusters(kube_context: str | None, kubeconfig: str | None) -> 
     path = kubeconfig_path(kubeconfig)
     reason = _context_missing(path, kube_context)
     if reason:
-        say(f"skypilot: skipped: {reason}; clusters launched from another machine must be downed there "
-            "(`sky down <name>`)")
+        say(
+            f"skypilot: skipped: {reason}; clusters launched from another machine must be downed there "
+            "(`sky down <name>`)"
+        )
         return {"skipped": reason}
 
     import sky
@@ -231,8 +266,10 @@ def down_skypilot_clusters(kube_context: str | None, kubeconfig: str | None) -> 
         try:
             records = sky.get(sky.status(all_users=True))
         except Exception as exc:  # noqa: BLE001 - any SDK failure ends this step with its code
-            raise StepError(STEP_SKYPILOT, f"skypilot: cannot list clusters: {_first_line(exc)} "
-                                           "(rerun with --skip-skypilot to go on without)") from None
+            raise StepError(
+                STEP_SKYPILOT,
+                f"skypilot: cannot list clusters: {_first_line(exc)} (rerun with --skip-skypilot to go on without)",
+            ) from None
         ours = [r for r in records if _runs_on(r, kube_context)]
         others = [r["name"] for r in records if not _runs_on(r, kube_context)]
         if others:
@@ -250,9 +287,13 @@ def down_skypilot_clusters(kube_context: str | None, kubeconfig: str | None) -> 
             else:
                 downed.append(name)
     if failed:
-        raise StepError(STEP_SKYPILOT, "skypilot: could not tear down " + "; ".join(
-            f"{n}: {e}" for n, e in failed.items()) + " (managed jobs? `sky jobs cancel -a` first; "
-            "or rerun with --skip-skypilot to go on without)")
+        raise StepError(
+            STEP_SKYPILOT,
+            "skypilot: could not tear down "
+            + "; ".join(f"{n}: {e}" for n, e in failed.items())
+            + " (managed jobs? `sky jobs cancel -a` first; "
+            "or rerun with --skip-skypilot to go on without)",
+        )
     return {"context": kube_context, "downed": downed, "left_on_other_infra": others}
 
 
@@ -315,8 +356,16 @@ def cdk_destroy(cdk: str, stack: str, plan: Plan, *, profile: str | None, timeou
     say(f"cdk: destroying {stack}")
     tail: deque[str] = deque(maxlen=_CDK_TAIL_LINES)
     try:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace")
+        proc = subprocess.Popen(
+            cmd,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+        )
     except OSError as exc:
         raise StepError(code, f"cdk destroy {stack}: cannot run {cdk}: {exc}") from None
     relay = threading.Thread(target=_relay, args=(proc.stdout, tail), daemon=True)
@@ -326,13 +375,18 @@ def cdk_destroy(cdk: str, stack: str, plan: Plan, *, profile: str | None, timeou
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise StepError(code, f"cdk destroy {stack}: still running after {timeout_s / 60:g} min; stopped it "
-                              "(CloudFormation goes on: check the stack's events, then rerun)") from None
+        raise StepError(
+            code,
+            f"cdk destroy {stack}: still running after {timeout_s / 60:g} min; stopped it "
+            "(CloudFormation goes on: check the stack's events, then rerun)",
+        ) from None
     finally:
         relay.join(timeout=5)
     if rc != 0:
-        raise StepError(code, f"cdk destroy {stack} failed (exit {rc}): " + " | ".join(
-            line for line in tail if line.strip())[-1500:])
+        raise StepError(
+            code,
+            f"cdk destroy {stack} failed (exit {rc}): " + " | ".join(line for line in tail if line.strip())[-1500:],
+        )
     say(f"cdk: {stack} destroyed")
 
 
@@ -411,8 +465,14 @@ def network_stack_ids(cfn, stack: str) -> tuple[str | None, frozenset[str]]:
 
 
 def clear_network_interfaces(
-    ec2, cfn, network_stack: str, *, timeout_s: float, poll_s: float,
-    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+    ec2,
+    cfn,
+    network_stack: str,
+    *,
+    timeout_s: float,
+    poll_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> EniReport:
     """Wait (bounded) until no HyperPod/EFA/Lambda/EKS ENI is in use in the network stack's VPC,
     deleting those that are ``available``; unattributable ENIs end the step with their details."""
@@ -459,17 +519,23 @@ def clear_network_interfaces(
             if not waiting:
                 break
             if now >= deadline:
-                listing = "; ".join(f"{e['NetworkInterfaceId']} ({k.value}, {e.get('Status')}): "
-                                    f"{e.get('Description') or '-'}" for e, k, _ in waiting)
-                raise StepError(STEP_NETWORK_INTERFACES,
-                                f"network interfaces still in use in {vpc_id} after {timeout_s / 60:g} min: "
-                                f"{listing}. Rerun later (or with a longer --eni-timeout-minutes)")
+                listing = "; ".join(
+                    f"{e['NetworkInterfaceId']} ({k.value}, {e.get('Status')}): {e.get('Description') or '-'}"
+                    for e, k, _ in waiting
+                )
+                raise StepError(
+                    STEP_NETWORK_INTERFACES,
+                    f"network interfaces still in use in {vpc_id} after {timeout_s / 60:g} min: "
+                    f"{listing}. Rerun later (or with a longer --eni-timeout-minutes)",
+                )
             counts: dict[str, int] = {}
             for _, kind, _ in waiting:
                 counts[kind.value] = counts.get(kind.value, 0) + 1
             summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-            say(f"network interfaces: waiting for {len(waiting)} in use in {vpc_id} ({summary}); "
-                f"{now - start:.0f}s of {timeout_s:.0f}s")
+            say(
+                f"network interfaces: waiting for {len(waiting)} in use in {vpc_id} ({summary}); "
+                f"{now - start:.0f}s of {timeout_s:.0f}s"
+            )
             sleep(max(0.0, min(poll_s, deadline - now)))
     except (ClientError, BotoCoreError) as exc:
         raise StepError(STEP_NETWORK_INTERFACES, f"network interfaces: AWS call failed: {_aws_error(exc)}") from None
@@ -478,13 +544,19 @@ def clear_network_interfaces(
         raise StepError(
             STEP_NETWORK_INTERFACES,
             f"{len(report.unknown)} network interface(s) in {vpc_id} that this app did not create would block "
-            f"deleting its subnets: " + "; ".join(_format_unknown(u) for u in report.unknown)
+            f"deleting its subnets: "
+            + "; ".join(_format_unknown(u) for u in report.unknown)
             + f". Delete them or their owners (for bare ENIs: `aws ec2 delete-network-interface "
             f"--network-interface-id <id>`; ids: {ids}), then rerun teardown.",
         )
-    say(f"network interfaces: clear in {vpc_id} after {report.polls} check(s), {len(report.deleted)} deleted"
-        + (f"; {len(report.left_to_cloudformation)} of the network stack itself left to CloudFormation"
-           if report.left_to_cloudformation else ""))
+    say(
+        f"network interfaces: clear in {vpc_id} after {report.polls} check(s), {len(report.deleted)} deleted"
+        + (
+            f"; {len(report.left_to_cloudformation)} of the network stack itself left to CloudFormation"
+            if report.left_to_cloudformation
+            else ""
+        )
+    )
     return report
 
 
@@ -530,14 +602,18 @@ def _describe_unknown(ec2, eni: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _format_unknown(item: Mapping[str, str]) -> str:
-    text = f"{item['id']} ({item['status']}, type {item['type'] or '-'}, subnet {item['subnet']}): " \
-           f"{item['description'] or 'no description'!r}, requester {item['requester'] or '-'}"
+    text = (
+        f"{item['id']} ({item['status']}, type {item['type'] or '-'}, subnet {item['subnet']}): "
+        f"{item['description'] or 'no description'!r}, requester {item['requester'] or '-'}"
+    )
     service = item.get("endpoint_service")
     if service:
         text += f", endpoint service {service}"
         if "guardduty" in service:
-            text += (" (GuardDuty Runtime Monitoring's endpoint: delete it and the GuardDutyManagedSecurityGroup "
-                     "of this VPC, or exclude the VPC in GuardDuty)")
+            text += (
+                " (GuardDuty Runtime Monitoring's endpoint: delete it and the GuardDutyManagedSecurityGroup "
+                "of this VPC, or exclude the VPC in GuardDuty)"
+            )
     return text
 
 
@@ -549,8 +625,12 @@ def _aws_error(exc: Exception) -> str:
 
 
 # ----- the command --------------------------------------------------------------------------------
-def run(args: argparse.Namespace, *, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     summary: dict[str, Any] = {"step": "teardown", "ok": False, "destroyed": []}
     try:
         _validate_args(args)
@@ -567,24 +647,31 @@ def run(args: argparse.Namespace, *, clock: Callable[[], float] = time.monotonic
 
         stack_timeout = args.stack_timeout_minutes * 60
         if plan.pipeline_stack:  # first: a live pipeline would redeploy what follows
-            cdk_destroy(cdk, plan.pipeline_stack, plan, profile=args.profile, timeout_s=stack_timeout,
-                        code=STEP_WORKLOAD_STACKS)
+            cdk_destroy(
+                cdk, plan.pipeline_stack, plan, profile=args.profile, timeout_s=stack_timeout, code=STEP_WORKLOAD_STACKS
+            )
             summary["destroyed"].append(plan.pipeline_stack)
         for role in WORKLOAD_ORDER:
-            cdk_destroy(cdk, plan.stacks[role], plan, profile=args.profile, timeout_s=stack_timeout,
-                        code=STEP_WORKLOAD_STACKS)
+            cdk_destroy(
+                cdk, plan.stacks[role], plan, profile=args.profile, timeout_s=stack_timeout, code=STEP_WORKLOAD_STACKS
+            )
             summary["destroyed"].append(plan.stacks[role])
 
         session = aws_session(args.profile, plan.region)
         report = clear_network_interfaces(
-            session.client("ec2", config=AWS_RETRY_CONFIG), session.client("cloudformation", config=AWS_RETRY_CONFIG),
-            plan.stacks["network"], timeout_s=args.eni_timeout_minutes * 60, poll_s=args.poll_seconds,
-            clock=clock, sleep=sleep,
+            session.client("ec2", config=AWS_RETRY_CONFIG),
+            session.client("cloudformation", config=AWS_RETRY_CONFIG),
+            plan.stacks["network"],
+            timeout_s=args.eni_timeout_minutes * 60,
+            poll_s=args.poll_seconds,
+            clock=clock,
+            sleep=sleep,
         )
         summary["network_interfaces"] = report.__dict__
 
-        cdk_destroy(cdk, plan.stacks["network"], plan, profile=args.profile, timeout_s=stack_timeout,
-                    code=STEP_NETWORK_STACK)
+        cdk_destroy(
+            cdk, plan.stacks["network"], plan, profile=args.profile, timeout_s=stack_timeout, code=STEP_NETWORK_STACK
+        )
         summary["destroyed"].append(plan.stacks["network"])
     except StepError as err:
         say(f"teardown: {err.message}")

@@ -9,12 +9,12 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from constructs import Construct
 
 from config import AppConfig, outputs
-from stacks.log_retention import retention
-from constructs.nag_acknowledgment import acknowledge
+from constructs import Construct
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
+from constructs.nag_acknowledgment import acknowledge
+from stacks.log_retention import retention
 
 _ENDPOINT_ACCESS = {
     "public": eks.EndpointAccess.PUBLIC,
@@ -35,9 +35,16 @@ class EksStack(Stack):
     """Exposes ``cluster``, ``security_group``, ``access_entries`` and ``helm_chart`` to the HyperPod layer."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, vpc: ec2.IVpc,
-        control_plane_subnets: list[ec2.ISubnet], node_subnets: list[ec2.ISubnet],
-        security_group: ec2.ISecurityGroup, **kwargs,
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        vpc: ec2.IVpc,
+        control_plane_subnets: list[ec2.ISubnet],
+        node_subnets: list[ec2.ISubnet],
+        security_group: ec2.ISecurityGroup,
+        **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         cfg = config.eks
@@ -46,13 +53,17 @@ class EksStack(Stack):
         # EKS creates this group on first log write and never deletes it; owning it here means a
         # retention policy and nothing left behind by `cdk destroy`.
         control_plane_logs = logs.LogGroup(
-            self, "ControlPlaneLogs",
+            self,
+            "ControlPlaneLogs",
             log_group_name=f"/aws/eks/{self.cluster_name}/cluster",
             retention=retention(cfg.log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
         secrets_key = kms.Key(
-            self, "SecretsKey", enable_key_rotation=True, removal_policy=RemovalPolicy.DESTROY,
+            self,
+            "SecretsKey",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
             description=f"Envelope encryption of Kubernetes secrets in {self.cluster_name}",
         )
         endpoint = _ENDPOINT_ACCESS[cfg.endpoint_access]
@@ -60,7 +71,8 @@ class EksStack(Stack):
             endpoint = endpoint.only_from(*cfg.public_access_cidrs)
 
         self.cluster = eks.Cluster(
-            self, "Cluster",
+            self,
+            "Cluster",
             cluster_name=self.cluster_name,
             version=eks.KubernetesVersion.of(cfg.version),
             vpc=vpc,
@@ -84,7 +96,10 @@ class EksStack(Stack):
 
         self.addons = {
             name: eks.Addon(
-                self, f"Addon-{name}", cluster=self.cluster, addon_name=name,
+                self,
+                f"Addon-{name}",
+                cluster=self.cluster,
+                addon_name=name,
                 addon_version=cfg.vpc_cni_version if name == "vpc-cni" else None,
             )
             for name in ADDONS
@@ -111,10 +126,16 @@ class EksStack(Stack):
 
         self.access_entries = [
             eks.AccessEntry(
-                self, f"Admin{i}", cluster=self.cluster, principal=arn,
-                access_policies=[eks.AccessPolicy.from_access_policy_name(
-                    "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER,
-                )],
+                self,
+                f"Admin{i}",
+                cluster=self.cluster,
+                principal=arn,
+                access_policies=[
+                    eks.AccessPolicy.from_access_policy_name(
+                        "AmazonEKSClusterAdminPolicy",
+                        access_scope_type=eks.AccessScopeType.CLUSTER,
+                    )
+                ],
             )
             for i, arn in enumerate(cfg.admin_principal_arns)
         ]
@@ -127,8 +148,13 @@ class EksStack(Stack):
         # ----- end post-deploy ---------------------------------------------------------------------
 
         self.helm_chart = HyperPodHelmChart(
-            self, "HyperPodDependencies", cluster=self.cluster, chart=cfg.helm_chart,
-            vpc=vpc, security_group=security_group, log_retention=retention(cfg.log_retention_days),
+            self,
+            "HyperPodDependencies",
+            cluster=self.cluster,
+            chart=cfg.helm_chart,
+            vpc=vpc,
+            security_group=security_group,
+            log_retention=retention(cfg.log_retention_days),
         )
         # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod.
         for addon in self.addons.values():
@@ -147,9 +173,12 @@ class EksStack(Stack):
         The same statement serves a same-account and a cross-account pipeline.
         """
         pipeline_account = config.pipeline.pipeline_account or config.account or self.account
-        codebuild_role_arn = f"arn:{self.partition}:iam::{pipeline_account}:role/{post_deploy_codebuild_role_name(config)}"
+        codebuild_role_arn = (
+            f"arn:{self.partition}:iam::{pipeline_account}:role/{post_deploy_codebuild_role_name(config)}"
+        )
         role = iam.Role(
-            self, "PostDeployRole",
+            self,
+            "PostDeployRole",
             role_name=post_deploy_role_name(config),
             description="Assumed by the pipeline's post-deploy step: kubeconfig, wait for nodes, label GPUs, SkyPilot tasks",
             assumed_by=iam.AccountPrincipal(pipeline_account).with_conditions(
@@ -158,9 +187,12 @@ class EksStack(Stack):
         )
         role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeCluster"], resources=[self.cluster.cluster_arn]))
         hyperpod_clusters = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:cluster/*"
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"], resources=[hyperpod_clusters],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
+                resources=[hyperpod_clusters],
+            )
+        )
         acknowledge(
             role,
             "A HyperPod cluster ARN ends in a service-generated id (cluster/<id>) that exists only after the "
@@ -171,10 +203,16 @@ class EksStack(Stack):
         # access policy allows it) and SkyPilot creates pods, services, a service account and the
         # ClusterRole/ClusterRoleBinding for it, which needs RBAC bind/escalate rights only cluster-admin has.
         entry = eks.AccessEntry(
-            self, "PostDeployAccess", cluster=self.cluster, principal=role.role_arn,
-            access_policies=[eks.AccessPolicy.from_access_policy_name(
-                "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER,
-            )],
+            self,
+            "PostDeployAccess",
+            cluster=self.cluster,
+            principal=role.role_arn,
+            access_policies=[
+                eks.AccessPolicy.from_access_policy_name(
+                    "AmazonEKSClusterAdminPolicy",
+                    access_scope_type=eks.AccessScopeType.CLUSTER,
+                )
+            ],
         )
         return role, entry
 

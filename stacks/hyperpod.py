@@ -6,23 +6,33 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
-from constructs import Construct
 
 from config import AppConfig, outputs
-from stacks.log_retention import retention
+from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
 from stacks.eks import EksStack
+from stacks.log_retention import retention
 
 
 class HyperPodStack(Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, eks_stack: EksStack,
-        vpc: ec2.IVpc, subnets: list[ec2.ISubnet], security_group: ec2.ISecurityGroup,
-        lifecycle_bucket: s3.IBucket, lifecycle_prefix: str, **kwargs,
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        eks_stack: EksStack,
+        vpc: ec2.IVpc,
+        subnets: list[ec2.ISubnet],
+        security_group: ec2.ISecurityGroup,
+        lifecycle_bucket: s3.IBucket,
+        lifecycle_prefix: str,
+        **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.cluster = HyperPodCluster(
-            self, "Cluster",
+            self,
+            "Cluster",
             config=config.hyperpod,
             tags=config.tags,
             eks_cluster=eks_stack.cluster,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Environment, Stack, Stage, Tags
-from constructs import Construct
 
 from config import AppConfig
+from constructs import Construct
 from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
 from stacks.lifecycle_bucket import LifecycleBucketStack
@@ -28,7 +28,12 @@ class InfrastructureStacks:
 
 def stack_names(config: AppConfig) -> dict[str, str]:
     p = config.prefix
-    return {"network": f"{p}-network", "lifecycle_bucket": f"{p}-lifecycle", "eks": f"{p}-eks", "hyperpod": f"{p}-hyperpod"}
+    return {
+        "network": f"{p}-network",
+        "lifecycle_bucket": f"{p}-lifecycle",
+        "eks": f"{p}-eks",
+        "hyperpod": f"{p}-hyperpod",
+    }
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
@@ -38,17 +43,35 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
     # the pipeline and `cdk deploy --all` must manage the very same CloudFormation stacks.
     network = NetworkStack(scope, names["network"], config=config, env=env, stack_name=names["network"])
     bucket = LifecycleBucketStack(
-        scope, names["lifecycle_bucket"], config=config, env=env, stack_name=names["lifecycle_bucket"],
+        scope,
+        names["lifecycle_bucket"],
+        config=config,
+        env=env,
+        stack_name=names["lifecycle_bucket"],
     )
     eks = EksStack(
-        scope, names["eks"], config=config, env=env, stack_name=names["eks"], vpc=network.vpc,
-        control_plane_subnets=network.eks_subnets, node_subnets=network.eks_subnets,
+        scope,
+        names["eks"],
+        config=config,
+        env=env,
+        stack_name=names["eks"],
+        vpc=network.vpc,
+        control_plane_subnets=network.eks_subnets,
+        node_subnets=network.eks_subnets,
         security_group=network.security_group,
     )
     hyperpod = HyperPodStack(
-        scope, names["hyperpod"], config=config, env=env, stack_name=names["hyperpod"], eks_stack=eks, vpc=network.vpc,
-        subnets=network.hyperpod_subnets, security_group=network.security_group,
-        lifecycle_bucket=bucket.deployed_bucket, lifecycle_prefix=bucket.lifecycle_prefix,
+        scope,
+        names["hyperpod"],
+        config=config,
+        env=env,
+        stack_name=names["hyperpod"],
+        eks_stack=eks,
+        vpc=network.vpc,
+        subnets=network.hyperpod_subnets,
+        security_group=network.security_group,
+        lifecycle_bucket=bucket.deployed_bucket,
+        lifecycle_prefix=bucket.lifecycle_prefix,
     )
     stacks = InfrastructureStacks(network, bucket, eks, hyperpod)
     for stack in stacks.all():

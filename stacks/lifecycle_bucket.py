@@ -7,9 +7,9 @@ from pathlib import Path
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
-from constructs import Construct
 
 from config import AppConfig, outputs
+from constructs import Construct
 from constructs.nag_acknowledgment import acknowledge
 
 LIFECYCLE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "lifecycle_scripts"
@@ -25,21 +25,27 @@ class LifecycleBucketStack(Stack):
         removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
 
         access_logs = s3.Bucket(
-            self, "AccessLogs",
+            self,
+            "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))],
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
+            ],
             removal_policy=removal,
             auto_delete_objects=destroy,
         )
-        acknowledge(access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1")
+        acknowledge(
+            access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
+        )
 
         # The managed AmazonSageMakerClusterInstanceRolePolicy only reads buckets named sagemaker-*.
         self.bucket = s3.Bucket(
-            self, "Bucket",
+            self,
+            "Bucket",
             bucket_name=f"sagemaker-{config.prefix}-lifecycle-{Aws.ACCOUNT_ID}-{Aws.REGION}",
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -52,7 +58,8 @@ class LifecycleBucketStack(Stack):
         )
         # The whole folder: on_create.sh sources helpers that live beside it.
         self.deployment = s3deploy.BucketDeployment(
-            self, "LifecycleScripts",
+            self,
+            "LifecycleScripts",
             sources=[s3deploy.Source.asset(str(LIFECYCLE_SCRIPTS_DIR))],
             destination_bucket=self.bucket,
             destination_key_prefix=LIFECYCLE_PREFIX,
@@ -83,7 +90,10 @@ class LifecycleBucketStack(Stack):
             handler,
             "The wildcards come from grantRead on the CDK asset bucket and grantReadWrite on this lifecycle "
             "bucket: syncing a folder needs every object key under those two buckets and nothing else.",
-            *(f"AwsSolutions-IAM5[Action::s3:{a}]" for a in ("GetObject*", "GetBucket*", "List*", "DeleteObject*", "Abort*")),
+            *(
+                f"AwsSolutions-IAM5[Action::s3:{a}]"
+                for a in ("GetObject*", "GetBucket*", "List*", "DeleteObject*", "Abort*")
+            ),
             f"AwsSolutions-IAM5[Resource::{asset_bucket}/*]",
             f"AwsSolutions-IAM5[Resource::{bucket_arn}/*]",
         )

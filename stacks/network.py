@@ -5,9 +5,9 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
-from constructs import Construct
 
 from config import AppConfig
+from constructs import Construct
 from stacks.log_retention import retention
 
 # Interface endpoints a closed network needs for nodes to join EKS, pull images and report health.
@@ -39,24 +39,29 @@ class NetworkStack(Stack):
         net = config.network
 
         flow_logs = logs.LogGroup(
-            self, "FlowLogs",
+            self,
+            "FlowLogs",
             retention=retention(net.flow_log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.vpc = ec2.Vpc(
-            self, "Vpc",
+            self,
+            "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(net.vpc_cidr),
             availability_zones=list(net.availability_zones),
             nat_gateways=1 if net.nat_gateways == "single" else len(net.availability_zones),
             # Largest block first so the allocator keeps it aligned.
             subnet_configuration=[
                 ec2.SubnetConfiguration(
-                    name=HYPERPOD_SUBNETS, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                    name=HYPERPOD_SUBNETS,
+                    subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
                     cidr_mask=net.hyperpod_subnet_cidr_mask,
                 ),
                 ec2.SubnetConfiguration(name=PUBLIC_SUBNETS, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(
-                    name=EKS_SUBNETS, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24,
+                    name=EKS_SUBNETS,
+                    subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                    cidr_mask=24,
                 ),
             ],
             flow_logs={
@@ -73,7 +78,8 @@ class NetworkStack(Stack):
             Tags.of(subnet).add("kubernetes.io/role/elb", "1")
 
         self.vpc.add_gateway_endpoint(
-            "S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3,
+            "S3Endpoint",
+            service=ec2.GatewayVpcEndpointAwsService.S3,
             subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
         )
 
@@ -83,7 +89,8 @@ class NetworkStack(Stack):
 
         hyperpod_azs = set(config.hyperpod_azs)
         self.hyperpod_subnets = [
-            s for s in self.vpc.select_subnets(subnet_group_name=HYPERPOD_SUBNETS).subnets
+            s
+            for s in self.vpc.select_subnets(subnet_group_name=HYPERPOD_SUBNETS).subnets
             if s.availability_zone in hyperpod_azs
         ]
         self.eks_subnets = self.vpc.select_subnets(subnet_group_name=EKS_SUBNETS).subnets
@@ -101,34 +108,57 @@ class NetworkStack(Stack):
         # needs; and the L2 names self-referencing rules after the peer's construct path, which differs
         # inside the pipeline's Stage and would make the pipeline replace them.
         sg = ec2.SecurityGroup(
-            self, "HyperPodSecurityGroup", vpc=self.vpc, allow_all_outbound=True,
+            self,
+            "HyperPodSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=True,
             description="Shared by EKS and HyperPod: EFA needs all traffic to and from itself",
         )
         group = sg.security_group_id
         ec2.CfnSecurityGroupIngress(
-            self, "HyperPodSecurityGroupSelfIngress", group_id=group, ip_protocol="-1",
-            source_security_group_id=group, description="EFA and node-to-node traffic from itself",
+            self,
+            "HyperPodSecurityGroupSelfIngress",
+            group_id=group,
+            ip_protocol="-1",
+            source_security_group_id=group,
+            description="EFA and node-to-node traffic from itself",
         )
         ec2.CfnSecurityGroupEgress(
-            self, "HyperPodSecurityGroupSelfEgress", group_id=group, ip_protocol="-1",
-            destination_security_group_id=group, description="EFA traffic to itself",
+            self,
+            "HyperPodSecurityGroupSelfEgress",
+            group_id=group,
+            ip_protocol="-1",
+            destination_security_group_id=group,
+            description="EFA traffic to itself",
         )
         if config.network.fsx_lustre_ports:
             for name, (low, high) in {"FsxLustre": (988, 988), "FsxLustreLnet": (1018, 1023)}.items():
                 ec2.CfnSecurityGroupIngress(
-                    self, f"HyperPodSecurityGroup{name}Ingress", group_id=group, ip_protocol="tcp",
-                    from_port=low, to_port=high, source_security_group_id=group, description="FSx for Lustre",
+                    self,
+                    f"HyperPodSecurityGroup{name}Ingress",
+                    group_id=group,
+                    ip_protocol="tcp",
+                    from_port=low,
+                    to_port=high,
+                    source_security_group_id=group,
+                    description="FSx for Lustre",
                 )
         return sg
 
     def _interface_endpoints(self) -> None:
         endpoint_sg = ec2.SecurityGroup(
-            self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
             description="Interface endpoints: HTTPS from inside the VPC",
         )
         endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(443), "HTTPS from the VPC")
         for name, service in _INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
-                f"{name}Endpoint", service=service, security_groups=[endpoint_sg],
-                subnets=ec2.SubnetSelection(subnet_group_name=EKS_SUBNETS), private_dns_enabled=True,
+                f"{name}Endpoint",
+                service=service,
+                security_groups=[endpoint_sg],
+                subnets=ec2.SubnetSelection(subnet_group_name=EKS_SUBNETS),
+                private_dns_enabled=True,
             )

@@ -29,10 +29,11 @@ import importlib.metadata
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from aws_cdk import Aws, Duration, Environment, RemovalPolicy, Stack, Token
+from aws_cdk import Aws, Duration, Environment, RemovalPolicy, Stack, Token, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline as codepipeline
@@ -41,13 +42,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import pipelines
-from constructs import Construct
 
 from config import AppConfig, ConfigError, outputs
+from constructs import Construct
+from constructs.nag_acknowledgment import acknowledge
 from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
 from stacks.infrastructure import HyperPodStage
-from constructs.nag_acknowledgment import acknowledge
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CODECOMMIT_NAME = re.compile(r"[\w.-]{1,100}")
@@ -107,7 +107,8 @@ def deploy_time_cdk_args(context: Mapping[str, Any]) -> str:
     the shell, in a stable order. cdk.json's own context (defaults, feature flags) is in the repo."""
     top_level = set(AppConfig.model_fields) | {"config"}
     pairs = sorted(
-        (key, value) for key, value in context.items()
+        (key, value)
+        for key, value in context.items()
         if key.split(".", 1)[0].split("[", 1)[0] in top_level and key != "config_defaults"
     )
     return " ".join(f"-c {shlex.quote(f'{key}={value}')}" for key, value in pairs)
@@ -118,19 +119,33 @@ def validate_pipeline_config(config: AppConfig, context: Mapping[str, Any]) -> N
     p = config.pipeline
     config_file = context.get("config")
     if config_file and not _inside_repository(str(config_file)):
-        _fail("config", config_file, "must be a file inside this repository (relative path): the pipeline's own "
-                                     "synth reads it from the checked-out source")
+        _fail(
+            "config",
+            config_file,
+            "must be a file inside this repository (relative path): the pipeline's own "
+            "synth reads it from the checked-out source",
+        )
     if p.source == "codecommit" and not _CODECOMMIT_NAME.fullmatch(p.repository):
-        _fail("pipeline.repository", p.repository, "must be a CodeCommit repository name (1-100 letters, digits, "
-                                                    "'.', '_' or '-') when pipeline.source is codecommit")
+        _fail(
+            "pipeline.repository",
+            p.repository,
+            "must be a CodeCommit repository name (1-100 letters, digits, "
+            "'.', '_' or '-') when pipeline.source is codecommit",
+        )
     if p.pipeline_region and p.pipeline_region != config.region:
-        _fail("pipeline.pipeline_region", p.pipeline_region,
-              f"must equal region ({config.region}): a cross-region pipeline makes CDK add a support stack with a "
-              "retained replication bucket this app does not manage")
+        _fail(
+            "pipeline.pipeline_region",
+            p.pipeline_region,
+            f"must equal region ({config.region}): a cross-region pipeline makes CDK add a support stack with a "
+            "retained replication bucket this app does not manage",
+        )
     for i, task in enumerate(p.post_deploy_tasks):
         if not _inside_repository(task):
-            _fail(f"pipeline.post_deploy_tasks[{i}]", task, "is not a file in this repository (the post-deploy "
-                                                             "step runs it from the checked-out source)")
+            _fail(
+                f"pipeline.post_deploy_tasks[{i}]",
+                task,
+                "is not a file in this repository (the post-deploy step runs it from the checked-out source)",
+            )
 
 
 def _inside_repository(relative: str) -> bool:
@@ -154,10 +169,15 @@ class PipelineStack(Stack):
 
         self.artifact_key, self.artifact_bucket = self._artifact_store(config)
         self.build_logs = logs.LogGroup(
-            self, "BuildLogs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY,
+            self,
+            "BuildLogs",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         source = self._source()
-        build_environment = codebuild.BuildEnvironment(build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM)
+        build_environment = codebuild.BuildEnvironment(
+            build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM
+        )
         python_runtime = codebuild.BuildSpec.from_object(
             {"phases": {"install": {"runtime-versions": {"python": PYTHON_RUNTIME}}}}
         )
@@ -173,7 +193,8 @@ class PipelineStack(Stack):
             partial_build_spec=python_runtime,
         )
         self.pipeline = pipelines.CodePipeline(
-            self, "Pipeline",
+            self,
+            "Pipeline",
             pipeline_name=config.prefix,
             synth=self.synth_step,
             pipeline_type=codepipeline.PipelineType.V2,
@@ -185,17 +206,26 @@ class PipelineStack(Stack):
             publish_assets_in_parallel=False,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=build_environment,
-                logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.build_logs)),
+                logging=codebuild.LoggingOptions(
+                    cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.build_logs)
+                ),
             ),
         )
 
         self.stage = HyperPodStage(self, "Deploy", config=config)
         self.post_deploy_codebuild_role = self._post_deploy_codebuild_role()
         self.post_deploy_step = self._post_deploy_step(source, python_runtime)
-        pre = [pipelines.ManualApprovalStep(
-            "Approve", comment=f"Deploy {config.prefix} (HyperPod {config.hyperpod.cluster_name}) to "
-                               f"{config.account or 'the pipeline account'}/{config.region}?",
-        )] if p.manual_approval else []
+        pre = (
+            [
+                pipelines.ManualApprovalStep(
+                    "Approve",
+                    comment=f"Deploy {config.prefix} (HyperPod {config.hyperpod.cluster_name}) to "
+                    f"{config.account or 'the pipeline account'}/{config.region}?",
+                )
+            ]
+            if p.manual_approval
+            else []
+        )
         self.pipeline.add_stage(self.stage, pre=pre, post=[self.post_deploy_step])
         self.pipeline.build_pipeline()
         self._acknowledge()
@@ -205,12 +235,16 @@ class PipelineStack(Stack):
         """Artifacts under a customer-managed key (required for cross-account deploys, and CodeBuild
         encrypts its output with it), in a bucket that empties itself on ``cdk destroy``."""
         key = kms.Key(
-            self, "ArtifactKey", enable_key_rotation=True, removal_policy=RemovalPolicy.DESTROY,
+            self,
+            "ArtifactKey",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
             alias=f"alias/{config.prefix}-pipeline-artifacts",
             description=f"Pipeline artifacts of {config.prefix}",
         )
         access_logs = s3.Bucket(
-            self, "ArtifactAccessLogs",
+            self,
+            "ArtifactAccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
@@ -219,9 +253,12 @@ class PipelineStack(Stack):
             removal_policy=RemovalPolicy.DESTROY,
             auto_delete_objects=True,
         )
-        acknowledge(access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1")
+        acknowledge(
+            access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
+        )
         bucket = s3.Bucket(
-            self, "Artifacts",
+            self,
+            "Artifacts",
             encryption=s3.BucketEncryption.KMS,
             encryption_key=key,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -254,13 +291,16 @@ class PipelineStack(Stack):
     def _post_deploy_codebuild_role(self) -> iam.Role:
         # A fixed name: the workload role's trust policy names it (see stacks/eks.py).
         return iam.Role(
-            self, "PostDeployCodeBuildRole",
+            self,
+            "PostDeployCodeBuildRole",
             role_name=post_deploy_codebuild_role_name(self._config),
             assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
             description="The pipeline's post-deploy step; it acts only by assuming the workload's PostDeployRole",
         )
 
-    def _post_deploy_step(self, source: pipelines.IFileSetProducer, python_runtime: codebuild.BuildSpec) -> pipelines.CodeBuildStep:
+    def _post_deploy_step(
+        self, source: pipelines.IFileSetProducer, python_runtime: codebuild.BuildSpec
+    ) -> pipelines.CodeBuildStep:
         config = self._config
         stacks = {role: getattr(self.stage.stacks, role) for role in set(POST_DEPLOY_OUTPUTS.values())}
         env_from_outputs = {key: stacks[role].node.find_child(key) for key, role in POST_DEPLOY_OUTPUTS.items()}
@@ -268,14 +308,19 @@ class PipelineStack(Stack):
         return pipelines.CodeBuildStep(
             "PostDeploy",
             input=source,
-            install_commands=[APT_INSTALL, "make venv", 'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"', kubectl_from_layer()],
+            install_commands=[
+                APT_INSTALL,
+                "make venv",
+                'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"',
+                kubectl_from_layer(),
+            ],
             commands=[
                 'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"',
                 # Every AWS call (boto3, the kubeconfig's token plugin, the SkyPilot API server it
                 # starts) resolves this profile and assumes the workload role, refreshing as needed.
                 f"printf '[profile {POST_DEPLOY_PROFILE}]\\nrole_arn = %s\\ncredential_source = EcsContainer\\n"
-                f"role_session_name = codebuild-post-deploy\\nregion = %s\\n' \"$POST_DEPLOY_ROLE_ARN\" "
-                f"\"${outputs.REGION}\" > \"$AWS_CONFIG_FILE\"",
+                f'role_session_name = codebuild-post-deploy\\nregion = %s\\n\' "$POST_DEPLOY_ROLE_ARN" '
+                f'"${outputs.REGION}" > "$AWS_CONFIG_FILE"',
                 f"python -m post_deploy run --profile {POST_DEPLOY_PROFILE} --down --tasks {tasks}",
             ],
             env={
@@ -286,7 +331,9 @@ class PipelineStack(Stack):
             env_from_cfn_outputs=env_from_outputs,
             timeout=Duration.minutes(config.pipeline.post_deploy_timeout_minutes),
             role=self.post_deploy_codebuild_role,
-            role_policy_statements=[iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[self.post_deploy_role_arn()])],
+            role_policy_statements=[
+                iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[self.post_deploy_role_arn()])
+            ],
             partial_build_spec=python_runtime,
         )
 
@@ -300,14 +347,18 @@ class PipelineStack(Stack):
         key_use = ("GenerateDataKey*", "ReEncrypt*")
 
         def artifact_ids(s3_actions: tuple[str, ...], kms_actions: tuple[str, ...]) -> list[str]:
-            return [*(f"AwsSolutions-IAM5[Action::s3:{a}]" for a in s3_actions),
-                    *(f"AwsSolutions-IAM5[Action::kms:{a}]" for a in kms_actions),
-                    f"AwsSolutions-IAM5[Resource::{artifacts}]"]
+            return [
+                *(f"AwsSolutions-IAM5[Action::s3:{a}]" for a in s3_actions),
+                *(f"AwsSolutions-IAM5[Action::kms:{a}]" for a in kms_actions),
+                f"AwsSolutions-IAM5[Resource::{artifacts}]",
+            ]
 
         def project_ids(project: codebuild.IProject) -> list[str]:
             name = f"<{self.get_logical_id(project.node.default_child)}>"
-            return [f"AwsSolutions-IAM5[Resource::arn:{part}:logs:{region}:{account}:log-group:/aws/codebuild/{name}:*]",
-                    f"AwsSolutions-IAM5[Resource::arn:{part}:codebuild:{region}:{account}:report-group/{name}-*]"]
+            return [
+                f"AwsSolutions-IAM5[Resource::arn:{part}:logs:{region}:{account}:log-group:/aws/codebuild/{name}:*]",
+                f"AwsSolutions-IAM5[Resource::arn:{part}:codebuild:{region}:{account}:report-group/{name}-*]",
+            ]
 
         artifact_reason = (
             "aws-cdk-lib's grantRead/grantReadWrite on this pipeline's own artifact bucket and KMS key: stages hand "
@@ -357,4 +408,3 @@ class PipelineStack(Stack):
 
     def _nag_account(self) -> str:
         return "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
-

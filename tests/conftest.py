@@ -14,13 +14,15 @@ REPO = Path(__file__).resolve().parent.parent
 # Tests never see real credentials: anything that would reach AWS goes to moto or a Stubber.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
     os.environ.pop(_var, None)
-os.environ.update({
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
-    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    }
+)
 
 
 def cdk_context() -> dict:

@@ -69,7 +69,8 @@ def _listing(root: Path) -> str:
     """Every file with its size: cheap to recompute, and it changes if anything was added or rewritten."""
     return "".join(
         f"{p.relative_to(root)}\t{p.stat().st_size}\n"
-        for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
     )
 
 

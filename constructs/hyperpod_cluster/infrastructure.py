@@ -24,7 +24,7 @@ accepted the request.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -35,9 +35,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
-from constructs import Construct, IDependable
 
 from config.model import HyperPodConfig
+from constructs import Construct, IDependable
 from constructs.hyperpod_cluster import asset, nag, permissions, request
 from constructs.hyperpod_cluster.wait import InServicePoller
 
@@ -95,11 +95,16 @@ class HyperPodCluster(Construct):
         self.execution_role = self._execution_role(perm_scope)
         code = lambda_.Code.from_asset(str(asset.build()))
         wait_seconds = config.creation_timeout_hours * 3600
-        self.poller: Optional[InServicePoller] = None
+        self.poller: InServicePoller | None = None
         if config.wait_for_in_service:
             self.poller = InServicePoller(
-                self, "Poller", code=code, runtime=RUNTIME, statements=permissions.poller_statements(perm_scope),
-                timeout=Duration.seconds(wait_seconds + 600), log_retention=log_retention,
+                self,
+                "Poller",
+                code=code,
+                runtime=RUNTIME,
+                statements=permissions.poller_statements(perm_scope),
+                timeout=Duration.seconds(wait_seconds + 600),
+                log_retention=log_retention,
             )
             self._acknowledge_poller(self.poller)
 
@@ -127,7 +132,8 @@ class HyperPodCluster(Construct):
             properties["WaitHandleUrl"] = handle.ref
             properties["WaitTimeoutSeconds"] = str(wait_seconds)
         self.resource = CustomResource(
-            self, "Resource",
+            self,
+            "Resource",
             service_token=provider.service_token,
             resource_type=RESOURCE_TYPE,
             properties=properties,
@@ -137,11 +143,15 @@ class HyperPodCluster(Construct):
         self.cluster_arn = self.resource.get_att_string("ClusterArn")
         self.status = self.resource.get_att_string("ClusterStatus")
 
-        self.wait_condition: Optional[CfnWaitCondition] = None
+        self.wait_condition: CfnWaitCondition | None = None
         self.ready: IDependable = self.resource
         if handle is not None:
             self.wait_condition = CfnWaitCondition(
-                self, f"InService{digest}", handle=handle.ref, timeout=str(wait_seconds), count=1,
+                self,
+                f"InService{digest}",
+                handle=handle.ref,
+                timeout=str(wait_seconds),
+                count=1,
             )
             self.wait_condition.node.add_dependency(self.resource)
             self.ready = self.wait_condition
@@ -150,12 +160,15 @@ class HyperPodCluster(Construct):
 
     def _execution_role(self, scope: permissions.Scope) -> iam.Role:
         role = iam.Role(
-            self, "ExecutionRole",
+            self,
+            "ExecutionRole",
             assumed_by=iam.ServicePrincipal(permissions.SAGEMAKER),
             description=f"HyperPod execution role for cluster {self.cluster_name} (nodes and HyperPod)",
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(permissions.MANAGED_INSTANCE_POLICY)],
             # Inline, so the permissions exist before the custom resource (which needs the role's ARN) runs.
-            inline_policies={"HyperPodNodes": iam.PolicyDocument(statements=permissions.execution_role_statements(scope))},
+            inline_policies={
+                "HyperPodNodes": iam.PolicyDocument(statements=permissions.execution_role_statements(scope))
+            },
         )
         nag.acknowledge(
             role,
@@ -169,25 +182,35 @@ class HyperPodCluster(Construct):
 
     def _provider(self, scope: permissions.Scope, code: lambda_.Code, log_retention: logs.RetentionDays) -> cr.Provider:
         handler_role = iam.Role(
-            self, "HandlerRole",
+            self,
+            "HandlerRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"HyperPod cluster {self.cluster_name}: create/update/delete custom resource",
-            inline_policies={"HyperPodCluster": iam.PolicyDocument(statements=permissions.handler_statements(
-                scope, execution_role_arn=self.execution_role.role_arn,
-                poller_arn=self.poller.state_machine.state_machine_arn if self.poller else None,
-            ))},
+            inline_policies={
+                "HyperPodCluster": iam.PolicyDocument(
+                    statements=permissions.handler_statements(
+                        scope,
+                        execution_role_arn=self.execution_role.role_arn,
+                        poller_arn=self.poller.state_machine.state_machine_arn if self.poller else None,
+                    )
+                )
+            },
         )
-        nag.justify_wildcard_resources(handler_role, handler_role.node.default_child,
-                                       nag.by_sid(permissions.WILDCARD_REASONS))
+        nag.justify_wildcard_resources(
+            handler_role, handler_role.node.default_child, nag.by_sid(permissions.WILDCARD_REASONS)
+        )
         environment = {}
         if self.poller is not None:
             environment["POLLER_STATE_MACHINE_ARN"] = self.poller.state_machine.state_machine_arn
 
         def function(name: str, handler: str, timeout: Duration, description: str) -> lambda_.Function:
-            log_group = logs.LogGroup(self, f"{name}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+            log_group = logs.LogGroup(
+                self, f"{name}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            )
             log_group.grant_write(handler_role)
             return lambda_.Function(
-                self, name,
+                self,
+                name,
                 code=code,
                 handler=f"hyperpod_cluster_runtime.handler.{handler}",
                 runtime=RUNTIME,
@@ -200,26 +223,40 @@ class HyperPodCluster(Construct):
                 log_group=log_group,
             )
 
-        on_event = function("OnEvent", "on_event", Duration.minutes(2),
-                            "HyperPod cluster custom resource: validates, then Create/Update/DeleteCluster")
-        is_complete = function("IsComplete", "is_complete", Duration.minutes(1),
-                               "HyperPod cluster custom resource: acceptance check and wait-until-deleted")
+        on_event = function(
+            "OnEvent",
+            "on_event",
+            Duration.minutes(2),
+            "HyperPod cluster custom resource: validates, then Create/Update/DeleteCluster",
+        )
+        is_complete = function(
+            "IsComplete",
+            "is_complete",
+            Duration.minutes(1),
+            "HyperPod cluster custom resource: acceptance check and wait-until-deleted",
+        )
 
         # Two framework roles: one shared role would make the waiter state machine and the framework
         # functions depend on each other's policies (a CloudFormation dependency cycle).
-        framework_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        framework_logs = logs.LogGroup(
+            self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
         framework_roles = []
-        for name, purpose in (("ProviderOnEventRole", "starts the custom resource"),
-                              ("ProviderWaiterRole", "polls is_complete and reports timeouts")):
+        for name, purpose in (
+            ("ProviderOnEventRole", "starts the custom resource"),
+            ("ProviderWaiterRole", "polls is_complete and reports timeouts"),
+        ):
             role = iam.Role(
-                self, name,
+                self,
+                name,
                 assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                 description=f"HyperPod cluster {self.cluster_name}: CDK provider framework function that {purpose}",
             )
             framework_logs.grant_write(role)
             framework_roles.append(role)
         provider = cr.Provider(
-            self, "Provider",
+            self,
+            "Provider",
             on_event_handler=on_event,
             is_complete_handler=is_complete,
             query_interval=DELETE_QUERY_INTERVAL,
@@ -229,8 +266,9 @@ class HyperPodCluster(Construct):
             log_group=framework_logs,
             disable_waiter_state_machine_logging=False,
             waiter_state_machine_log_options=cr.LogOptions(
-                destination=logs.LogGroup(self, "ProviderWaiterLogs", retention=log_retention,
-                                          removal_policy=RemovalPolicy.DESTROY),
+                destination=logs.LogGroup(
+                    self, "ProviderWaiterLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+                ),
                 level=sfn.LogLevel.ALL,
                 include_execution_data=False,
             ),
@@ -247,8 +285,9 @@ class HyperPodCluster(Construct):
         return provider
 
     def _acknowledge_poller(self, poller: InServicePoller) -> None:
-        nag.justify_wildcard_resources(poller.role, poller.role.node.default_child,
-                                       nag.by_sid(permissions.WILDCARD_REASONS))
+        nag.justify_wildcard_resources(
+            poller.role, poller.role.node.default_child, nag.by_sid(permissions.WILDCARD_REASONS)
+        )
         _justify_generated(poller.state_machine.role)
 
 
@@ -257,4 +296,3 @@ def _justify_generated(role: iam.IRole) -> None:
     policy = role.node.try_find_child("DefaultPolicy")
     if policy is not None:
         nag.justify_wildcard_resources(policy, policy.node.default_child, nag.generated_by_cdk)
-

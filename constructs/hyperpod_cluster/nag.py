@@ -13,14 +13,14 @@ wildcard action) stays a finding and fails the synth.
 from __future__ import annotations
 
 import json
-from typing import Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
 
 import jsii
 from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_iam as iam
+
 from constructs import IConstruct, IValidation
 from constructs.nag_acknowledgment import acknowledge
-
 
 
 def flatten(value) -> str:
@@ -44,7 +44,7 @@ def flatten(value) -> str:
 
 
 # A statement selector returns the reason for a statement's wildcard resources, or None to leave them.
-Selector = Callable[[Mapping], Optional[str]]
+Selector = Callable[[Mapping], str | None]
 
 
 def by_sid(reasons: Mapping[str, str]) -> Selector:
@@ -53,21 +53,36 @@ def by_sid(reasons: Mapping[str, str]) -> Selector:
 
 # Wildcards that aws-cdk-lib itself writes into the policies of roles it manages for us.
 _GENERATED = (
-    ({"lambda:InvokeFunction"},
-     "aws-cdk-lib's grantInvoke lists the function ARN and '<arn>:*' (its versions and aliases); no other "
-     "function can be invoked."),
-    ({"logs:CreateLogDelivery", "logs:CreateLogStream", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
-      "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutLogEvents", "logs:PutResourcePolicy",
-      "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"},
-     "Step Functions execution logging uses the CloudWatch Logs vended-log delivery APIs, which support no "
-     "resource-level permissions (IAM requires '*'); this is what logging ALL events (AwsSolutions-SF1) needs."),
-    ({"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"},
-     "X-Ray trace upload and sampling APIs support no resource-level permissions (IAM requires '*'); needed "
-     "for Step Functions tracing (AwsSolutions-SF2)."),
+    (
+        {"lambda:InvokeFunction"},
+        "aws-cdk-lib's grantInvoke lists the function ARN and '<arn>:*' (its versions and aliases); no other "
+        "function can be invoked.",
+    ),
+    (
+        {
+            "logs:CreateLogDelivery",
+            "logs:CreateLogStream",
+            "logs:GetLogDelivery",
+            "logs:UpdateLogDelivery",
+            "logs:DeleteLogDelivery",
+            "logs:ListLogDeliveries",
+            "logs:PutLogEvents",
+            "logs:PutResourcePolicy",
+            "logs:DescribeResourcePolicies",
+            "logs:DescribeLogGroups",
+        },
+        "Step Functions execution logging uses the CloudWatch Logs vended-log delivery APIs, which support no "
+        "resource-level permissions (IAM requires '*'); this is what logging ALL events (AwsSolutions-SF1) needs.",
+    ),
+    (
+        {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"},
+        "X-Ray trace upload and sampling APIs support no resource-level permissions (IAM requires '*'); needed "
+        "for Step Functions tracing (AwsSolutions-SF2).",
+    ),
 )
 
 
-def generated_by_cdk(statement: Mapping) -> Optional[str]:
+def generated_by_cdk(statement: Mapping) -> str | None:
     actions = statement.get("Action", [])
     actions = set(actions if isinstance(actions, list) else [actions])
     # With @aws-cdk/aws-iam:minimizePolicies, CDK merges statements that share resources, so one

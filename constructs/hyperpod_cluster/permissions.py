@@ -21,8 +21,8 @@ Every statement that needs a wildcard resource carries a Sid; ``WILDCARD_REASONS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
@@ -34,14 +34,24 @@ MANAGED_INSTANCE_POLICY = "AmazonSageMakerClusterInstanceRolePolicy"
 
 # On existing interfaces; all take the network-interface resource, which carries the ec2:Vpc key.
 ENI_ACTIONS = (
-    "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
-    "ec2:ModifyNetworkInterfaceAttribute", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+    "ec2:ModifyNetworkInterfaceAttribute",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
 )
 # These also take an instance resource; kept apart so the VPC condition above never has to hold for it.
 ENI_ATTACH_ACTIONS = ("ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface")
 EC2_DESCRIBE_FOR_NODES = (
-    "ec2:DescribeInstances", "ec2:DescribeTags", "ec2:DescribeNetworkInterfaces", "ec2:DescribeInstanceTypes",
-    "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeInstances",
+    "ec2:DescribeTags",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSecurityGroups",
 )
 ECR_PULL = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 EKS_ACCESS_ENTRY_ACTIONS = ("eks:DescribeAccessEntry", "eks:DeleteAccessEntry", "eks:AssociateAccessPolicy")
@@ -169,8 +179,11 @@ def execution_role_statements(scope: Scope) -> list[iam.PolicyStatement]:
         iam.PolicyStatement(
             sid="ReadAlarms",
             actions=["cloudwatch:DescribeAlarms"],
-            resources=[scope.stack.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
-                                              arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+            resources=[
+                scope.stack.format_arn(
+                    service="cloudwatch", resource="alarm", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME
+                )
+            ],
         ),
         iam.PolicyStatement(
             sid="PodIdentity",
@@ -238,16 +251,23 @@ def handler_statements(scope: Scope, *, execution_role_arn: str, poller_arn: str
         iam.PolicyStatement(
             sid="HyperPodAccessEntries",
             actions=list(EKS_ACCESS_ENTRY_ACTIONS),
-            resources=[scope.stack.format_arn(service="eks", resource="access-entry",
-                                              resource_name=f"{scope.eks_cluster_name}/*")],
+            resources=[
+                scope.stack.format_arn(
+                    service="eks", resource="access-entry", resource_name=f"{scope.eks_cluster_name}/*"
+                )
+            ],
         ),
         iam.PolicyStatement(
             sid="HyperPodServiceLinkedRole",
             actions=["iam:CreateServiceLinkedRole"],
-            resources=[scope.stack.format_arn(
-                service="iam", region="", resource="role",
-                resource_name=f"aws-service-role/{HYPERPOD_SLR_SERVICE}/{HYPERPOD_SLR_NAME}",
-            )],
+            resources=[
+                scope.stack.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name=f"aws-service-role/{HYPERPOD_SLR_SERVICE}/{HYPERPOD_SLR_NAME}",
+                )
+            ],
             conditions={"StringEquals": {"iam:AWSServiceName": HYPERPOD_SLR_SERVICE}},
         ),
         iam.PolicyStatement(
@@ -257,15 +277,21 @@ def handler_statements(scope: Scope, *, execution_role_arn: str, poller_arn: str
         ),
     ]
     if poller_arn is not None:
-        statements.append(iam.PolicyStatement(
-            sid="StartThisPoller", actions=["states:StartExecution"], resources=[poller_arn],
-        ))
+        statements.append(
+            iam.PolicyStatement(
+                sid="StartThisPoller",
+                actions=["states:StartExecution"],
+                resources=[poller_arn],
+            )
+        )
     return statements
 
 
 def poller_statements(scope: Scope) -> list[iam.PolicyStatement]:
-    return [iam.PolicyStatement(
-        sid="ReadThisAccountsClusters",
-        actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
-        resources=[scope.clusters],
-    )]
+    return [
+        iam.PolicyStatement(
+            sid="ReadThisAccountsClusters",
+            actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
+            resources=[scope.clusters],
+        )
+    ]

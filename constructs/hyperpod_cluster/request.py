@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from config import gpu_types
 from config.model import HyperPodConfig, InstanceGroupConfig
@@ -30,7 +31,9 @@ def validate_tags(tags: Mapping[str, str]) -> None:
                 f"tags[{key!r}]: tag keys must be 1-128 letters, digits, spaces or _.:/=+-@ and not start with aws:"
             )
         if len(value) > 256 or not _TAG_TEXT.match(value):
-            raise ValueError(f"tags[{key!r}] = {value!r}: tag values must be up to 256 letters, digits, spaces or _.:/=+-@")
+            raise ValueError(
+                f"tags[{key!r}] = {value!r}: tag values must be up to 256 letters, digits, spaces or _.:/=+-@"
+            )
         if key == OWNER_TAG_KEY:
             raise ValueError(f"tags[{key!r}]: this key is reserved for the cluster's ownership tag")
 
@@ -42,7 +45,11 @@ def labels_for(instance_type: str) -> dict[str, str]:
 
 
 def instance_group(
-    group: InstanceGroupConfig, *, execution_role_arn: str, source_s3_uri: str, on_create: str,
+    group: InstanceGroupConfig,
+    *,
+    execution_role_arn: str,
+    source_s3_uri: str,
+    on_create: str,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "InstanceGroupName": group.name,
@@ -80,8 +87,9 @@ def cluster_request(
     request: dict[str, Any] = {
         "ClusterName": config.cluster_name,
         "InstanceGroups": [
-            instance_group(g, execution_role_arn=execution_role_arn, source_s3_uri=source_s3_uri,
-                           on_create=config.on_create_script)
+            instance_group(
+                g, execution_role_arn=execution_role_arn, source_s3_uri=source_s3_uri, on_create=config.on_create_script
+            )
             for g in config.instance_groups
         ],
         "VpcConfig": {"SecurityGroupIds": [security_group_id], "Subnets": list(subnet_ids)},

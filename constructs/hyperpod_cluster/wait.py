@@ -17,6 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+
 from constructs import Construct
 
 # Seconds between the cluster becoming ready and the signal, at most (on the path without Lambda retries).
@@ -25,8 +26,13 @@ CHECK_TIMEOUT_SECONDS = 15
 WAIT_SECONDS = POLL_INTERVAL_SECONDS - CHECK_TIMEOUT_SECONDS
 # Lambda-side failures worth retrying before giving up and signalling FAILURE.
 RETRYABLE = [
-    "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException", "Lambda.Unknown", "States.Timeout", "SignalError",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
+    "States.Timeout",
+    "SignalError",
 ]
 
 
@@ -34,12 +40,20 @@ class InServicePoller(Construct):
     """Lambda + state machine. ``state_machine`` is started by the custom resource for Create and Update."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, code: lambda_.Code, runtime: lambda_.Runtime,
-        statements: list[iam.PolicyStatement], timeout: Duration, log_retention: logs.RetentionDays,
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        runtime: lambda_.Runtime,
+        statements: list[iam.PolicyStatement],
+        timeout: Duration,
+        log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
-            self, "Role",
+            self,
+            "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="HyperPod cluster poller: reads the cluster, signals the CloudFormation WaitCondition",
             inline_policies={"ReadHyperPodClusters": iam.PolicyDocument(statements=statements)},
@@ -47,7 +61,8 @@ class InServicePoller(Construct):
         log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         log_group.grant_write(self.role)
         self.function = lambda_.Function(
-            self, "Function",
+            self,
+            "Function",
             code=code,
             handler="hyperpod_cluster_runtime.poller.handle",
             runtime=runtime,
@@ -61,7 +76,8 @@ class InServicePoller(Construct):
 
         wait = sfn.Wait(self, "WaitBetweenChecks", time=sfn.WaitTime.duration(Duration.seconds(WAIT_SECONDS)))
         check = tasks.LambdaInvoke(
-            self, "CheckCluster",
+            self,
+            "CheckCluster",
             lambda_function=self.function,
             payload_response_only=True,
             result_path="$.Check",
@@ -70,7 +86,8 @@ class InServicePoller(Construct):
         )
         check.add_retry(errors=RETRYABLE, interval=Duration.seconds(5), max_attempts=3, backoff_rate=2)
         report = tasks.LambdaInvoke(
-            self, "ReportError",
+            self,
+            "ReportError",
             lambda_function=self.function,
             payload_response_only=True,
             result_path="$.Report",
@@ -78,25 +95,32 @@ class InServicePoller(Construct):
             task_timeout=sfn.Timeout.duration(Duration.seconds(CHECK_TIMEOUT_SECONDS)),
         )
         report.add_retry(errors=RETRYABLE, interval=Duration.seconds(5), max_attempts=3, backoff_rate=2)
-        check.add_catch(report.next(sfn.Fail(self, "PollerFailed", error="PollerError", cause_path="$.Report.Reason")),
-                        errors=["States.ALL"], result_path="$.Error")
+        check.add_catch(
+            report.next(sfn.Fail(self, "PollerFailed", error="PollerError", cause_path="$.Report.Reason")),
+            errors=["States.ALL"],
+            result_path="$.Error",
+        )
         done = (
             sfn.Choice(self, "Finished")
             .when(sfn.Condition.string_equals("$.Check.Outcome", "SUCCESS"), sfn.Succeed(self, "ClusterReady"))
-            .when(sfn.Condition.string_equals("$.Check.Outcome", "FAILURE"),
-                  sfn.Fail(self, "ClusterNotReady", error="HyperPodNotReady", cause_path="$.Check.Reason"))
+            .when(
+                sfn.Condition.string_equals("$.Check.Outcome", "FAILURE"),
+                sfn.Fail(self, "ClusterNotReady", error="HyperPodNotReady", cause_path="$.Check.Reason"),
+            )
             .otherwise(wait)
         )
         self.state_machine = sfn.StateMachine(
-            self, "StateMachine",
+            self,
+            "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(wait.next(check).next(done)),
             state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=timeout,
             tracing_enabled=True,
             comment="Polls a HyperPod cluster until ready/failed and signals the CloudFormation WaitCondition",
             logs=sfn.LogOptions(
-                destination=logs.LogGroup(self, "StateMachineLogs", retention=log_retention,
-                                          removal_policy=RemovalPolicy.DESTROY),
+                destination=logs.LogGroup(
+                    self, "StateMachineLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+                ),
                 level=sfn.LogLevel.ALL,
                 # The input holds the WaitCondition's presigned URL; keep it out of the logs.
                 include_execution_data=False,

@@ -59,9 +59,19 @@ def chart_values(region: str) -> dict[str, Any]:
         "mpi-operator": {"enabled": True},
         "nvidia-device-plugin": {
             "devicePlugin": {"enabled": True},
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [
-                    {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": gpu_instance_types()}]}]}}},
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": gpu_instance_types()}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
             "tolerations": [GPU_TAINT_TOLERATION, HEALTH_TAINT_TOLERATION],
         },
         "aws-efa-k8s-device-plugin": {

@@ -10,7 +10,6 @@ at deploy time, checks the chart files' digest and runs helm from the kubectl v3
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -20,11 +19,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-from constructs import Construct
 
 from config.model import HelmChartConfig
-from constructs.nag_acknowledgment import acknowledge
+from constructs import Construct
 from constructs.hyperpod_helm_chart.chart_values import chart_values
+from constructs.nag_acknowledgment import acknowledge
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
 HANDLER = "helm_chart_installer.handler.on_event"
@@ -32,6 +31,7 @@ ARCHIVE_BASE_URL = "https://codeload.github.com"
 # Where the KubectlV33Layer puts helm inside the Lambda.
 HELM_BINARY = "/opt/helm/helm"
 RESOURCE_TYPE = "Custom::HyperPodHelmChart"
+
 
 class HyperPodHelmChart(Construct):
     """The HyperPod dependency chart as a helm release managed by CloudFormation.
@@ -44,17 +44,26 @@ class HyperPodHelmChart(Construct):
       resource: the custom resource; make HyperPod's CreateCluster depend on it.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.ICluster, chart: HelmChartConfig,
-                 vpc: ec2.IVpc, security_group: ec2.ISecurityGroup,
-                 log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
-                 kubectl_layer: Optional[lambda_.ILayerVersion] = None) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cluster: eks.ICluster,
+        chart: HelmChartConfig,
+        vpc: ec2.IVpc,
+        security_group: ec2.ISecurityGroup,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        kubectl_layer: lambda_.ILayerVersion | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.release_name = chart.release_name
         self.namespace = chart.namespace
 
         self.handler_role = iam.Role(
-            self, "HandlerRole",
+            self,
+            "HandlerRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Installs the HyperPod dependency Helm chart into the EKS cluster",
             managed_policies=[
@@ -63,8 +72,11 @@ class HyperPodHelmChart(Construct):
                 iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole"),
             ],
         )
-        self.handler_role.add_to_policy(iam.PolicyStatement(
-            sid="ReadClusterEndpoint", actions=["eks:DescribeCluster"], resources=[cluster.cluster_arn]))
+        self.handler_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadClusterEndpoint", actions=["eks:DescribeCluster"], resources=[cluster.cluster_arn]
+            )
+        )
         acknowledge(
             self.handler_role,
             "Required for a Lambda function in a VPC: Lambda creates and deletes the function's ENIs with "
@@ -73,10 +85,13 @@ class HyperPodHelmChart(Construct):
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
         )
 
-        log_group = logs.LogGroup(self, "HandlerLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
+        log_group = logs.LogGroup(
+            self, "HandlerLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
         private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.handler = lambda_.Function(
-            self, "Handler",
+            self,
+            "Handler",
             description="Installs/upgrades/uninstalls the HyperPod dependency Helm chart (custom resource)",
             runtime=lambda_.Runtime.PYTHON_3_13,
             # helm and kubectl in the KubectlV33Layer are linux/amd64 binaries.
@@ -108,14 +123,20 @@ class HyperPodHelmChart(Construct):
         # namespaced or view/edit policy allows; cluster admin is the smallest EKS access policy that can.
         # The entry belongs to this function's role only, and is deleted with the release.
         self.access_entry = eks.AccessEntry(
-            self, "HandlerAccess",
+            self,
+            "HandlerAccess",
             cluster=cluster,
             principal=self.handler_role.role_arn,
-            access_policies=[eks.AccessPolicy.from_access_policy_name(
-                "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER)],
+            access_policies=[
+                eks.AccessPolicy.from_access_policy_name(
+                    "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER
+                )
+            ],
         )
 
-        provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
+        provider_logs = logs.LogGroup(
+            self, "ProviderLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
         provider = cr.Provider(self, "Provider", on_event_handler=self.handler, log_group=provider_logs)
         framework_role = provider.node.find_child("framework-onEvent").node.find_child("ServiceRole")
         acknowledge(
@@ -133,7 +154,8 @@ class HyperPodHelmChart(Construct):
         )
 
         self.resource = cdk.CustomResource(
-            self, "Release",
+            self,
+            "Release",
             service_token=provider.service_token,
             resource_type=RESOURCE_TYPE,
             # The handler answers within 15 minutes; fail fast rather than waiting CloudFormation's hour if
@@ -156,6 +178,7 @@ class HyperPodHelmChart(Construct):
         # The access entry must exist before helm runs and outlive the release on delete; the NAT routes
         # must exist before the handler fetches the chart from GitHub.
         self.resource.node.add_dependency(self.access_entry)
-        self.resource.node.add_dependency(vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-                                          .internet_connectivity_established)
+        self.resource.node.add_dependency(
+            vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).internet_connectivity_established
+        )
         self.chart_digest = self.resource.get_att_string("FilesSha256")

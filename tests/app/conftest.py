@@ -19,15 +19,17 @@ BIN = Path(sys.executable).parent
 def offline_env(**extra: str) -> dict[str, str]:
     """An environment with no way to reach AWS: no credentials, no profile, no instance metadata."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "CDK_DEFAULT_ACCOUNT"}
-    env.update({
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "CDK_DISABLE_VERSION_CHECK": "true",
-        "CDK_CLI_NOTICES": "false",
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-    })
+    env.update(
+        {
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "CDK_DISABLE_VERSION_CHECK": "true",
+            "CDK_CLI_NOTICES": "false",
+            "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -35,7 +37,11 @@ def offline_env(**extra: str) -> dict[str, str]:
 def run_cdk_synth(outdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "cdk"), "synth", "--no-lookups", "--quiet", "-o", str(outdir), *args],
-        cwd=REPO, env=offline_env(), capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 
-
 from tests.app.conftest import BIN, REPO, run_cdk_synth
 
 STACKS = {"hyperpod-sky-network", "hyperpod-sky-lifecycle", "hyperpod-sky-eks", "hyperpod-sky-hyperpod"}
@@ -28,7 +27,8 @@ def test_cdk_nag_reports_no_unacknowledged_finding(cdk_out):
         assert "AwsSolutions" in text or data.get("pluginReports") is not None
         for plugin in data.get("pluginReports", []):
             unacknowledged = [
-                v for v in plugin.get("violations", [])
+                v
+                for v in plugin.get("violations", [])
                 if any(not r.get("acknowledged", False) for r in v.get("violatingResources", [{}]))
             ]
             assert not unacknowledged, json.dumps(unacknowledged, indent=1)[:4000]
@@ -38,7 +38,9 @@ def test_cfn_lint_finds_nothing_but_w3005(cdk_out):
     files = sorted(str(p) for p in cdk_out.glob("*.template.json"))
     result = subprocess.run(
         [str(BIN / "cfn-lint"), "--format", "parseable", "--ignore-checks", "W3005", "--", *files],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(files) == len(STACKS)
@@ -67,7 +69,9 @@ def test_an_explicit_account_needs_no_availability_zone_lookup(tmp_path):
     result = run_cdk_synth(tmp_path / "out", "-c", "account=123456789012")
     assert result.returncode == 0, result.stdout + result.stderr
     network = json.loads((tmp_path / "out" / "hyperpod-sky-network.template.json").read_text())
-    azs = {r["Properties"]["AvailabilityZone"] for r in network["Resources"].values() if r["Type"] == "AWS::EC2::Subnet"}
+    azs = {
+        r["Properties"]["AvailabilityZone"] for r in network["Resources"].values() if r["Type"] == "AWS::EC2::Subnet"
+    }
     assert azs == {"us-east-1a", "us-east-1b"}
 
 
@@ -75,18 +79,26 @@ def test_a_cross_account_pipeline_synthesizes_offline_and_lints_clean(tmp_path):
     out = tmp_path / "out"
     result = run_cdk_synth(
         out,
-        "-c", "pipeline.enabled=true",
-        "-c", "pipeline.connection_arn=arn:aws:codeconnections:us-east-1:111111111111:connection/"
-              "12345678-1234-1234-1234-123456789012",
-        "-c", "pipeline.repository=acme/hyperpod",
-        "-c", "pipeline.pipeline_account=111111111111",
-        "-c", "pipeline.cross_account_keys=true",
-        "-c", "pipeline.manual_approval=true",
-        "-c", "account=222222222222",
+        "-c",
+        "pipeline.enabled=true",
+        "-c",
+        "pipeline.connection_arn=arn:aws:codeconnections:us-east-1:111111111111:connection/"
+        "12345678-1234-1234-1234-123456789012",
+        "-c",
+        "pipeline.repository=acme/hyperpod",
+        "-c",
+        "pipeline.pipeline_account=111111111111",
+        "-c",
+        "pipeline.cross_account_keys=true",
+        "-c",
+        "pipeline.manual_approval=true",
+        "-c",
+        "account=222222222222",
     )
     assert result.returncode == 0, result.stdout + result.stderr  # includes cdk-nag on every stack
     files = sorted(str(p) for p in [*out.glob("*.template.json"), *out.glob("assembly-*/*.template.json")])
     assert len(files) == len(STACKS) * 2 + 1  # direct stacks, the pipeline, the pipeline's stage
-    lint = subprocess.run([str(BIN / "cfn-lint"), "--ignore-checks", "W3005", "--", *files],
-                          capture_output=True, text=True, timeout=300)
+    lint = subprocess.run(
+        [str(BIN / "cfn-lint"), "--ignore-checks", "W3005", "--", *files], capture_output=True, text=True, timeout=300
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr

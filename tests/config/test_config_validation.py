@@ -17,12 +17,14 @@ def test_cdk_json_defaults_are_a_valid_config():
 
 
 def test_dotted_overrides_reach_nested_fields_and_lists():
-    config = make_config(**{
-        "hyperpod.instance_groups[0].instance_count": "4",
-        "eks.version": "1.32",
-        "network.nat_gateways": "per_az",
-        "eks.admin_principal_arns": "[arn:aws:iam::123456789012:role/Admin]",
-    })
+    config = make_config(
+        **{
+            "hyperpod.instance_groups[0].instance_count": "4",
+            "eks.version": "1.32",
+            "network.nat_gateways": "per_az",
+            "eks.admin_principal_arns": "[arn:aws:iam::123456789012:role/Admin]",
+        }
+    )
     assert config.hyperpod.instance_groups[0].instance_count == 4
     assert config.eks.version == "1.32"
     assert config.network.nat_gateways == "per_az"
@@ -109,15 +111,26 @@ PIPELINE_ON = {"pipeline.enabled": "true", "pipeline.source": "codecommit"}
 CONNECTION = "arn:aws:codeconnections:us-east-1:123456789012:connection/12345678-1234-1234-1234-123456789012"
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    ({"pipeline.source": "codeconnections"}, "config error: pipeline.connection_arn = (not set): is required"),
-    ({"pipeline.source": "codeconnections", "pipeline.connection_arn": CONNECTION, "pipeline.repository": "noslash"},
-     'config error: pipeline.repository = "noslash": must be owner/name'),
-    ({"pipeline.source": "s3"}, "config error: pipeline.s3_bucket = (not set): is required"),
-    ({"pipeline.pipeline_account": "111111111111"}, "config error: account = (not set): must be set"),
-    ({"pipeline.pipeline_account": "111111111111", "account": "222222222222"},
-     "config error: pipeline.cross_account_keys = false: must be true"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"pipeline.source": "codeconnections"}, "config error: pipeline.connection_arn = (not set): is required"),
+        (
+            {
+                "pipeline.source": "codeconnections",
+                "pipeline.connection_arn": CONNECTION,
+                "pipeline.repository": "noslash",
+            },
+            'config error: pipeline.repository = "noslash": must be owner/name',
+        ),
+        ({"pipeline.source": "s3"}, "config error: pipeline.s3_bucket = (not set): is required"),
+        ({"pipeline.pipeline_account": "111111111111"}, "config error: account = (not set): must be set"),
+        (
+            {"pipeline.pipeline_account": "111111111111", "account": "222222222222"},
+            "config error: pipeline.cross_account_keys = false: must be true",
+        ),
+    ],
+)
 def test_enabled_pipeline_requires_its_source_and_cross_account_settings(overrides, expected):
     with pytest.raises(ConfigError) as err:
         make_config(**{**PIPELINE_ON, **overrides})

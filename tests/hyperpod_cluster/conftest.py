@@ -29,7 +29,10 @@ def group(name: str = "workers", *, instance_type: str = "ml.g5.8xlarge", count:
         "InstanceGroupName": name,
         "InstanceType": instance_type,
         "InstanceCount": count,
-        "LifeCycleConfig": {"SourceS3Uri": "s3://sagemaker-hp-lifecycle/lifecycle_scripts/", "OnCreate": "on_create.sh"},
+        "LifeCycleConfig": {
+            "SourceS3Uri": "s3://sagemaker-hp-lifecycle/lifecycle_scripts/",
+            "OnCreate": "on_create.sh",
+        },
         "ExecutionRole": EXEC_ROLE,
         "ThreadsPerCore": 1,
         "InstanceStorageConfigs": [{"EbsVolumeConfig": {"VolumeSizeInGB": 500}}],
@@ -66,8 +69,11 @@ def properties(request: dict | None = None, *, handle: str | None = None, timeou
 
 def event(kind: str, props: dict, *, physical_id: str | None = None, old: dict | None = None) -> dict:
     evt = {
-        "RequestType": kind, "RequestId": f"req-{kind.lower()}-1", "StackId": "arn:aws:cloudformation:stack",
-        "LogicalResourceId": "HyperPodCluster", "ResourceType": "Custom::HyperPodCluster",
+        "RequestType": kind,
+        "RequestId": f"req-{kind.lower()}-1",
+        "StackId": "arn:aws:cloudformation:stack",
+        "LogicalResourceId": "HyperPodCluster",
+        "ResourceType": "Custom::HyperPodCluster",
         "ResourceProperties": props,
     }
     if physical_id is not None:
@@ -77,13 +83,19 @@ def event(kind: str, props: dict, *, physical_id: str | None = None, old: dict |
     return evt
 
 
-def described(request: dict, *, status: str = "InService", current: dict | None = None,
-              target: dict | None = None, failure: str = "", **extra: Any) -> dict:
+def described(
+    request: dict,
+    *,
+    status: str = "InService",
+    current: dict | None = None,
+    target: dict | None = None,
+    failure: str = "",
+    **extra: Any,
+) -> dict:
     """A DescribeCluster response for ``request``, as HyperPod would shape it."""
     groups = []
     for g in request["InstanceGroups"]:
-        detail = {k: copy.deepcopy(v) for k, v in g.items()
-                  if k not in ("InstanceCount", "KubernetesConfig")}
+        detail = {k: copy.deepcopy(v) for k, v in g.items() if k not in ("InstanceCount", "KubernetesConfig")}
         detail["TargetCount"] = (target or {}).get(g["InstanceGroupName"], g["InstanceCount"])
         detail["CurrentCount"] = (current or {}).get(g["InstanceGroupName"], detail["TargetCount"])
         detail["Status"] = "InService" if status == "InService" else "Creating"
@@ -107,11 +119,15 @@ def nodes(counts: dict[str, int], status: str = "Running", message: str = "") ->
     summaries = []
     for name, count in counts.items():
         for i in range(count):
-            summaries.append({
-                "InstanceGroupName": name, "InstanceId": f"i-{name}-{i}", "InstanceType": "ml.g5.8xlarge",
-                "LaunchTime": "2026-01-01T00:00:00Z",
-                "InstanceStatus": {"Status": status, **({"Message": message} if message else {})},
-            })
+            summaries.append(
+                {
+                    "InstanceGroupName": name,
+                    "InstanceId": f"i-{name}-{i}",
+                    "InstanceType": "ml.g5.8xlarge",
+                    "LaunchTime": "2026-01-01T00:00:00Z",
+                    "InstanceStatus": {"Status": status, **({"Message": message} if message else {})},
+                }
+            )
     return {"ClusterNodeSummaries": summaries}
 
 

@@ -28,7 +28,11 @@ def test_create_sends_the_whole_request_and_returns_name_and_arn(sagemaker):
     described = sagemaker.describe_cluster(ClusterName="hp-test")
     assert result["Data"] == {"ClusterArn": described["ClusterArn"], "ClusterName": "hp-test"}
     (created,) = described["InstanceGroups"]
-    assert (created["InstanceGroupName"], created["InstanceType"], created["TargetCount"]) == ("workers", "ml.g5.8xlarge", 2)
+    assert (created["InstanceGroupName"], created["InstanceType"], created["TargetCount"]) == (
+        "workers",
+        "ml.g5.8xlarge",
+        2,
+    )
     assert created["ExecutionRole"] == group()["ExecutionRole"]
     assert described["VpcConfig"]["Subnets"] == ["subnet-0123456789abcdef0"]
     tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=described["ClusterArn"])["Tags"]}
@@ -39,7 +43,8 @@ def test_create_sends_the_whole_request_and_returns_name_and_arn(sagemaker):
 def test_is_complete_after_create_reports_the_cluster_status(sagemaker):
     handler.on_event(event("Create", properties()))
     assert handler.is_complete(event("Create", properties(), physical_id="hp-test")) == {
-        "IsComplete": True, "Data": {"ClusterStatus": "InService"},
+        "IsComplete": True,
+        "Data": {"ClusterStatus": "InService"},
     }
 
 
@@ -55,7 +60,10 @@ def test_create_refuses_a_same_named_cluster_this_stack_does_not_own(sagemaker):
     foreign = cluster_request(Tags=[{"Key": "team", "Value": "other"}])
     sagemaker.create_cluster(**{k: v for k, v in foreign.items() if k not in ("Orchestrator", "NodeRecovery")})
 
-    with pytest.raises(handler.HandlerError, match=r"already exists .* not created by this stack .*choose another hyperpod.cluster_name"):
+    with pytest.raises(
+        handler.HandlerError,
+        match=r"already exists .* not created by this stack .*choose another hyperpod.cluster_name",
+    ):
         handler.on_event(event("Create", properties()))
 
 
@@ -95,5 +103,7 @@ def test_replacement_by_new_name_creates_the_new_cluster_and_keeps_the_old(sagem
     assert result["PhysicalResourceId"] == "hp-test-2"
     names = sorted(c["ClusterName"] for c in sagemaker.list_clusters()["ClusterSummaries"])
     assert names == ["hp-test", "hp-test-2"]  # CloudFormation deletes the old one in its cleanup phase
-    assert json.loads(renamed["ClusterRequest"])["InstanceGroups"][0]["InstanceType"] == \
-        sagemaker.describe_cluster(ClusterName="hp-test-2")["InstanceGroups"][0]["InstanceType"]
+    assert (
+        json.loads(renamed["ClusterRequest"])["InstanceGroups"][0]["InstanceType"]
+        == sagemaker.describe_cluster(ClusterName="hp-test-2")["InstanceGroups"][0]["InstanceType"]
+    )

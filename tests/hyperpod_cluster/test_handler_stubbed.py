@@ -12,7 +12,15 @@ import pytest
 
 from constructs.hyperpod_cluster.runtime import handler
 from tests.hyperpod_cluster.conftest import (
-    EKS_ARN, OWNER, OWNER_KEY, STATE_MACHINE, cluster_request, described, event, group, properties,
+    EKS_ARN,
+    OWNER,
+    OWNER_KEY,
+    STATE_MACHINE,
+    cluster_request,
+    described,
+    event,
+    group,
+    properties,
 )
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:cluster/abc123def456"
@@ -20,8 +28,12 @@ TAGS = {"Tags": [{"Key": OWNER_KEY, "Value": OWNER}, {"Key": "project", "Value":
 
 
 def not_found(stubs, operation="describe_cluster"):
-    stubs.sagemaker.add_client_error(operation, service_error_code="ResourceNotFound",
-                                     service_message="Cluster hp-test not found", http_status_code=400)
+    stubs.sagemaker.add_client_error(
+        operation,
+        service_error_code="ResourceNotFound",
+        service_message="Cluster hp-test not found",
+        http_status_code=400,
+    )
 
 
 # --- Create ---------------------------------------------------------------------------------------
@@ -31,7 +43,9 @@ def test_create_starts_the_poller_before_create_cluster_and_sends_the_request_un
     request = cluster_request()
     props = properties(request, handle=handle.url, timeout=7200)
     not_found(stubs)
-    stubs.sfn.add_response("start_execution", {"executionArn": f"{STATE_MACHINE}:x", "startDate": "2026-01-01T00:00:00Z"})
+    stubs.sfn.add_response(
+        "start_execution", {"executionArn": f"{STATE_MACHINE}:x", "startDate": "2026-01-01T00:00:00Z"}
+    )
     stubs.sagemaker.add_response("create_cluster", {"ClusterArn": ARN}, expected_params=request)
 
     result = handler.on_event(event("Create", props))
@@ -42,19 +56,28 @@ def test_create_starts_the_poller_before_create_cluster_and_sends_the_request_un
 
 def test_poller_input_names_the_handle_targets_and_deadline(stubs, handle, monkeypatch):
     monkeypatch.setattr(handler.time, "time", lambda: 1_000_000.0)
-    props = properties(cluster_request(groups=[group(), group("cpu", instance_type="ml.m5.xlarge", count=1)]),
-                       handle=handle.url, timeout=7200)
+    props = properties(
+        cluster_request(groups=[group(), group("cpu", instance_type="ml.m5.xlarge", count=1)]),
+        handle=handle.url,
+        timeout=7200,
+    )
     not_found(stubs)
     stubs.sfn.add_response(
-        "start_execution", {"executionArn": f"{STATE_MACHINE}:x", "startDate": "2026-01-01T00:00:00Z"},
+        "start_execution",
+        {"executionArn": f"{STATE_MACHINE}:x", "startDate": "2026-01-01T00:00:00Z"},
         expected_params={
             "stateMachineArn": STATE_MACHINE,
             "name": "hp-test-" + __import__("hashlib").sha256(b"req-create-1").hexdigest()[:16],
-            "input": json.dumps({
-                "ClusterName": "hp-test", "WaitHandleUrl": handle.url, "UniqueId": "hp-test", "Operation": "Create",
-                "DeadlineEpoch": 1_000_000 + 7200 - handler.DEADLINE_MARGIN_SECONDS,
-                "TargetCounts": {"workers": 2, "cpu": 1},
-            }),
+            "input": json.dumps(
+                {
+                    "ClusterName": "hp-test",
+                    "WaitHandleUrl": handle.url,
+                    "UniqueId": "hp-test",
+                    "Operation": "Create",
+                    "DeadlineEpoch": 1_000_000 + 7200 - handler.DEADLINE_MARGIN_SECONDS,
+                    "TargetCounts": {"workers": 2, "cpu": 1},
+                }
+            ),
         },
     )
     stubs.sagemaker.add_response("create_cluster", {"ClusterArn": ARN})
@@ -65,8 +88,11 @@ def test_poller_input_names_the_handle_targets_and_deadline(stubs, handle, monke
 
 def test_create_failure_from_sagemaker_is_one_line_with_the_operation(stubs):
     not_found(stubs)
-    stubs.sagemaker.add_client_error("create_cluster", service_error_code="ResourceLimitExceeded",
-                                     service_message="account-level service limit 'ml.p5.48xlarge for cluster usage' is 0")
+    stubs.sagemaker.add_client_error(
+        "create_cluster",
+        service_error_code="ResourceLimitExceeded",
+        service_message="account-level service limit 'ml.p5.48xlarge for cluster usage' is 0",
+    )
     with pytest.raises(handler.HandlerError) as failure:
         handler.on_event(event("Create", properties()))
     assert str(failure.value) == (
@@ -76,34 +102,52 @@ def test_create_failure_from_sagemaker_is_one_line_with_the_operation(stubs):
 
 
 def test_is_complete_after_create_fails_at_once_with_the_failure_message(stubs):
-    stubs.sagemaker.add_response("describe_cluster", described(cluster_request(), status="Failed",
-                                                              failure="Lifecycle scripts did not run successfully"))
-    with pytest.raises(handler.HandlerError, match="HyperPod cluster hp-test failed: Lifecycle scripts did not run successfully"):
+    stubs.sagemaker.add_response(
+        "describe_cluster",
+        described(cluster_request(), status="Failed", failure="Lifecycle scripts did not run successfully"),
+    )
+    with pytest.raises(
+        handler.HandlerError, match="HyperPod cluster hp-test failed: Lifecycle scripts did not run successfully"
+    ):
         handler.is_complete(event("Create", properties(), physical_id="hp-test"))
 
 
 def test_is_complete_after_create_accepts_a_creating_cluster(stubs):
-    stubs.sagemaker.add_response("describe_cluster", described(cluster_request(), status="Creating", current={"workers": 0}))
+    stubs.sagemaker.add_response(
+        "describe_cluster", described(cluster_request(), status="Creating", current={"workers": 0})
+    )
     assert handler.is_complete(event("Create", properties(), physical_id="hp-test")) == {
-        "IsComplete": True, "Data": {"ClusterStatus": "Creating"},
+        "IsComplete": True,
+        "Data": {"ClusterStatus": "Creating"},
     }
 
 
 # --- Validation -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r["InstanceGroups"][0].update(InstanceCount="two"),
-     r"invalid CreateCluster request: Invalid type for parameter InstanceGroups\[0\]\.InstanceCount"),
-    (lambda r: r.pop("VpcConfig"), "VpcConfig is required"),
-    (lambda r: r["InstanceGroups"].append(group()), "InstanceGroupName repeated: workers"),
-    (lambda r: r["InstanceGroups"][0].pop("ThreadsPerCore"), "instance group workers has no ThreadsPerCore"),
-    (lambda r: r.update(ClusterName="bad_name"), r"ClusterRequest\.ClusterName = 'bad_name' does not match"),
-    (lambda r: r["InstanceGroups"][0]["KubernetesConfig"]["Labels"].update({"skypilot.co/accelerator": "X" * 64}),
-     r"Labels\['skypilot.co/accelerator'\] = 'XXXX.*is longer than 63 characters"),
-    (lambda r: r["InstanceGroups"][0].update(InstanceType="ml.p99.huge"),
-     r"InstanceGroups\[0\]\.InstanceType = 'ml.p99.huge' is not one of the \d+ values SageMaker accepts"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda r: r["InstanceGroups"][0].update(InstanceCount="two"),
+            r"invalid CreateCluster request: Invalid type for parameter InstanceGroups\[0\]\.InstanceCount",
+        ),
+        (lambda r: r.pop("VpcConfig"), "VpcConfig is required"),
+        (lambda r: r["InstanceGroups"].append(group()), "InstanceGroupName repeated: workers"),
+        (lambda r: r["InstanceGroups"][0].pop("ThreadsPerCore"), "instance group workers has no ThreadsPerCore"),
+        (lambda r: r.update(ClusterName="bad_name"), r"ClusterRequest\.ClusterName = 'bad_name' does not match"),
+        (
+            lambda r: r["InstanceGroups"][0]["KubernetesConfig"]["Labels"].update(
+                {"skypilot.co/accelerator": "X" * 64}
+            ),
+            r"Labels\['skypilot.co/accelerator'\] = 'XXXX.*is longer than 63 characters",
+        ),
+        (
+            lambda r: r["InstanceGroups"][0].update(InstanceType="ml.p99.huge"),
+            r"InstanceGroups\[0\]\.InstanceType = 'ml.p99.huge' is not one of the \d+ values SageMaker accepts",
+        ),
+    ],
+)
 def test_invalid_requests_fail_before_any_api_call(stubs, mutate, message):
     request = cluster_request()
     mutate(request)
@@ -134,22 +178,33 @@ def test_wait_timeout_outside_waitcondition_limits_is_refused(stubs, handle):
 def test_update_sends_the_full_group_list_and_deletes_removed_groups(stubs, handle):
     old = cluster_request(groups=[group(), group("old-cpu", instance_type="ml.m5.xlarge", count=1)])
     new = cluster_request(
-        groups=[group(count=4, OnStartDeepHealthChecks=["InstanceStress"]),
-                group("extra", instance_type="ml.g5.12xlarge", count=1)],
+        groups=[
+            group(count=4, OnStartDeepHealthChecks=["InstanceStress"]),
+            group("extra", instance_type="ml.g5.12xlarge", count=1),
+        ],
         NodeRecovery="None",
     )
     stubs.sagemaker.add_response("describe_cluster", described(old))
     stubs.sagemaker.add_response("list_tags", TAGS, expected_params={"ResourceArn": ARN})
-    stubs.sfn.add_response("start_execution", {"executionArn": f"{STATE_MACHINE}:u", "startDate": "2026-01-01T00:00:00Z"})
-    stubs.sagemaker.add_response("update_cluster", {"ClusterArn": ARN}, expected_params={
-        "ClusterName": "hp-test",
-        "InstanceGroups": new["InstanceGroups"],
-        "InstanceGroupsToDelete": ["old-cpu"],
-        "NodeRecovery": "None",
-    })
+    stubs.sfn.add_response(
+        "start_execution", {"executionArn": f"{STATE_MACHINE}:u", "startDate": "2026-01-01T00:00:00Z"}
+    )
+    stubs.sagemaker.add_response(
+        "update_cluster",
+        {"ClusterArn": ARN},
+        expected_params={
+            "ClusterName": "hp-test",
+            "InstanceGroups": new["InstanceGroups"],
+            "InstanceGroupsToDelete": ["old-cpu"],
+            "NodeRecovery": "None",
+        },
+    )
 
-    result = handler.on_event(event("Update", properties(new, handle=handle.url), physical_id="hp-test",
-                                    old=properties(old, handle=handle.url)))
+    result = handler.on_event(
+        event(
+            "Update", properties(new, handle=handle.url), physical_id="hp-test", old=properties(old, handle=handle.url)
+        )
+    )
 
     assert result["PhysicalResourceId"] == "hp-test"
     stubs.assert_done()
@@ -157,12 +212,20 @@ def test_update_sends_the_full_group_list_and_deletes_removed_groups(stubs, hand
 
 def test_update_of_labels_only_calls_update_cluster(stubs):
     old = cluster_request()
-    new = cluster_request(groups=[group(KubernetesConfig={"Labels": {"skypilot.co/accelerator": "a10g", "team": "ml"}})])
+    new = cluster_request(
+        groups=[group(KubernetesConfig={"Labels": {"skypilot.co/accelerator": "a10g", "team": "ml"}})]
+    )
     stubs.sagemaker.add_response("describe_cluster", described(old))
     stubs.sagemaker.add_response("list_tags", TAGS)
-    stubs.sagemaker.add_response("update_cluster", {"ClusterArn": ARN}, expected_params={
-        "ClusterName": "hp-test", "InstanceGroups": new["InstanceGroups"], "NodeRecovery": "Automatic",
-    })
+    stubs.sagemaker.add_response(
+        "update_cluster",
+        {"ClusterArn": ARN},
+        expected_params={
+            "ClusterName": "hp-test",
+            "InstanceGroups": new["InstanceGroups"],
+            "NodeRecovery": "Automatic",
+        },
+    )
     handler.on_event(event("Update", properties(new), physical_id="hp-test", old=properties(old)))
     stubs.assert_done()
 
@@ -171,25 +234,45 @@ def test_update_of_tags_only_retags_without_update_cluster(stubs):
     old = cluster_request()
     new = cluster_request(Tags=[{"Key": OWNER_KEY, "Value": OWNER}, {"Key": "cost-center", "Value": "42"}])
     stubs.sagemaker.add_response("describe_cluster", described(old))
-    stubs.sagemaker.add_response("list_tags", {"Tags": TAGS["Tags"] + [{"Key": "aws:cloudformation:stack-name", "Value": "s"}]})
-    stubs.sagemaker.add_response("add_tags", {"Tags": []}, expected_params={
-        "ResourceArn": ARN, "Tags": [{"Key": "cost-center", "Value": "42"}],
-    })
+    stubs.sagemaker.add_response(
+        "list_tags", {"Tags": TAGS["Tags"] + [{"Key": "aws:cloudformation:stack-name", "Value": "s"}]}
+    )
+    stubs.sagemaker.add_response(
+        "add_tags",
+        {"Tags": []},
+        expected_params={
+            "ResourceArn": ARN,
+            "Tags": [{"Key": "cost-center", "Value": "42"}],
+        },
+    )
     stubs.sagemaker.add_response("delete_tags", {}, expected_params={"ResourceArn": ARN, "TagKeys": ["project"]})
     handler.on_event(event("Update", properties(new), physical_id="hp-test", old=properties(old)))
     stubs.assert_done()
 
 
-@pytest.mark.parametrize("change, field", [
-    (dict(groups=[group(instance_type="ml.g5.12xlarge")]), "instance group workers: InstanceType ml.g5.8xlarge -> ml.g5.12xlarge"),
-    (dict(groups=[group(ExecutionRole="arn:aws:iam::123456789012:role/other")]), "instance group workers: ExecutionRole"),
-    (dict(groups=[group(ThreadsPerCore=2)]), "instance group workers: ThreadsPerCore 1 -> 2"),
-    (dict(groups=[group(InstanceStorageConfigs=[{"EbsVolumeConfig": {"VolumeSizeInGB": 1000}}])]),
-     "instance group workers: InstanceStorageConfigs"),
-    (dict(VpcConfig={"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0fedcba9876543210"]}),
-     "VpcConfig.Subnets"),
-    (dict(Orchestrator={"Eks": {"ClusterArn": EKS_ARN + "-2"}}), "Orchestrator.Eks.ClusterArn"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (
+            dict(groups=[group(instance_type="ml.g5.12xlarge")]),
+            "instance group workers: InstanceType ml.g5.8xlarge -> ml.g5.12xlarge",
+        ),
+        (
+            dict(groups=[group(ExecutionRole="arn:aws:iam::123456789012:role/other")]),
+            "instance group workers: ExecutionRole",
+        ),
+        (dict(groups=[group(ThreadsPerCore=2)]), "instance group workers: ThreadsPerCore 1 -> 2"),
+        (
+            dict(groups=[group(InstanceStorageConfigs=[{"EbsVolumeConfig": {"VolumeSizeInGB": 1000}}])]),
+            "instance group workers: InstanceStorageConfigs",
+        ),
+        (
+            dict(VpcConfig={"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0fedcba9876543210"]}),
+            "VpcConfig.Subnets",
+        ),
+        (dict(Orchestrator={"Eks": {"ClusterArn": EKS_ARN + "-2"}}), "Orchestrator.Eks.ClusterArn"),
+    ],
+)
 def test_changes_hyperpod_cannot_apply_in_place_are_refused_before_any_change(stubs, change, field):
     old = cluster_request()
     new = cluster_request(**change)
@@ -218,7 +301,9 @@ def test_rollback_to_the_previous_spec_is_not_refused_and_changes_nothing(stubs)
 def test_a_root_volume_reported_by_hyperpod_is_not_a_storage_change(stubs):
     request = cluster_request(groups=[group(count=3)])
     live = described(cluster_request())
-    live["InstanceGroups"][0]["InstanceStorageConfigs"].append({"EbsVolumeConfig": {"VolumeSizeInGB": 100, "RootVolume": True}})
+    live["InstanceGroups"][0]["InstanceStorageConfigs"].append(
+        {"EbsVolumeConfig": {"VolumeSizeInGB": 100, "RootVolume": True}}
+    )
     stubs.sagemaker.add_response("describe_cluster", live)
     stubs.sagemaker.add_response("list_tags", TAGS)
     stubs.sagemaker.add_response("update_cluster", {"ClusterArn": ARN})
@@ -230,7 +315,9 @@ def test_update_needing_update_cluster_while_busy_is_refused_with_status(stubs):
     old = cluster_request()
     new = cluster_request(groups=[group(count=3)])
     stubs.sagemaker.add_response("describe_cluster", described(old, status="Updating"))
-    with pytest.raises(handler.HandlerError, match="hp-test is Updating; UpdateCluster needs it InService. Nothing was changed"):
+    with pytest.raises(
+        handler.HandlerError, match="hp-test is Updating; UpdateCluster needs it InService. Nothing was changed"
+    ):
         handler.on_event(event("Update", properties(new), physical_id="hp-test", old=properties(old)))
     stubs.assert_done()
 
@@ -240,11 +327,15 @@ def test_update_conflict_from_sagemaker_reaches_cloudformation_as_one_line(stubs
     new = cluster_request(groups=[group(count=3)])
     stubs.sagemaker.add_response("describe_cluster", described(old))
     stubs.sagemaker.add_response("list_tags", TAGS)
-    stubs.sagemaker.add_client_error("update_cluster", service_error_code="ConflictException",
-                                     service_message="Cluster is in Updating state")
+    stubs.sagemaker.add_client_error(
+        "update_cluster", service_error_code="ConflictException", service_message="Cluster is in Updating state"
+    )
     with pytest.raises(handler.HandlerError) as failure:
         handler.on_event(event("Update", properties(new), physical_id="hp-test", old=properties(old)))
-    assert str(failure.value) == "UpdateCluster failed for HyperPod cluster hp-test: ConflictException: Cluster is in Updating state"
+    assert (
+        str(failure.value)
+        == "UpdateCluster failed for HyperPod cluster hp-test: ConflictException: Cluster is in Updating state"
+    )
 
 
 # --- Delete ---------------------------------------------------------------------------------------
@@ -262,8 +353,9 @@ def test_delete_of_a_creating_cluster_waits_through_deleting_until_gone(stubs):
 
 
 def test_delete_refused_while_busy_is_asked_again_until_accepted(stubs):
-    stubs.sagemaker.add_client_error("delete_cluster", service_error_code="ConflictException",
-                                     service_message="Cluster is being created")
+    stubs.sagemaker.add_client_error(
+        "delete_cluster", service_error_code="ConflictException", service_message="Cluster is being created"
+    )
     handler.on_event(event("Delete", properties(), physical_id="hp-test"))
 
     stubs.sagemaker.add_response("describe_cluster", described(cluster_request(), status="Creating"))
@@ -281,23 +373,38 @@ def test_delete_of_a_missing_cluster_is_success(stubs):
 
 
 def test_delete_denied_reaches_cloudformation_as_one_line(stubs):
-    stubs.sagemaker.add_client_error("delete_cluster", service_error_code="AccessDeniedException",
-                                     service_message="not authorized to perform: sagemaker:DeleteCluster", http_status_code=403)
-    with pytest.raises(handler.HandlerError, match=r"^DeleteCluster failed for HyperPod cluster hp-test: AccessDeniedException: not authorized"):
+    stubs.sagemaker.add_client_error(
+        "delete_cluster",
+        service_error_code="AccessDeniedException",
+        service_message="not authorized to perform: sagemaker:DeleteCluster",
+        http_status_code=403,
+    )
+    with pytest.raises(
+        handler.HandlerError,
+        match=r"^DeleteCluster failed for HyperPod cluster hp-test: AccessDeniedException: not authorized",
+    ):
         handler.on_event(event("Delete", properties(), physical_id="hp-test"))
 
 
 def test_throttling_in_is_complete_means_not_complete_yet(stubs):
-    stubs.sagemaker.add_client_error("describe_cluster", service_error_code="ThrottlingException",
-                                     service_message="Rate exceeded", http_status_code=400)
+    stubs.sagemaker.add_client_error(
+        "describe_cluster",
+        service_error_code="ThrottlingException",
+        service_message="Rate exceeded",
+        http_status_code=400,
+    )
     assert handler.is_complete(event("Delete", properties(), physical_id="hp-test")) == {"IsComplete": False}
-    stubs.sagemaker.add_client_error("describe_cluster", service_error_code="InternalFailure",
-                                     service_message="try again", http_status_code=500)
+    stubs.sagemaker.add_client_error(
+        "describe_cluster", service_error_code="InternalFailure", service_message="try again", http_status_code=500
+    )
     assert handler.is_complete(event("Create", properties(), physical_id="hp-test")) == {"IsComplete": False}
 
 
 def test_other_errors_in_is_complete_fail_at_once(stubs):
-    stubs.sagemaker.add_client_error("describe_cluster", service_error_code="AccessDeniedException",
-                                     service_message="denied", http_status_code=403)
-    with pytest.raises(handler.HandlerError, match="DescribeCluster failed for HyperPod cluster hp-test: AccessDeniedException: denied"):
+    stubs.sagemaker.add_client_error(
+        "describe_cluster", service_error_code="AccessDeniedException", service_message="denied", http_status_code=403
+    )
+    with pytest.raises(
+        handler.HandlerError, match="DescribeCluster failed for HyperPod cluster hp-test: AccessDeniedException: denied"
+    ):
         handler.is_complete(event("Delete", properties(), physical_id="hp-test"))

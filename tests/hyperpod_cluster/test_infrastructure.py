@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -29,22 +29,36 @@ from tests.conftest import make_config
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PLAN = "arn:aws:sagemaker:us-east-1:123456789012:training-plan/p5-plan"
-GROUPS = json.dumps([
-    {"name": "gpu", "instance_type": "ml.p5.48xlarge", "instance_count": 2,
-     "deep_health_checks": ["InstanceStress", "InstanceConnectivity"], "training_plan_arn": PLAN},
-    {"name": "cpu", "instance_type": "ml.m5.xlarge", "instance_count": 1, "ebs_volume_size_gb": None,
-     "threads_per_core": 2},
-])
+GROUPS = json.dumps(
+    [
+        {
+            "name": "gpu",
+            "instance_type": "ml.p5.48xlarge",
+            "instance_count": 2,
+            "deep_health_checks": ["InstanceStress", "InstanceConnectivity"],
+            "training_plan_arn": PLAN,
+        },
+        {
+            "name": "cpu",
+            "instance_type": "ml.m5.xlarge",
+            "instance_count": 1,
+            "ebs_volume_size_gb": None,
+            "threads_per_core": 2,
+        },
+    ]
+)
 
 
 def build(*, nag: bool = False, outdir: str | None = None, **overrides):
     config = make_config(**{"hyperpod.instance_groups": GROUPS, **overrides})
     app = cdk.App(outdir=outdir) if outdir else cdk.App()
     stack = cdk.Stack(app, "HyperPodTest", env=cdk.Environment(account=ACCOUNT, region=REGION))
-    vpc = ec2.Vpc.from_vpc_attributes(stack, "Vpc", vpc_id="vpc-0a1b2c3d", availability_zones=["us-east-1a"],
-                                      isolated_subnet_ids=["subnet-0a1b2c3d"])
+    vpc = ec2.Vpc.from_vpc_attributes(
+        stack, "Vpc", vpc_id="vpc-0a1b2c3d", availability_zones=["us-east-1a"], isolated_subnet_ids=["subnet-0a1b2c3d"]
+    )
     cluster = HyperPodCluster(
-        stack, "HyperPod",
+        stack,
+        "HyperPod",
         config=config.hyperpod,
         tags={"project": "hyperpod-skypilot"},
         eks_cluster=eks.Cluster.from_cluster_attributes(stack, "Eks", cluster_name="hp-eks"),
@@ -64,7 +78,11 @@ def synthesized(tmp_path_factory):
     app, stack, cluster = build(nag=True, outdir=str(outdir))
     app.synth()  # raises if cdk-nag reports any unacknowledged finding
     template = json.loads((outdir / "HyperPodTest.template.json").read_text())
-    report = json.loads((outdir / "validation-report.json").read_text()) if (outdir / "validation-report.json").exists() else None
+    report = (
+        json.loads((outdir / "validation-report.json").read_text())
+        if (outdir / "validation-report.json").exists()
+        else None
+    )
     return {"outdir": outdir, "template": template, "cluster": cluster, "stack": stack, "report": report}
 
 
@@ -83,7 +101,11 @@ def role(template, fragment):
 
 
 def statements(role_resource):
-    return {s.get("Sid"): s for p in role_resource["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]}
+    return {
+        s.get("Sid"): s
+        for p in role_resource["Properties"].get("Policies", [])
+        for s in p["PolicyDocument"]["Statement"]
+    }
 
 
 def as_list(value):
@@ -114,9 +136,12 @@ def cluster_request(template):
 def test_execution_role_trusts_sagemaker_with_the_managed_instance_policy(synthesized):
     exec_role = role(synthesized["template"], "ExecutionRole")
     trust = exec_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert trust == [{"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}]
+    assert trust == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+    ]
     assert [flatten(p) for p in exec_role["Properties"]["ManagedPolicyArns"]] == [
-        "arn:<AWS::Partition>:iam::aws:policy/AmazonSageMakerClusterInstanceRolePolicy"]
+        "arn:<AWS::Partition>:iam::aws:policy/AmazonSageMakerClusterInstanceRolePolicy"
+    ]
 
 
 def test_execution_role_scopes_enis_images_pod_identity_and_lifecycle_reads(synthesized):
@@ -124,23 +149,36 @@ def test_execution_role_scopes_enis_images_pod_identity_and_lifecycle_reads(synt
     arn = f"arn:<AWS::Partition>:ec2:{REGION}:{ACCOUNT}"
     create = by_sid["CreateEnisInHyperPodSubnets"]
     assert create["Action"] == "ec2:CreateNetworkInterface"
-    assert sorted(flatten(r) for r in create["Resource"]) == sorted([
-        f"{arn}:subnet/subnet-0a1b2c3d", f"{arn}:security-group/sg-0a1b2c3d", f"{arn}:network-interface/*"])
+    assert sorted(flatten(r) for r in create["Resource"]) == sorted(
+        [f"{arn}:subnet/subnet-0a1b2c3d", f"{arn}:security-group/sg-0a1b2c3d", f"{arn}:network-interface/*"]
+    )
     lifecycle = by_sid["EniLifecycleInHyperPodVpc"]
     assert sorted(lifecycle["Action"]) == sorted(permissions.ENI_ACTIONS)
-    assert sorted(flatten(r) for r in lifecycle["Resource"]) == [f"{arn}:network-interface/*", f"{arn}:security-group/sg-0a1b2c3d"]
-    assert {k: flatten(v) for k, v in lifecycle["Condition"]["ArnEquals"].items()} == {"ec2:Vpc": f"{arn}:vpc/vpc-0a1b2c3d"}
+    assert sorted(flatten(r) for r in lifecycle["Resource"]) == [
+        f"{arn}:network-interface/*",
+        f"{arn}:security-group/sg-0a1b2c3d",
+    ]
+    assert {k: flatten(v) for k, v in lifecycle["Condition"]["ArnEquals"].items()} == {
+        "ec2:Vpc": f"{arn}:vpc/vpc-0a1b2c3d"
+    }
     attach = by_sid["AttachEnisInThisAccount"]
     assert sorted(attach["Action"]) == ["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface"]
     assert sorted(flatten(r) for r in attach["Resource"]) == [f"{arn}:instance/*", f"{arn}:network-interface/*"]
     assert by_sid["TagNewEnisOnly"]["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}
     assert flatten(by_sid["PodIdentity"]["Resource"]) == f"arn:<AWS::Partition>:eks:{REGION}:{ACCOUNT}:cluster/hp-eks"
-    assert flatten(by_sid["ReadLifecycleScripts"]["Resource"]) == "arn:<AWS::Partition>:s3:::sagemaker-hp-lifecycle/lifecycle_scripts/*"
-    assert by_sid["ListLifecycleScripts"]["Condition"] == {"StringLike": {"s3:prefix": ["lifecycle_scripts", "lifecycle_scripts/*"]}}
+    assert (
+        flatten(by_sid["ReadLifecycleScripts"]["Resource"])
+        == "arn:<AWS::Partition>:s3:::sagemaker-hp-lifecycle/lifecycle_scripts/*"
+    )
+    assert by_sid["ListLifecycleScripts"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["lifecycle_scripts", "lifecycle_scripts/*"]}
+    }
     assert sorted(by_sid["PullAwsOwnedImages"]["Action"]) == sorted(permissions.ECR_PULL)
     assert flatten(by_sid["PullAwsOwnedImages"]["Resource"]) == f"arn:<AWS::Partition>:ecr:{REGION}:*:repository/*"
     assert by_sid["DescribeOnly"]["Resource"] == "*"
-    assert all(a.split(":")[1].startswith(("Describe", "GetAuthorizationToken")) for a in by_sid["DescribeOnly"]["Action"])
+    assert all(
+        a.split(":")[1].startswith(("Describe", "GetAuthorizationToken")) for a in by_sid["DescribeOnly"]["Action"]
+    )
 
 
 def test_handler_role_scopes_cluster_actions_to_owned_clusters(synthesized):
@@ -152,16 +190,25 @@ def test_handler_role_scopes_cluster_actions_to_owned_clusters(synthesized):
     assert owner_value == f"HyperPodTest/{synthesized['cluster'].node.addr}" and owner
 
     assert sorted(by_sid["ReadThisAccountsClusters"]["Action"]) == [
-        "sagemaker:DescribeCluster", "sagemaker:ListClusterNodes", "sagemaker:ListTags"]
+        "sagemaker:DescribeCluster",
+        "sagemaker:ListClusterNodes",
+        "sagemaker:ListTags",
+    ]
     create = by_sid["CreateOwnedClusterOnly"]
     assert create["Action"] == "sagemaker:CreateCluster" and flatten(create["Resource"]) == clusters
     assert create["Condition"]["StringEquals"] == {"aws:RequestTag/hyperpod-cluster:owner": owner_value}
     assert create["Condition"]["ForAllValues:StringEquals"] == {
-        "sagemaker:VpcSubnets": ["subnet-0a1b2c3d"], "sagemaker:VpcSecurityGroupIds": ["sg-0a1b2c3d"]}
+        "sagemaker:VpcSubnets": ["subnet-0a1b2c3d"],
+        "sagemaker:VpcSecurityGroupIds": ["sg-0a1b2c3d"],
+    }
     assert by_sid["TagDuringCreateOnly"]["Condition"] == {"StringEquals": {"sagemaker:TaggingAction": "CreateCluster"}}
     change = by_sid["ChangeOwnedClustersOnly"]
-    assert sorted(change["Action"]) == ["sagemaker:AddTags", "sagemaker:DeleteCluster", "sagemaker:DeleteTags",
-                                        "sagemaker:UpdateCluster"]
+    assert sorted(change["Action"]) == [
+        "sagemaker:AddTags",
+        "sagemaker:DeleteCluster",
+        "sagemaker:DeleteTags",
+        "sagemaker:UpdateCluster",
+    ]
     assert change["Condition"] == {"StringEquals": {"aws:ResourceTag/hyperpod-cluster:owner": owner_value}}
 
 
@@ -172,8 +219,12 @@ def test_handler_may_pass_only_the_execution_role_and_only_to_sagemaker(synthesi
     assert pass_role["Action"] == "iam:PassRole"
     assert pass_role["Resource"] == {"Fn::GetAtt": [exec_logical, "Arn"]}
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    passes = [s for r in resources(template, "AWS::IAM::Role").values() for s in statements(r).values()
-              if "iam:PassRole" in as_list(s["Action"])]
+    passes = [
+        s
+        for r in resources(template, "AWS::IAM::Role").values()
+        for s in statements(r).values()
+        if "iam:PassRole" in as_list(s["Action"])
+    ]
     assert passes == [pass_role]
 
 
@@ -181,24 +232,41 @@ def test_handler_eks_slr_and_poller_grants_are_exact(synthesized):
     template = synthesized["template"]
     by_sid = statements(role(template, "HandlerRole"))
     assert sorted(by_sid["HyperPodEksCluster"]["Action"]) == ["eks:CreateAccessEntry", "eks:DescribeCluster"]
-    assert flatten(by_sid["HyperPodAccessEntries"]["Resource"]) == \
-        f"arn:<AWS::Partition>:eks:{REGION}:{ACCOUNT}:access-entry/hp-eks/*"
+    assert (
+        flatten(by_sid["HyperPodAccessEntries"]["Resource"])
+        == f"arn:<AWS::Partition>:eks:{REGION}:{ACCOUNT}:access-entry/hp-eks/*"
+    )
     slr = by_sid["HyperPodServiceLinkedRole"]
     assert slr["Action"] == "iam:CreateServiceLinkedRole"
-    assert flatten(slr["Resource"]) == (f"arn:<AWS::Partition>:iam::{ACCOUNT}:role/aws-service-role/"
-                                        "hyperpod.sagemaker.amazonaws.com/AWSServiceRoleForSageMakerHyperPod")
+    assert flatten(slr["Resource"]) == (
+        f"arn:<AWS::Partition>:iam::{ACCOUNT}:role/aws-service-role/"
+        "hyperpod.sagemaker.amazonaws.com/AWSServiceRoleForSageMakerHyperPod"
+    )
     assert slr["Condition"] == {"StringEquals": {"iam:AWSServiceName": "hyperpod.sagemaker.amazonaws.com"}}
-    poller_sm = next(k for k in resources(template, "AWS::StepFunctions::StateMachine") if k.startswith("HyperPodPoller"))
-    assert by_sid["StartThisPoller"] == {"Action": "states:StartExecution", "Effect": "Allow",
-                                         "Resource": {"Ref": poller_sm}, "Sid": "StartThisPoller"}
+    poller_sm = next(
+        k for k in resources(template, "AWS::StepFunctions::StateMachine") if k.startswith("HyperPodPoller")
+    )
+    assert by_sid["StartThisPoller"] == {
+        "Action": "states:StartExecution",
+        "Effect": "Allow",
+        "Resource": {"Ref": poller_sm},
+        "Sid": "StartThisPoller",
+    }
     poller_role = statements(role(template, "PollerRole"))
     assert set(poller_role) == {"ReadThisAccountsClusters"}
-    assert sorted(poller_role["ReadThisAccountsClusters"]["Action"]) == ["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"]
+    assert sorted(poller_role["ReadThisAccountsClusters"]["Action"]) == [
+        "sagemaker:DescribeCluster",
+        "sagemaker:ListClusterNodes",
+    ]
 
 
 def test_no_policy_in_the_template_uses_a_wildcard_action(synthesized):
     template = synthesized["template"]
-    documents = [p["PolicyDocument"] for r in resources(template, "AWS::IAM::Role").values() for p in r["Properties"].get("Policies", [])]
+    documents = [
+        p["PolicyDocument"]
+        for r in resources(template, "AWS::IAM::Role").values()
+        for p in r["Properties"].get("Policies", [])
+    ]
     documents += [p["Properties"]["PolicyDocument"] for p in resources(template, "AWS::IAM::Policy").values()]
     actions = [a for d in documents for s in d["Statement"] for a in as_list(s["Action"])]
     assert actions and not [a for a in actions if "*" in a]
@@ -213,20 +281,32 @@ def test_custom_resource_carries_the_full_create_cluster_request(synthesized):
     exec_role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("HyperPodExecutionRole"))
     gpu, cpu = request["InstanceGroups"]
     assert gpu == {
-        "InstanceGroupName": "gpu", "InstanceType": "ml.p5.48xlarge", "InstanceCount": 2,
-        "LifeCycleConfig": {"SourceS3Uri": "s3://sagemaker-hp-lifecycle/lifecycle_scripts/", "OnCreate": "on_create.sh"},
-        "ExecutionRole": f"<{exec_role}.Arn>", "ThreadsPerCore": 1,
+        "InstanceGroupName": "gpu",
+        "InstanceType": "ml.p5.48xlarge",
+        "InstanceCount": 2,
+        "LifeCycleConfig": {
+            "SourceS3Uri": "s3://sagemaker-hp-lifecycle/lifecycle_scripts/",
+            "OnCreate": "on_create.sh",
+        },
+        "ExecutionRole": f"<{exec_role}.Arn>",
+        "ThreadsPerCore": 1,
         "InstanceStorageConfigs": [{"EbsVolumeConfig": {"VolumeSizeInGB": 500}}],
         "OnStartDeepHealthChecks": ["InstanceStress", "InstanceConnectivity"],
         "TrainingPlanArn": PLAN,
         "KubernetesConfig": {"Labels": {"skypilot.co/accelerator": "h100"}},
     }
     assert cpu == {
-        "InstanceGroupName": "cpu", "InstanceType": "ml.m5.xlarge", "InstanceCount": 1,
-        "LifeCycleConfig": gpu["LifeCycleConfig"], "ExecutionRole": gpu["ExecutionRole"], "ThreadsPerCore": 2,
+        "InstanceGroupName": "cpu",
+        "InstanceType": "ml.m5.xlarge",
+        "InstanceCount": 1,
+        "LifeCycleConfig": gpu["LifeCycleConfig"],
+        "ExecutionRole": gpu["ExecutionRole"],
+        "ThreadsPerCore": 2,
     }
     assert request["VpcConfig"] == {"SecurityGroupIds": ["sg-0a1b2c3d"], "Subnets": ["subnet-0a1b2c3d"]}
-    assert request["Orchestrator"] == {"Eks": {"ClusterArn": f"arn:<AWS::Partition>:eks:{REGION}:{ACCOUNT}:cluster/hp-eks"}}
+    assert request["Orchestrator"] == {
+        "Eks": {"ClusterArn": f"arn:<AWS::Partition>:eks:{REGION}:{ACCOUNT}:cluster/hp-eks"}
+    }
     assert request["NodeRecovery"] == "Automatic" and "NodeProvisioningMode" not in request
     assert [t["Key"] for t in request["Tags"]] == ["hyperpod-cluster:owner", "project"]
 
@@ -236,7 +316,14 @@ def test_custom_resource_properties_and_service_timeout(synthesized):
     resource = only(template, "Custom::HyperPodCluster")
     handle = next(iter(resources(template, "AWS::CloudFormation::WaitConditionHandle")))
     props = resource["Properties"]
-    assert set(props) == {"ServiceToken", "ServiceTimeout", "ClusterRequest", "OwnerTagKey", "WaitHandleUrl", "WaitTimeoutSeconds"}
+    assert set(props) == {
+        "ServiceToken",
+        "ServiceTimeout",
+        "ClusterRequest",
+        "OwnerTagKey",
+        "WaitHandleUrl",
+        "WaitTimeoutSeconds",
+    }
     assert props["WaitHandleUrl"] == {"Ref": handle}
     assert props["WaitTimeoutSeconds"] == "43200" and props["ServiceTimeout"] == "3600"
     assert props["OwnerTagKey"] == "hyperpod-cluster:owner"
@@ -270,12 +357,20 @@ def test_reserved_or_invalid_tags_fail_at_synth_naming_the_tag():
 def _build_with_tags(tags):
     config = make_config()
     stack = cdk.Stack(cdk.App(), "T")
-    vpc = ec2.Vpc.from_vpc_attributes(stack, "Vpc", vpc_id="vpc-1", availability_zones=["us-east-1a"],
-                                      isolated_subnet_ids=["subnet-1"])
-    HyperPodCluster(stack, "HyperPod", config=config.hyperpod, tags=tags,
-                    eks_cluster=eks.Cluster.from_cluster_attributes(stack, "Eks", cluster_name="e"), vpc=vpc,
-                    subnets=vpc.isolated_subnets, security_group=ec2.SecurityGroup.from_security_group_id(stack, "Sg", "sg-1"),
-                    lifecycle_bucket=s3.Bucket.from_bucket_name(stack, "B", "sagemaker-b"))
+    vpc = ec2.Vpc.from_vpc_attributes(
+        stack, "Vpc", vpc_id="vpc-1", availability_zones=["us-east-1a"], isolated_subnet_ids=["subnet-1"]
+    )
+    HyperPodCluster(
+        stack,
+        "HyperPod",
+        config=config.hyperpod,
+        tags=tags,
+        eks_cluster=eks.Cluster.from_cluster_attributes(stack, "Eks", cluster_name="e"),
+        vpc=vpc,
+        subnets=vpc.isolated_subnets,
+        security_group=ec2.SecurityGroup.from_security_group_id(stack, "Sg", "sg-1"),
+        lifecycle_bucket=s3.Bucket.from_bucket_name(stack, "B", "sagemaker-b"),
+    )
 
 
 # --- the wait -------------------------------------------------------------------------------------
@@ -283,7 +378,7 @@ def _build_with_tags(tags):
 
 def test_wait_condition_times_out_with_the_config_and_waits_for_the_custom_resource(synthesized):
     template = synthesized["template"]
-    (wait_id, wait), = resources(template, "AWS::CloudFormation::WaitCondition").items()
+    ((wait_id, wait),) = resources(template, "AWS::CloudFormation::WaitCondition").items()
     (handle_id,) = resources(template, "AWS::CloudFormation::WaitConditionHandle")
     (resource_id,) = resources(template, "Custom::HyperPodCluster")
     assert wait["Properties"] == {"Count": 1, "Handle": {"Ref": handle_id}, "Timeout": "43200"}
@@ -293,9 +388,11 @@ def test_wait_condition_times_out_with_the_config_and_waits_for_the_custom_resou
 def test_spec_changes_rename_the_handle_and_wait_condition_so_updates_wait_again():
     def ids(**overrides):
         template = assertions.Template.from_stack(build(**overrides)[1]).to_json()
-        return (sorted(resources(template, "AWS::CloudFormation::WaitCondition")),
-                sorted(resources(template, "AWS::CloudFormation::WaitConditionHandle")),
-                only(template, "AWS::CloudFormation::WaitCondition")["Properties"]["Timeout"])
+        return (
+            sorted(resources(template, "AWS::CloudFormation::WaitCondition")),
+            sorted(resources(template, "AWS::CloudFormation::WaitConditionHandle")),
+            only(template, "AWS::CloudFormation::WaitCondition")["Properties"]["Timeout"],
+        )
 
     base = ids()
     assert ids() == base  # deterministic for the same spec
@@ -319,7 +416,9 @@ def test_wait_disabled_drops_the_wait_condition_and_the_poller():
 
 def test_poller_state_machine_loops_once_a_minute_and_reports_every_failure(synthesized):
     template = synthesized["template"]
-    machine = next(v for k, v in resources(template, "AWS::StepFunctions::StateMachine").items() if k.startswith("HyperPodPoller"))
+    machine = next(
+        v for k, v in resources(template, "AWS::StepFunctions::StateMachine").items() if k.startswith("HyperPodPoller")
+    )
     function = next(k for k in resources(template, "AWS::Lambda::Function") if k.startswith("HyperPodPollerFunction"))
     definition = json.loads(render(machine["Properties"]["DefinitionString"]))
     states = definition["States"]
@@ -341,7 +440,10 @@ def test_poller_state_machine_loops_once_a_minute_and_reports_every_failure(synt
     assert definition["TimeoutSeconds"] == 43200 + 600
     props = machine["Properties"]
     assert props["StateMachineType"] == "STANDARD" and props["TracingConfiguration"] == {"Enabled": True}
-    assert props["LoggingConfiguration"]["Level"] == "ALL" and props["LoggingConfiguration"]["IncludeExecutionData"] is False
+    assert (
+        props["LoggingConfiguration"]["Level"] == "ALL"
+        and props["LoggingConfiguration"]["IncludeExecutionData"] is False
+    )
 
 
 def test_lambdas_use_the_bundled_asset_on_python_arm_with_retained_logs(synthesized):
@@ -349,11 +451,15 @@ def test_lambdas_use_the_bundled_asset_on_python_arm_with_retained_logs(synthesi
     functions = {k: v["Properties"] for k, v in resources(template, "AWS::Lambda::Function").items()}
     ours = {k: p for k, p in functions.items() if p["Handler"].startswith("hyperpod_cluster_runtime.")}
     assert sorted(p["Handler"] for p in ours.values()) == [
-        "hyperpod_cluster_runtime.handler.is_complete", "hyperpod_cluster_runtime.handler.on_event",
-        "hyperpod_cluster_runtime.poller.handle"]
+        "hyperpod_cluster_runtime.handler.is_complete",
+        "hyperpod_cluster_runtime.handler.on_event",
+        "hyperpod_cluster_runtime.poller.handle",
+    ]
     assert {(p["Runtime"], tuple(p["Architectures"])) for p in ours.values()} == {("python3.14", ("arm64",))}
     assert len({json.dumps(p["Code"]) for p in ours.values()}) == 1
-    poller_sm = next(k for k in resources(template, "AWS::StepFunctions::StateMachine") if k.startswith("HyperPodPoller"))
+    poller_sm = next(
+        k for k in resources(template, "AWS::StepFunctions::StateMachine") if k.startswith("HyperPodPoller")
+    )
     on_event = next(p for p in ours.values() if p["Handler"].endswith("on_event"))
     assert on_event["Environment"]["Variables"] == {"POLLER_STATE_MACHINE_ARN": {"Ref": poller_sm}}
     log_groups = resources(template, "AWS::Logs::LogGroup")
@@ -389,15 +495,21 @@ def test_cdk_nag_has_no_unacknowledged_findings_and_each_acknowledgment_has_a_re
     suppressed = plugin["suppressedViolations"]
     assert all(len(v["reason"]) > 60 for v in suppressed)
     names = {v["ruleName"] for v in suppressed}
-    lambda_arn_wildcards = {n for n in names if n.startswith("AwsSolutions-IAM5[Resource::<") and n.endswith(".Arn>:*]")}
+    lambda_arn_wildcards = {
+        n for n in names if n.startswith("AwsSolutions-IAM5[Resource::<") and n.endswith(".Arn>:*]")
+    }
     assert names - lambda_arn_wildcards == EXPECTED_ACKNOWLEDGED
     assert all(v["acknowledgedAt"].startswith("HyperPodTest/HyperPod/") for v in suppressed)
 
 
 def test_cfn_lint_reports_nothing_but_w3005(synthesized):
     template = synthesized["outdir"] / "HyperPodTest.template.json"
-    lint = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template)],
-                          capture_output=True, text=True, timeout=300)
+    lint = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     findings = [l for l in lint.stdout.splitlines() if l.strip()]
     assert [f for f in findings if ":W3005:" not in f] == [], lint.stdout + lint.stderr
 
@@ -407,23 +519,37 @@ def test_cross_stack_references_are_acknowledged_after_cdk_resolves_them(tmp_pat
     app = cdk.App(outdir=str(tmp_path))
     env = cdk.Environment(account=ACCOUNT, region=REGION)
     storage = cdk.Stack(app, "Storage", env=env)
-    bucket = s3.Bucket(storage, "Lifecycle", bucket_name="sagemaker-hp-x", enforce_ssl=True,
-                       server_access_logs_prefix="access/")
-    cdk.Validations.of(bucket).acknowledge(cdk.Acknowledgment(
-        id="AwsSolutions::AwsSolutions-S1", reason="test scaffolding: only its ARN crosses the stack boundary"))
+    bucket = s3.Bucket(
+        storage, "Lifecycle", bucket_name="sagemaker-hp-x", enforce_ssl=True, server_access_logs_prefix="access/"
+    )
+    cdk.Validations.of(bucket).acknowledge(
+        cdk.Acknowledgment(
+            id="AwsSolutions::AwsSolutions-S1", reason="test scaffolding: only its ARN crosses the stack boundary"
+        )
+    )
     stack = cdk.Stack(app, "Cluster", env=env)
-    vpc = ec2.Vpc.from_vpc_attributes(stack, "Vpc", vpc_id="vpc-1", availability_zones=["us-east-1a"],
-                                      isolated_subnet_ids=["subnet-1"])
-    HyperPodCluster(stack, "HyperPod", config=make_config().hyperpod, tags={},
-                    eks_cluster=eks.Cluster.from_cluster_attributes(stack, "Eks", cluster_name="e"), vpc=vpc,
-                    subnets=vpc.isolated_subnets, security_group=ec2.SecurityGroup.from_security_group_id(stack, "Sg", "sg-1"),
-                    lifecycle_bucket=bucket)
+    vpc = ec2.Vpc.from_vpc_attributes(
+        stack, "Vpc", vpc_id="vpc-1", availability_zones=["us-east-1a"], isolated_subnet_ids=["subnet-1"]
+    )
+    HyperPodCluster(
+        stack,
+        "HyperPod",
+        config=make_config().hyperpod,
+        tags={},
+        eks_cluster=eks.Cluster.from_cluster_attributes(stack, "Eks", cluster_name="e"),
+        vpc=vpc,
+        subnets=vpc.isolated_subnets,
+        security_group=ec2.SecurityGroup.from_security_group_id(stack, "Sg", "sg-1"),
+        lifecycle_bucket=bucket,
+    )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
     report = json.loads((tmp_path / "validation-report.json").read_text())
     names = {v["ruleName"] for p in report["pluginReports"] for v in p["suppressedViolations"]}
-    assert any(n.startswith("AwsSolutions-IAM5[Resource::Storage:ExportsOutput") and n.endswith("/lifecycle_scripts/*]")
-               for n in names), names
+    assert any(
+        n.startswith("AwsSolutions-IAM5[Resource::Storage:ExportsOutput") and n.endswith("/lifecycle_scripts/*]")
+        for n in names
+    ), names
 
 
 # --- the asset ------------------------------------------------------------------------------------
@@ -452,8 +578,10 @@ def test_asset_bundles_a_trimmed_sdk_and_rebuilds_byte_identical(tmp_path, priva
     assert _tree(second) == _tree(copy)
     app = cdk.App()
     stack = cdk.Stack(app, "A")
-    assert cdk.aws_lambda.Code.from_asset(str(second)).bind(stack).s3_location.object_key == \
-        cdk.aws_lambda.Code.from_asset(str(copy)).bind(cdk.Stack(app, "B")).s3_location.object_key
+    assert (
+        cdk.aws_lambda.Code.from_asset(str(second)).bind(stack).s3_location.object_key
+        == cdk.aws_lambda.Code.from_asset(str(copy)).bind(cdk.Stack(app, "B")).s3_location.object_key
+    )
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -49,8 +49,9 @@ def _free_port() -> int:
 def moto_server():
     port = _free_port()
     binary = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -69,15 +70,23 @@ def moto_server():
 
 def run_asset(endpoint: str, calls: list[dict], env_extra: dict) -> list[dict]:
     env = {
-        "PATH": os.environ.get("PATH", ""), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION, **env_extra,
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        **env_extra,
     }
     completed = subprocess.run(
         [sys.executable, "-I", "-S", "-B", "-c", DRIVER, str(asset.build())],
-        input="".join(json.dumps(c) + "\n" for c in calls), capture_output=True, text=True, env=env, timeout=120,
+        input="".join(json.dumps(c) + "\n" for c in calls),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    results = [json.loads(l[len("RESULT "):]) for l in completed.stdout.splitlines() if l.startswith("RESULT ")]
+    results = [json.loads(l[len("RESULT ") :]) for l in completed.stdout.splitlines() if l.startswith("RESULT ")]
     logs = [json.loads(l) for l in completed.stdout.splitlines() if l.startswith("{")]
     assert logs and all({"time", "level", "message"} <= set(entry) for entry in logs)  # structured JSON logs
     return results
@@ -87,17 +96,22 @@ def test_full_cycle_from_the_staged_asset_against_moto_server(moto_server, handl
     sagemaker = boto3.client("sagemaker", region_name=REGION, endpoint_url=moto_server)
     sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=moto_server)
     poller = sfn.create_state_machine(
-        name="hp-poller", roleArn="arn:aws:iam::123456789012:role/poller",
+        name="hp-poller",
+        roleArn="arn:aws:iam::123456789012:role/poller",
         definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
     )["stateMachineArn"]
     props = properties(cluster_request(name="hp-oop"), handle=handle.url, timeout=3600)
 
-    create, accepted, delete, deleted, environment = run_asset(moto_server, [
-        {"fn": "on_event", "event": event("Create", props)},
-        {"fn": "is_complete", "event": event("Create", props, physical_id="hp-oop")},
-        {"fn": "on_event", "event": event("Delete", props, physical_id="hp-oop")},
-        {"fn": "is_complete", "event": event("Delete", props, physical_id="hp-oop")},
-    ], {"POLLER_STATE_MACHINE_ARN": poller})
+    create, accepted, delete, deleted, environment = run_asset(
+        moto_server,
+        [
+            {"fn": "on_event", "event": event("Create", props)},
+            {"fn": "is_complete", "event": event("Create", props, physical_id="hp-oop")},
+            {"fn": "on_event", "event": event("Delete", props, physical_id="hp-oop")},
+            {"fn": "is_complete", "event": event("Delete", props, physical_id="hp-oop")},
+        ],
+        {"POLLER_STATE_MACHINE_ARN": poller},
+    )
 
     assert create["PhysicalResourceId"] == "hp-oop"
     assert create["Data"]["ClusterArn"].startswith("arn:aws:sagemaker:us-east-1:123456789012:cluster/")
@@ -121,7 +135,9 @@ def test_describe_between_create_and_delete_sees_the_requested_cluster(moto_serv
     described = sagemaker.describe_cluster(ClusterName="hp-oop-2")
     assert described["ClusterArn"] == create["Data"]["ClusterArn"]
     assert [g["TargetCount"] for g in described["InstanceGroups"]] == [2]
-    (delete,) = run_asset(moto_server, [{"fn": "on_event", "event": event("Delete", props, physical_id="hp-oop-2")}], {})[:1]
+    (delete,) = run_asset(
+        moto_server, [{"fn": "on_event", "event": event("Delete", props, physical_id="hp-oop-2")}], {}
+    )[:1]
     assert delete == {}
     with pytest.raises(sagemaker.exceptions.ClientError):
         sagemaker.describe_cluster(ClusterName="hp-oop-2")

@@ -19,24 +19,39 @@ TARGETS = {"workers": 2, "cpu": 1}
 
 
 def task(handle_url: str, **extra) -> dict:
-    return {"ClusterName": "hp-test", "WaitHandleUrl": handle_url, "UniqueId": "hp-test", "Operation": "Create",
-            "DeadlineEpoch": time.time() + 3600, "TargetCounts": TARGETS, **extra}
+    return {
+        "ClusterName": "hp-test",
+        "WaitHandleUrl": handle_url,
+        "UniqueId": "hp-test",
+        "Operation": "Create",
+        "DeadlineEpoch": time.time() + 3600,
+        "TargetCounts": TARGETS,
+        **extra,
+    }
 
 
 def test_creating_cluster_means_wait_and_no_signal(stubs, handle):
-    stubs.sagemaker.add_response("describe_cluster", described(REQUEST, status="Creating", current={"workers": 0, "cpu": 0}),
-                                 expected_params={"ClusterName": "hp-test"})
+    stubs.sagemaker.add_response(
+        "describe_cluster",
+        described(REQUEST, status="Creating", current={"workers": 0, "cpu": 0}),
+        expected_params={"ClusterName": "hp-test"},
+    )
     result = poller.handle(task(handle.url))
-    assert result == {"Outcome": "WAIT", "Status": "Creating", "Reason": "Creating; nodes cpu 0/1, workers 0/2",
-                      "RolledBack": False}
+    assert result == {
+        "Outcome": "WAIT",
+        "Status": "Creating",
+        "Reason": "Creating; nodes cpu 0/1, workers 0/2",
+        "RolledBack": False,
+    }
     assert handle.requests == []
     stubs.assert_done()
 
 
 def test_in_service_with_all_nodes_running_signals_success(stubs, handle):
     stubs.sagemaker.add_response("describe_cluster", described(REQUEST))
-    stubs.sagemaker.add_response("list_cluster_nodes", nodes(TARGETS),
-                                 expected_params={"ClusterName": "hp-test", "MaxResults": 100})
+    stubs.sagemaker.add_response(
+        "list_cluster_nodes", nodes(TARGETS), expected_params={"ClusterName": "hp-test", "MaxResults": 100}
+    )
 
     result = poller.handle(task(handle.url))
 
@@ -49,9 +64,14 @@ def test_in_service_with_all_nodes_running_signals_success(stubs, handle):
         "Status": "SUCCESS",
         "Reason": "HyperPod cluster hp-test is InService with every node Running: cpu 1/1, workers 2/2",
         "UniqueId": "hp-test",
-        "Data": json.dumps({"ClusterName": "hp-test", "Status": "InService",
-                            "ClusterArn": "arn:aws:sagemaker:us-east-1:123456789012:cluster/abc123def456",
-                            "Running": {"cpu": 1, "workers": 2}}),
+        "Data": json.dumps(
+            {
+                "ClusterName": "hp-test",
+                "Status": "InService",
+                "ClusterArn": "arn:aws:sagemaker:us-east-1:123456789012:cluster/abc123def456",
+                "Running": {"cpu": 1, "workers": 2},
+            }
+        ),
     }
     stubs.assert_done()
 
@@ -59,11 +79,17 @@ def test_in_service_with_all_nodes_running_signals_success(stubs, handle):
 def test_in_service_before_nodes_run_keeps_waiting(stubs, handle):
     """NodeProvisioningMode=Continuous: InService and counts reached, but a node is still Pending."""
     stubs.sagemaker.add_response("describe_cluster", described(REQUEST))
-    stubs.sagemaker.add_response("list_cluster_nodes", {
-        "ClusterNodeSummaries": nodes({"workers": 1, "cpu": 1})["ClusterNodeSummaries"]
-        + nodes({"workers": 1}, status="Pending")["ClusterNodeSummaries"]})
+    stubs.sagemaker.add_response(
+        "list_cluster_nodes",
+        {
+            "ClusterNodeSummaries": nodes({"workers": 1, "cpu": 1})["ClusterNodeSummaries"]
+            + nodes({"workers": 1}, status="Pending")["ClusterNodeSummaries"]
+        },
+    )
     result = poller.handle(task(handle.url))
-    assert result["Outcome"] == "WAIT" and result["Reason"] == "InService; nodes not all Running yet: workers 1/2 Running"
+    assert (
+        result["Outcome"] == "WAIT" and result["Reason"] == "InService; nodes not all Running yet: workers 1/2 Running"
+    )
     assert handle.requests == []
 
 
@@ -75,8 +101,10 @@ def test_in_service_below_target_waits_without_listing_nodes(stubs, handle):
 
 
 def test_failed_cluster_signals_failure_with_hyperpod_message(stubs, handle):
-    stubs.sagemaker.add_response("describe_cluster", described(
-        REQUEST, status="Failed", failure="Insufficient capacity for ml.g5.8xlarge in us-east-1a"))
+    stubs.sagemaker.add_response(
+        "describe_cluster",
+        described(REQUEST, status="Failed", failure="Insufficient capacity for ml.g5.8xlarge in us-east-1a"),
+    )
     result = poller.handle(task(handle.url))
     assert result["Outcome"] == "FAILURE"
     (body,) = handle.bodies()
@@ -90,13 +118,15 @@ def test_failed_instance_group_signals_failure_with_node_messages(stubs, handle)
     response = described(REQUEST, current={"workers": 0})
     response["InstanceGroups"][0]["Status"] = "Failed"
     stubs.sagemaker.add_response("describe_cluster", response)
-    stubs.sagemaker.add_response("list_cluster_nodes", nodes({"workers": 1}, status="Failure",
-                                                             message="EFA health check failed"))
+    stubs.sagemaker.add_response(
+        "list_cluster_nodes", nodes({"workers": 1}, status="Failure", message="EFA health check failed")
+    )
     poller.handle(task(handle.url))
     (body,) = handle.bodies()
     assert body["Status"] == "FAILURE"
-    assert body["Reason"] == ("HyperPod cluster hp-test: instance group(s) workers failed; "
-                              "workers/i-workers-0: EFA health check failed")
+    assert body["Reason"] == (
+        "HyperPod cluster hp-test: instance group(s) workers failed; workers/i-workers-0: EFA health check failed"
+    )
 
 
 def test_rolled_back_update_is_reported_once_the_cluster_settles(stubs, handle):
@@ -124,40 +154,53 @@ def test_removed_group_still_present_is_waited_for(stubs, handle):
 
 
 def test_deadline_reached_signals_failure_with_the_last_status(stubs, handle):
-    stubs.sagemaker.add_response("describe_cluster", described(REQUEST, status="Creating", current={"workers": 1, "cpu": 0}))
+    stubs.sagemaker.add_response(
+        "describe_cluster", described(REQUEST, status="Creating", current={"workers": 1, "cpu": 0})
+    )
     poller.handle(task(handle.url, DeadlineEpoch=time.time() - 1))
     (body,) = handle.bodies()
     assert body["Status"] == "FAILURE"
-    assert body["Reason"] == ("HyperPod cluster hp-test was not ready before the deployment's wait limit "
-                              "(hyperpod.creation_timeout_hours); last state: Creating; nodes cpu 0/1, workers 1/2")
+    assert body["Reason"] == (
+        "HyperPod cluster hp-test was not ready before the deployment's wait limit "
+        "(hyperpod.creation_timeout_hours); last state: Creating; nodes cpu 0/1, workers 1/2"
+    )
 
 
 def test_cluster_deleted_while_waiting_signals_failure(stubs, handle):
-    stubs.sagemaker.add_client_error("describe_cluster", service_error_code="ResourceNotFound",
-                                     service_message="not found")
+    stubs.sagemaker.add_client_error(
+        "describe_cluster", service_error_code="ResourceNotFound", service_message="not found"
+    )
     poller.handle(task(handle.url))
-    assert handle.bodies()[0]["Reason"] == "HyperPod cluster hp-test no longer exists (deleted while CloudFormation waited)"
+    assert (
+        handle.bodies()[0]["Reason"]
+        == "HyperPod cluster hp-test no longer exists (deleted while CloudFormation waited)"
+    )
 
 
 def test_throttled_check_waits_for_the_next_interval(stubs, handle):
-    stubs.sagemaker.add_client_error("describe_cluster", service_error_code="ThrottlingException",
-                                     service_message="Rate exceeded")
+    stubs.sagemaker.add_client_error(
+        "describe_cluster", service_error_code="ThrottlingException", service_message="Rate exceeded"
+    )
     result = poller.handle(task(handle.url, Check={"Status": "Creating"}))
     assert result["Outcome"] == "WAIT" and result["Status"] == "Creating"
     assert handle.requests == []
 
 
 def test_error_path_signals_failure_with_the_lambda_error(handle):
-    failed_task = task(handle.url, Error={
-        "Error": "Lambda.Unknown",
-        "Cause": json.dumps({"errorMessage": "Task timed out after 15.00 seconds"}),
-    })
+    failed_task = task(
+        handle.url,
+        Error={
+            "Error": "Lambda.Unknown",
+            "Cause": json.dumps({"errorMessage": "Task timed out after 15.00 seconds"}),
+        },
+    )
     result = poller.handle(failed_task)
     assert result["Outcome"] == "FAILURE"
     (body,) = handle.bodies()
     assert body["Status"] == "FAILURE"
-    assert body["Reason"] == ("waiting for HyperPod cluster hp-test failed: Lambda.Unknown: "
-                              "Task timed out after 15.00 seconds")
+    assert body["Reason"] == (
+        "waiting for HyperPod cluster hp-test failed: Lambda.Unknown: Task timed out after 15.00 seconds"
+    )
 
 
 def test_handle_refusing_the_signal_raises_for_step_functions_to_retry(stubs):

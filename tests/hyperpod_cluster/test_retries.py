@@ -12,7 +12,7 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from constructs.hyperpod_cluster.runtime import aws, handler, poller
-from tests.hyperpod_cluster.conftest import HandleServer, cluster_request, described, properties, event
+from tests.hyperpod_cluster.conftest import HandleServer, cluster_request, described, event, properties
 
 
 class ThrottlingSageMaker:
@@ -69,7 +69,9 @@ def endpoint(monkeypatch):
 
 
 def test_delete_cluster_is_retried_through_throttling(endpoint):
-    server = endpoint(1, {"SageMaker.DeleteCluster": {"ClusterArn": "arn:aws:sagemaker:us-east-1:123456789012:cluster/x"}})
+    server = endpoint(
+        1, {"SageMaker.DeleteCluster": {"ClusterArn": "arn:aws:sagemaker:us-east-1:123456789012:cluster/x"}}
+    )
     assert handler.on_event(event("Delete", properties(), physical_id="hp-test")) == {}
     assert server.calls == ["SageMaker.DeleteCluster"] * 2
 
@@ -85,8 +87,15 @@ def test_poller_gives_up_after_its_small_budget_and_waits(endpoint):
     server = endpoint(10, {})
     handle = HandleServer()
     try:
-        result = poller.handle({"ClusterName": "hp-test", "WaitHandleUrl": handle.url, "UniqueId": "hp-test",
-                                "DeadlineEpoch": time.time() + 600, "TargetCounts": {"workers": 2}})
+        result = poller.handle(
+            {
+                "ClusterName": "hp-test",
+                "WaitHandleUrl": handle.url,
+                "UniqueId": "hp-test",
+                "DeadlineEpoch": time.time() + 600,
+                "TargetCounts": {"workers": 2},
+            }
+        )
     finally:
         handle.close()
     assert result["Outcome"] == "WAIT" and "ThrottlingException" in result["Reason"]

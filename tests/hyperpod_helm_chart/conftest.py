@@ -16,8 +16,15 @@ if str(_ROOT) not in sys.path:
 import pytest  # noqa: E402
 
 from .support import (  # noqa: E402
-    CHART_PATH, FIXTURE_HELM_REPO, KubeApiDouble, LoopbackHttp, archive_path, extract_helm_binary, github_tarball,
-    helm_env, stage_fixture_repo,
+    CHART_PATH,
+    FIXTURE_HELM_REPO,
+    KubeApiDouble,
+    LoopbackHttp,
+    archive_path,
+    extract_helm_binary,
+    github_tarball,
+    helm_env,
+    stage_fixture_repo,
 )
 
 
@@ -55,10 +62,15 @@ def helm_repo_url(http_server, helm_binary, tmp_path_factory) -> str:
     home = tmp_path_factory.mktemp("helm-home")
     url = http_server.base_url + "/charts"
     for chart in sorted(FIXTURE_HELM_REPO.iterdir()):
-        subprocess.run([str(helm_binary), "package", str(chart), "-d", str(out)], check=True,
-                       capture_output=True, env=helm_env(home))
-    subprocess.run([str(helm_binary), "repo", "index", str(out), "--url", url], check=True,
-                   capture_output=True, env=helm_env(home))
+        subprocess.run(
+            [str(helm_binary), "package", str(chart), "-d", str(out)],
+            check=True,
+            capture_output=True,
+            env=helm_env(home),
+        )
+    subprocess.run(
+        [str(helm_binary), "repo", "index", str(out), "--url", url], check=True, capture_output=True, env=helm_env(home)
+    )
     for item in out.iterdir():
         http_server.serve(f"/charts/{item.name}", item.read_bytes())
     return url

@@ -21,7 +21,6 @@ import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
 
 FIXTURES = Path(__file__).parent
 FIXTURE_REPO = FIXTURES / "fixture_repo"
@@ -103,12 +102,12 @@ def stage_fixture_repo(dest: Path, helm_repo_url: str) -> Path:
     return dest
 
 
-def github_tarball(stage: Optional[Path], top_folder: str = TOP_FOLDER,
-                   extra: tuple[tuple[tarfile.TarInfo, bytes], ...] = ()) -> bytes:
+def github_tarball(
+    stage: Path | None, top_folder: str = TOP_FOLDER, extra: tuple[tuple[tarfile.TarInfo, bytes], ...] = ()
+) -> bytes:
     """A tar.gz shaped like codeload.github.com's: pax global header with the commit, one top folder."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT,
-                      pax_headers={"comment": COMMIT}) as tar:
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": COMMIT}) as tar:
         if stage is not None:
             tar.add(stage, arcname=top_folder, filter=_normalize)
         for info, data in extra:
@@ -141,7 +140,12 @@ def sha256sum_digest(chart_dir: Path) -> str:
     """The documented coreutils pipeline, run for real: an independent computation of the digest."""
     out = subprocess.run(
         "find . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum",
-        shell=True, cwd=chart_dir, check=True, capture_output=True, text=True)
+        shell=True,
+        cwd=chart_dir,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.split()[0]
 
 
@@ -163,12 +167,17 @@ def extract_helm_binary(dest: Path) -> Path:
 
 
 def helm_env(home: Path) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
-            "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data")}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
 
 
 # --- Kubernetes API double -------------------------------------------------------------------------
+
 
 def make_tls_material(dest: Path) -> tuple[Path, Path, bytes]:
     """A throwaway CA and a server certificate for 127.0.0.1: (cert chain file, key file, CA PEM)."""
@@ -177,26 +186,47 @@ def make_tls_material(dest: Path) -> tuple[Path, Path, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-kubernetes-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
     ca_pem = ca.public_bytes(pem)
     cert_file, key_file = dest / "server.crt", dest / "server.key"
@@ -235,21 +265,42 @@ class KubeApiDouble:
                 owner.requests.append(("GET", self.path, self.headers.get("Authorization", "")))
                 if owner.unauthorized_remaining > 0:
                     owner.unauthorized_remaining -= 1
-                    return self._reply(401, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                             "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+                    return self._reply(
+                        401,
+                        {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "status": "Failure",
+                            "message": "Unauthorized",
+                            "reason": "Unauthorized",
+                            "code": 401,
+                        },
+                    )
                 if self.path.startswith("/version"):
-                    return self._reply(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-eks",
-                                             "platform": "linux/amd64"})
+                    return self._reply(
+                        200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-eks", "platform": "linux/amd64"}
+                    )
                 if "/secrets" in self.path and self.path.startswith("/api/v1/namespaces/"):
-                    return self._reply(200, {"kind": "SecretList", "apiVersion": "v1",
-                                             "metadata": {"resourceVersion": "1"}, "items": []})
-                return self._reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                         "reason": "NotFound", "code": 404})
+                    return self._reply(
+                        200,
+                        {"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []},
+                    )
+                return self._reply(
+                    404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+                )
 
             def _refuse_write(self):
                 owner.requests.append((self.command, self.path, self.headers.get("Authorization", "")))
-                self._reply(405, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                  "message": "the test double accepts no writes", "code": 405})
+                self._reply(
+                    405,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "message": "the test double accepts no writes",
+                        "code": 405,
+                    },
+                )
 
             do_POST = do_PUT = do_PATCH = do_DELETE = _refuse_write
 

@@ -11,8 +11,17 @@ from constructs.hyperpod_helm_chart.runtime.helm_chart_installer import chart_ar
 from constructs.hyperpod_helm_chart.runtime.helm_chart_installer.chart_archive import ChartArchiveError, fetch_chart
 from constructs.hyperpod_helm_chart.runtime.helm_chart_installer.chart_digest import chart_files_sha256
 
-from .support import CHART_PATH, COMMIT, REPOSITORY, TOP_FOLDER, archive_path, file_member, github_tarball, \
-    link_member, sha256sum_digest
+from .support import (
+    CHART_PATH,
+    COMMIT,
+    REPOSITORY,
+    TOP_FOLDER,
+    archive_path,
+    file_member,
+    github_tarball,
+    link_member,
+    sha256sum_digest,
+)
 
 OTHER_COMMIT = "1" * 40
 
@@ -22,8 +31,9 @@ def _no_sleep(_seconds):
 
 
 def _serve_variant(github, *extra, stage=True, commit=OTHER_COMMIT, top=None):
-    body = github_tarball(github.stage if stage else None, top_folder=top or f"sagemaker-hyperpod-cli-{commit}",
-                          extra=tuple(extra))
+    body = github_tarball(
+        github.stage if stage else None, top_folder=top or f"sagemaker-hyperpod-cli-{commit}", extra=tuple(extra)
+    )
     github.server.serve(archive_path(commit=commit), body)
     return commit
 
@@ -52,15 +62,19 @@ def test_digest_changes_when_one_byte_or_one_name_changes(github, tmp_path):
     assert chart_files_sha256(chart) != before
 
 
-@pytest.mark.parametrize("name, message", [
-    (f"{TOP_FOLDER}/{CHART_PATH}/../../../../evil.sh", "escapes the archive root"),
-    (f"{TOP_FOLDER}/{CHART_PATH}/templates/../../../outside.yaml", "escapes the archive root"),
-    ("/etc/cron.d/evil", "absolute"),
-    ("other-top-folder/helm_chart/HyperPodHelmChart/x.yaml", "outside the expected top folder"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (f"{TOP_FOLDER}/{CHART_PATH}/../../../../evil.sh", "escapes the archive root"),
+        (f"{TOP_FOLDER}/{CHART_PATH}/templates/../../../outside.yaml", "escapes the archive root"),
+        ("/etc/cron.d/evil", "absolute"),
+        ("other-top-folder/helm_chart/HyperPodHelmChart/x.yaml", "outside the expected top folder"),
+    ],
+)
 def test_unsafe_member_names_are_rejected_and_nothing_lands_outside(github, tmp_path, name, message):
-    commit = _serve_variant(github, file_member(name.replace(TOP_FOLDER, f"sagemaker-hyperpod-cli-{OTHER_COMMIT}"),
-                                                b"boom"))
+    commit = _serve_variant(
+        github, file_member(name.replace(TOP_FOLDER, f"sagemaker-hyperpod-cli-{OTHER_COMMIT}"), b"boom")
+    )
     with pytest.raises(ChartArchiveError, match=message):
         fetch_chart(REPOSITORY, commit, CHART_PATH, tmp_path / "work", base_url=github.base_url)
     assert not (tmp_path / "evil.sh").exists() and not (tmp_path / "outside.yaml").exists()
@@ -84,8 +98,7 @@ def test_duplicate_member_cannot_overwrite_an_extracted_file(github, tmp_path):
 
 def test_oversize_archive_is_rejected_while_downloading(github, tmp_path):
     with pytest.raises(ChartArchiveError, match="over the 1024-byte limit"):
-        fetch_chart(REPOSITORY, COMMIT, CHART_PATH, tmp_path / "work", base_url=github.base_url,
-                    max_archive_bytes=1024)
+        fetch_chart(REPOSITORY, COMMIT, CHART_PATH, tmp_path / "work", base_url=github.base_url, max_archive_bytes=1024)
 
 
 def test_oversize_chart_is_rejected_while_extracting(github, tmp_path):
@@ -93,8 +106,9 @@ def test_oversize_chart_is_rejected_while_extracting(github, tmp_path):
     # Highly compressible, so the archive itself stays small.
     commit = _serve_variant(github, file_member(f"{top}/{CHART_PATH}/files/big.bin", b"\0" * (2 * 1024 * 1024)))
     with pytest.raises(ChartArchiveError, match="exceeds the 1048576-byte size limit at .*big.bin"):
-        fetch_chart(REPOSITORY, commit, CHART_PATH, tmp_path / "work", base_url=github.base_url,
-                    max_chart_bytes=1024 * 1024)
+        fetch_chart(
+            REPOSITORY, commit, CHART_PATH, tmp_path / "work", base_url=github.base_url, max_chart_bytes=1024 * 1024
+        )
 
 
 def test_missing_chart_path_fails_naming_the_path(github, tmp_path):
@@ -123,8 +137,9 @@ def test_unknown_commit_fails_at_once_with_the_url(github, tmp_path):
 def test_transient_server_errors_are_retried_with_backoff(github, tmp_path):
     github.server.faults[archive_path()] = [503, 429]
     delays = []
-    chart = fetch_chart(REPOSITORY, COMMIT, CHART_PATH, tmp_path / "work", base_url=github.base_url,
-                        sleep=delays.append)
+    chart = fetch_chart(
+        REPOSITORY, COMMIT, CHART_PATH, tmp_path / "work", base_url=github.base_url, sleep=delays.append
+    )
     assert chart_files_sha256(chart) == sha256sum_digest(github.chart_dir)
     assert delays == [1, 2]
     assert github.server.requests == [archive_path()] * 3

@@ -19,8 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]  # `python -m` is run from the reposi
 
 def test_sort_order_and_names_match_sha256sum_byte_for_byte(tmp_path):
     # Names whose order differs between naive, locale and byte sorting, nested paths, an empty file.
-    for name, data in {"Z.yaml": b"z", "a-b": b"1", "a/b": b"2", "a.b": b"3", "a/B/c.tpl": b"4",
-                       "\u00fcber.txt": "\u00fc".encode(), "empty": b"", "charts/x/Chart.yaml": b"name: x\n"}.items():
+    for name, data in {
+        "Z.yaml": b"z",
+        "a-b": b"1",
+        "a/b": b"2",
+        "a.b": b"3",
+        "a/B/c.tpl": b"4",
+        "\u00fcber.txt": "\u00fc".encode(),
+        "empty": b"",
+        "charts/x/Chart.yaml": b"name: x\n",
+    }.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -44,15 +52,32 @@ def test_symlinks_are_refused(tmp_path):
 
 
 def test_cli_prints_the_digest_of_a_directory(github):
-    out = subprocess.run([sys.executable, "-m", MODULE, str(github.chart_dir)], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", MODULE, str(github.chart_dir)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == sha256sum_digest(github.chart_dir)
 
 
 def test_cli_fetches_the_commit_like_the_lambda_does(github):
-    out = subprocess.run([sys.executable, "-m", MODULE, "--repository", REPOSITORY, "--commit", COMMIT,
-                          "--chart-path", CHART_PATH, "--base-url", github.base_url],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            MODULE,
+            "--repository",
+            REPOSITORY,
+            "--commit",
+            COMMIT,
+            "--chart-path",
+            CHART_PATH,
+            "--base-url",
+            github.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     assert out.stdout.strip() == sha256sum_digest(github.chart_dir)
 
 

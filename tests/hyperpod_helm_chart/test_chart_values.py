@@ -64,7 +64,8 @@ def test_region_lands_where_the_health_monitoring_agent_reads_it():
 def test_device_plugins_follow_the_gpu_table():
     values = chart_values("us-east-1")
     nvidia_terms = values["nvidia-device-plugin"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
     assert nvidia_terms[0]["matchExpressions"][0]["values"] == sorted(GPU_INSTANCE_TYPES)
     efa = values["aws-efa-k8s-device-plugin"]["supportedInstanceLabels"]["values"]
     gpu_efa = {t for t, s in GPU_INSTANCE_TYPES.items() if s.efa_interfaces > 0}

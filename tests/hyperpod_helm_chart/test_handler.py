@@ -36,9 +36,15 @@ REGION = "us-west-2"
 def properties(**overrides) -> dict:
     props = {
         "ServiceToken": "arn:aws:lambda:us-west-2:123456789012:function:framework",
-        "ClusterName": CLUSTER, "Region": REGION, "Repository": REPOSITORY, "Commit": COMMIT,
-        "ChartPath": CHART_PATH, "ExpectedFilesSha256": "", "ReleaseName": "dependencies",
-        "Namespace": "kube-system", "Values": json.dumps(chart_values(REGION)),
+        "ClusterName": CLUSTER,
+        "Region": REGION,
+        "Repository": REPOSITORY,
+        "Commit": COMMIT,
+        "ChartPath": CHART_PATH,
+        "ExpectedFilesSha256": "",
+        "ReleaseName": "dependencies",
+        "Namespace": "kube-system",
+        "Values": json.dumps(chart_values(REGION)),
     }
     props.update(overrides)
     return props
@@ -88,7 +94,9 @@ def eks(kube_api):
     stubber = Stubber(client)
     stubber.activate()
     stubber.cluster = {
-        "name": CLUSTER, "arn": f"arn:aws:eks:{REGION}:123456789012:cluster/{CLUSTER}", "status": "ACTIVE",
+        "name": CLUSTER,
+        "arn": f"arn:aws:eks:{REGION}:123456789012:cluster/{CLUSTER}",
+        "status": "ACTIVE",
         "endpoint": kube_api.endpoint,
         "certificateAuthority": {"data": base64.b64encode(kube_api.ca_pem).decode()},
     }
@@ -99,11 +107,17 @@ def eks(kube_api):
 
 def installer(shim, github, eks, tmp_path, *, remaining=400.0, attempts=12, sleeps=None) -> Installer:
     (tmp_path / "scratch").mkdir(exist_ok=True)
-    return Installer(session=botocore.session.Session(), helm_binary=str(shim.path),
-                     archive_base_url=github.base_url, scratch_root=tmp_path / "scratch",
-                     remaining_seconds=lambda: remaining, eks_client_for=lambda region: eks.client,
-                     reach_attempts=attempts, reach_delay=3,
-                     sleep=(sleeps.append if sleeps is not None else (lambda _s: None)))
+    return Installer(
+        session=botocore.session.Session(),
+        helm_binary=str(shim.path),
+        archive_base_url=github.base_url,
+        scratch_root=tmp_path / "scratch",
+        remaining_seconds=lambda: remaining,
+        eks_client_for=lambda region: eks.client,
+        reach_attempts=attempts,
+        reach_delay=3,
+        sleep=(sleeps.append if sleeps is not None else (lambda _s: None)),
+    )
 
 
 def _rendered(dry_run_output: str) -> dict[tuple[str, str], dict]:
@@ -121,25 +135,44 @@ def test_create_installs_with_reset_values_and_the_complete_values_file(shim, gi
     result = installer(shim, github, eks, tmp_path).handle(event("Create", properties()))
 
     digest = sha256sum_digest(github.chart_dir)
-    assert result == {"PhysicalResourceId": f"{CLUSTER}/kube-system/dependencies",
-                      "Data": {"FilesSha256": digest, "ReleaseName": "dependencies", "Namespace": "kube-system"}}
+    assert result == {
+        "PhysicalResourceId": f"{CLUSTER}/kube-system/dependencies",
+        "Data": {"FilesSha256": digest, "ReleaseName": "dependencies", "Namespace": "kube-system"},
+    }
     argv, values, output = shim.upgrade_record()
     chart_dir = argv[3]
     work = Path(chart_dir).parents[1]
-    assert argv == ["upgrade", "--install", "dependencies", chart_dir, "--namespace", "kube-system",
-                    "--create-namespace", "--reset-values",
-                    "-f", f"{chart_dir}/regional-values/values-{REGION}.yaml",
-                    "-f", f"{work}/values.json",
-                    "--timeout", "325s",  # 400 s left in the invocation minus the 75 s reserve
-                    "--history-max", "10"]
+    assert argv == [
+        "upgrade",
+        "--install",
+        "dependencies",
+        chart_dir,
+        "--namespace",
+        "kube-system",
+        "--create-namespace",
+        "--reset-values",
+        "-f",
+        f"{chart_dir}/regional-values/values-{REGION}.yaml",
+        "-f",
+        f"{work}/values.json",
+        "--timeout",
+        "325s",  # 400 s left in the invocation minus the 75 s reserve
+        "--history-max",
+        "10",
+    ]
     assert chart_dir == f"{work}/source/chart" and work.parent == tmp_path / "scratch"
     assert values == chart_values(REGION)
     objects = _rendered(output)
     image = objects[("DaemonSet", "health-monitoring-agent")]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image.startswith("905418368575.dkr.ecr.us-west-2.amazonaws.com/")
     assert ("ConfigMap", "mpi-operator-component") in objects and ("ConfigMap", "storage-component") not in objects
-    assert [c[:2] for c in shim.calls()] == [["dependency", "list"], ["dependency", "build"],
-                                             ["dependency", "list"], ["list", "--namespace"], ["upgrade", "--install"]]
+    assert [c[:2] for c in shim.calls()] == [
+        ["dependency", "list"],
+        ["dependency", "build"],
+        ["dependency", "list"],
+        ["list", "--namespace"],
+        ["upgrade", "--install"],
+    ]
     assert not list((tmp_path / "scratch").iterdir())  # scratch space removed
     eks.assert_no_pending_responses()
 
@@ -152,7 +185,7 @@ def test_helm_authenticates_with_a_k8s_aws_v1_token_for_the_cluster(shim, github
     assert any("/api/v1/namespaces/kube-system/secrets" in p for _, p, _ in kube_api.requests)
     for auth in _tokens(kube_api):
         assert auth.startswith("Bearer k8s-aws-v1.")
-        body = auth[len("Bearer k8s-aws-v1."):]
+        body = auth[len("Bearer k8s-aws-v1.") :]
         url = urllib.parse.urlsplit(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode())
         query = dict(urllib.parse.parse_qsl(url.query))
         assert url.netloc == f"sts.{REGION}.amazonaws.com" and query["Action"] == "GetCallerIdentity"
@@ -166,8 +199,13 @@ def test_update_reapplies_every_value_so_nothing_stale_survives(shim, github, ek
     old = properties()
 
     result = installer(shim, github, eks, tmp_path).handle(
-        event("Update", properties(Values=json.dumps(new_values)), OldResourceProperties=old,
-              PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies"))
+        event(
+            "Update",
+            properties(Values=json.dumps(new_values)),
+            OldResourceProperties=old,
+            PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies",
+        )
+    )
 
     assert result["PhysicalResourceId"] == f"{CLUSTER}/kube-system/dependencies"  # in place, no replacement
     argv, values, output = shim.upgrade_record()
@@ -181,8 +219,7 @@ def test_update_reapplies_every_value_so_nothing_stale_survives(shim, github, ek
 def test_pinned_digest_that_matches_installs(shim, github, eks, kube_api, tmp_path):
     eks.add_response("describe_cluster", {"cluster": eks.cluster}, {"name": CLUSTER})
     digest = sha256sum_digest(github.chart_dir)
-    result = installer(shim, github, eks, tmp_path).handle(
-        event("Create", properties(ExpectedFilesSha256=digest)))
+    result = installer(shim, github, eks, tmp_path).handle(event("Create", properties(ExpectedFilesSha256=digest)))
     assert result["Data"]["FilesSha256"] == digest
     assert shim.upgrade_record()
 
@@ -203,8 +240,11 @@ def test_unpinned_digest_is_logged_for_pinning(shim, github, eks, kube_api, tmp_
     caplog.set_level("INFO")
     installer(shim, github, eks, tmp_path).handle(event("Create", properties()))
     digest = sha256sum_digest(github.chart_dir)
-    assert any(digest in r.getMessage() and "eks.helm_chart.files_sha256" in r.getMessage()
-               for r in caplog.records if r.levelname == "WARNING")
+    assert any(
+        digest in r.getMessage() and "eks.helm_chart.files_sha256" in r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING"
+    )
 
 
 def test_access_entry_propagation_401s_are_waited_out(shim, github, eks, kube_api, tmp_path):
@@ -220,8 +260,11 @@ def test_access_entry_propagation_401s_are_waited_out(shim, github, eks, kube_ap
 def test_cluster_that_never_authorizes_fails_with_a_hint(shim, github, eks, kube_api, tmp_path):
     eks.add_response("describe_cluster", {"cluster": eks.cluster}, {"name": CLUSTER})
     kube_api.unauthorized_remaining = 1000
-    with pytest.raises(HelmError, match="(?s)did not accept the handler after 3 attempts; check the handler "
-                                        "role's EKS access entry.*provide credentials"):
+    with pytest.raises(
+        HelmError,
+        match="(?s)did not accept the handler after 3 attempts; check the handler "
+        "role's EKS access entry.*provide credentials",
+    ):
         installer(shim, github, eks, tmp_path, attempts=3).handle(event("Create", properties()))
     assert "upgrade" not in [c[0] for c in shim.calls()]
 
@@ -236,33 +279,48 @@ def test_too_little_time_left_refuses_to_start_helm(shim, github, eks, kube_api,
 def test_delete_uninstalls_and_treats_a_missing_release_as_done(shim, github, eks, kube_api, tmp_path):
     eks.add_response("describe_cluster", {"cluster": eks.cluster}, {"name": CLUSTER})
     physical = f"{CLUSTER}/kube-system/dependencies"
-    result = installer(shim, github, eks, tmp_path).handle(
-        event("Delete", properties(), PhysicalResourceId=physical))
+    result = installer(shim, github, eks, tmp_path).handle(event("Delete", properties(), PhysicalResourceId=physical))
     assert result == {"PhysicalResourceId": physical}
-    assert shim.calls()[-1] == ["uninstall", "dependencies", "--namespace", "kube-system", "--ignore-not-found",
-                                "--timeout", "325s"]
+    assert shim.calls()[-1] == [
+        "uninstall",
+        "dependencies",
+        "--namespace",
+        "kube-system",
+        "--ignore-not-found",
+        "--timeout",
+        "325s",
+    ]
     assert github.server.requests == []  # delete never fetches the chart
 
 
 def test_delete_after_the_cluster_is_gone_succeeds_without_helm(shim, github, eks, kube_api, tmp_path):
-    eks.add_client_error("describe_cluster", service_error_code="ResourceNotFoundException",
-                         service_message=f"No cluster found for name: {CLUSTER}.", http_status_code=404)
+    eks.add_client_error(
+        "describe_cluster",
+        service_error_code="ResourceNotFoundException",
+        service_message=f"No cluster found for name: {CLUSTER}.",
+        http_status_code=404,
+    )
     installer(shim, github, eks, tmp_path).handle(
-        event("Delete", properties(), PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies"))
+        event("Delete", properties(), PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies")
+    )
     assert shim.calls() == []
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("Commit", "main", "property Commit='main' does not match"),
-    ("ExpectedFilesSha256", "ABC", "property ExpectedFilesSha256='ABC' does not match"),
-    ("ReleaseName", "Dependencies", "property ReleaseName='Dependencies' does not match"),
-    ("Namespace", "kube_system", "property Namespace='kube_system' does not match"),
-    ("Values", "[1, 2]", "property Values must be a JSON object"),
-    ("Values", "{not json", "property Values is not JSON"),
-    ("ClusterName", "", "property ClusterName is missing"),
-])
-def test_bad_properties_fail_with_the_key_before_anything_runs(shim, github, eks, kube_api, tmp_path,
-                                                               key, value, message):
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("Commit", "main", "property Commit='main' does not match"),
+        ("ExpectedFilesSha256", "ABC", "property ExpectedFilesSha256='ABC' does not match"),
+        ("ReleaseName", "Dependencies", "property ReleaseName='Dependencies' does not match"),
+        ("Namespace", "kube_system", "property Namespace='kube_system' does not match"),
+        ("Values", "[1, 2]", "property Values must be a JSON object"),
+        ("Values", "{not json", "property Values is not JSON"),
+        ("ClusterName", "", "property ClusterName is missing"),
+    ],
+)
+def test_bad_properties_fail_with_the_key_before_anything_runs(
+    shim, github, eks, kube_api, tmp_path, key, value, message
+):
     with pytest.raises(ValueError, match=message):
         installer(shim, github, eks, tmp_path).handle(event("Create", properties(**{key: value})))
     assert github.server.requests == [] and shim.calls() == []
@@ -280,5 +338,6 @@ def test_on_event_reads_its_environment_and_skips_helm_for_a_vanished_cluster(mo
     monkeypatch.setenv("HELM_BINARY", str(tmp_path / "no-helm-here"))
     with mock_aws():
         result = handler_module.on_event(
-            event("Delete", properties(), PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies"), Context())
+            event("Delete", properties(), PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies"), Context()
+        )
     assert result == {"PhysicalResourceId": f"{CLUSTER}/kube-system/dependencies"}

@@ -13,7 +13,9 @@ from config.gpu_types import GPU_INSTANCE_TYPES
 from constructs.hyperpod_helm_chart.chart_values import HEALTH_TAINT_TOLERATION, chart_values
 from constructs.hyperpod_helm_chart.runtime.helm_chart_installer.chart_archive import fetch_chart
 from constructs.hyperpod_helm_chart.runtime.helm_chart_installer.helm_cli import (
-    HelmCli, HelmError, parse_dependency_list,
+    HelmCli,
+    HelmError,
+    parse_dependency_list,
 )
 
 from .support import CHART_PATH, COMMIT, REPOSITORY
@@ -56,13 +58,18 @@ def _render(helm: HelmCli, chart: Path, tmp_path: Path, region: str) -> dict[tup
 
 
 def test_dependency_list_table_is_parsed_including_multiword_statuses():
-    out = ("NAME                \tVERSION\tREPOSITORY                   \tSTATUS  \n"
-           "nvidia-device-plugin\t0.16.1 \thttps://nvidia.github.io/k8s-device-plugin\tmissing \n"
-           "mlflow              \t0.1.0  \tfile://charts/mlflow         \tunpacked\n"
-           "storage             \t0.2.0  \tfile://charts/storage        \twrong version\n\n")
+    out = (
+        "NAME                \tVERSION\tREPOSITORY                   \tSTATUS  \n"
+        "nvidia-device-plugin\t0.16.1 \thttps://nvidia.github.io/k8s-device-plugin\tmissing \n"
+        "mlflow              \t0.1.0  \tfile://charts/mlflow         \tunpacked\n"
+        "storage             \t0.2.0  \tfile://charts/storage        \twrong version\n\n"
+    )
     rows = parse_dependency_list(out)
     assert [(r.name, r.status) for r in rows] == [
-        ("nvidia-device-plugin", "missing"), ("mlflow", "unpacked"), ("storage", "wrong version")]
+        ("nvidia-device-plugin", "missing"),
+        ("mlflow", "unpacked"),
+        ("storage", "wrong version"),
+    ]
     assert parse_dependency_list("WARNING: no dependencies at chart/charts\n") == []
 
 
@@ -94,8 +101,11 @@ def test_dependency_build_retries_a_failing_chart_repository_then_succeeds(helm,
 
 def test_dependency_build_failure_reports_the_unreachable_repository(helm, chart, github):
     github.server.faults["/charts/index.yaml"] = [500] * 20
-    with pytest.raises(HelmError, match=r"(?s)helm dependency build failed \(exit 1\): .*output: .*"
-                                        r"Unable to get an update from the \"http://127\.0\.0\.1:\d+/charts\""):
+    with pytest.raises(
+        HelmError,
+        match=r"(?s)helm dependency build failed \(exit 1\): .*output: .*"
+        r"Unable to get an update from the \"http://127\.0\.0\.1:\d+/charts\"",
+    ):
         helm.build_dependencies_if_needed(chart, sleep=lambda _: None)
     assert len([c for c in helm.runner.calls if c[1:3] == ["dependency", "build"]]) == 3
 
@@ -106,30 +116,37 @@ def test_generated_values_render_region_and_exactly_the_enabled_components(helm,
 
     agent = objects[("DaemonSet", "health-monitoring-agent")]["spec"]["template"]["spec"]["containers"][0]
     # Region from the generated values beats the regional file's; the regional file's image tag is kept.
-    assert agent["image"] == ("905418368575.dkr.ecr.us-west-2.amazonaws.com/"
-                              "hyperpod-health-monitoring-agent:9.9.9-regional")
+    assert agent["image"] == (
+        "905418368575.dkr.ecr.us-west-2.amazonaws.com/hyperpod-health-monitoring-agent:9.9.9-regional"
+    )
     assert agent["env"] == [{"name": "AWS_REGION", "value": "us-west-2"}]
 
     components = {name for kind, name in objects if kind == "ConfigMap"}
-    assert components == {f"{c}-component" for c in (
-        "deep-health-check", "job-auto-restart", "hyperpod-patching", "training-operators", "mpi-operator")}
+    assert components == {
+        f"{c}-component"
+        for c in ("deep-health-check", "job-auto-restart", "hyperpod-patching", "training-operators", "mpi-operator")
+    }
     # storage is on in the fixture chart's defaults; mlflow and inference are off: all must stay off.
 
     nvidia = objects[("DaemonSet", "dependencies-nvidia-device-plugin")]["spec"]["template"]["spec"]
     assert HEALTH_TAINT_TOLERATION in nvidia["tolerations"]
-    (term,) = nvidia["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"]
+    (term,) = nvidia["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert term["matchExpressions"][0]["key"] == "node.kubernetes.io/instance-type"
     assert set(term["matchExpressions"][0]["values"]) == set(GPU_INSTANCE_TYPES)
 
     efa = objects[("DaemonSet", "dependencies-aws-efa-k8s-device-plugin")]["spec"]["template"]["spec"]
     assert {"key": "CriticalAddonsOnly", "operator": "Exists"} in efa["tolerations"]
     assert HEALTH_TAINT_TOLERATION in efa["tolerations"]
-    efa_types = efa["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
+    efa_types = efa["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][
+        0
+    ]["matchExpressions"][0]["values"]
     assert "ml.p5.48xlarge" in efa_types and "ml.g5.xlarge" not in efa_types  # g5.xlarge has no EFA
     assert set(efa_types) == {t for t, s in GPU_INSTANCE_TYPES.items() if s.efa_interfaces} | {
-        "ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.3xlarge", "ml.trn2.48xlarge"}
+        "ml.trn1.32xlarge",
+        "ml.trn1n.32xlarge",
+        "ml.trn2.3xlarge",
+        "ml.trn2.48xlarge",
+    }
 
 
 def test_region_without_a_regional_file_still_reaches_the_agent(helm, chart, tmp_path):

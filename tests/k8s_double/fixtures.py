@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -29,15 +30,23 @@ class KubeconfigRef(NamedTuple):
     context: str
 
 
-def write_kubeconfig(double: K8sDouble, path: Path, *, context: str = CONTEXT,
-                     namespace: str = "default") -> KubeconfigRef:
+def write_kubeconfig(
+    double: K8sDouble, path: Path, *, context: str = CONTEXT, namespace: str = "default"
+) -> KubeconfigRef:
     """A kubeconfig with one cluster/user/context for the double (what `aws eks update-kubeconfig` writes, minus exec auth)."""
     config = {
-        "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": context,
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "current-context": context,
         "clusters": [{"name": f"{context}-cluster", "cluster": {"server": double.url}}],
         "users": [{"name": f"{context}-user", "user": {"token": double.token}}],
-        "contexts": [{"name": context, "context": {"cluster": f"{context}-cluster",
-                                                   "user": f"{context}-user", "namespace": namespace}}],
+        "contexts": [
+            {
+                "name": context,
+                "context": {"cluster": f"{context}-cluster", "user": f"{context}-user", "namespace": namespace},
+            }
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -59,7 +68,8 @@ def kubeconfig_for_double(k8s_double: K8sDouble, tmp_path: Path) -> KubeconfigRe
 def k8s_api_client(kubeconfig_for_double: KubeconfigRef):
     from kubernetes import config
 
-    client = config.new_client_from_config(config_file=str(kubeconfig_for_double.path),
-                                           context=kubeconfig_for_double.context)
+    client = config.new_client_from_config(
+        config_file=str(kubeconfig_for_double.path), context=kubeconfig_for_double.context
+    )
     yield client
     client.close()

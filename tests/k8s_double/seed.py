@@ -30,16 +30,29 @@ def instance_id() -> str:
 
 def _node_info() -> dict[str, str]:
     return {
-        "architecture": "amd64", "bootID": "b0", "containerRuntimeVersion": "containerd://1.7.27",
-        "kernelVersion": "6.1.141-155.222.amzn2023.x86_64", "kubeProxyVersion": "v1.33.5-eks-3025e55",
-        "kubeletVersion": "v1.33.5-eks-3025e55", "machineID": "m0", "operatingSystem": "linux",
-        "osImage": "Amazon Linux 2023.8.20250818", "systemUUID": "s0",
+        "architecture": "amd64",
+        "bootID": "b0",
+        "containerRuntimeVersion": "containerd://1.7.27",
+        "kernelVersion": "6.1.141-155.222.amzn2023.x86_64",
+        "kubeProxyVersion": "v1.33.5-eks-3025e55",
+        "kubeletVersion": "v1.33.5-eks-3025e55",
+        "machineID": "m0",
+        "operatingSystem": "linux",
+        "osImage": "Amazon Linux 2023.8.20250818",
+        "systemUUID": "s0",
     }
 
 
-def node(name: str, labels: dict[str, str], *, capacity: dict[str, str], ready: bool = True,
-         taints: list[dict[str, str]] | None = None, unschedulable: bool = False,
-         provider_id: str | None = None) -> dict[str, Any]:
+def node(
+    name: str,
+    labels: dict[str, str],
+    *,
+    capacity: dict[str, str],
+    ready: bool = True,
+    taints: list[dict[str, str]] | None = None,
+    unschedulable: bool = False,
+    provider_id: str | None = None,
+) -> dict[str, Any]:
     """A v1 Node with a Ready condition; allocatable equals capacity (what device plugins advertise)."""
     octet = next(_ips)
     spec: dict[str, Any] = {"providerID": provider_id or f"aws:///us-west-2a/{name}"}
@@ -48,31 +61,55 @@ def node(name: str, labels: dict[str, str], *, capacity: dict[str, str], ready: 
     if unschedulable:
         spec["unschedulable"] = True
     return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                              "kubernetes.io/arch": "amd64", **labels},
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                **labels,
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
         "spec": spec,
         "status": {
-            "capacity": dict(capacity), "allocatable": dict(capacity),
-            "conditions": [{
-                "type": "Ready", "status": "True" if ready else "False",
-                "reason": "KubeletReady" if ready else "KubeletNotReady",
-                "message": "kubelet is posting ready status" if ready else "container runtime network not ready",
-                "lastHeartbeatTime": "2025-11-26T12:00:00Z", "lastTransitionTime": "2025-11-26T12:00:00Z",
-            }],
-            "addresses": [{"type": "InternalIP", "address": f"10.1.{octet // 250}.{octet % 250}"},
-                          {"type": "Hostname", "address": name}],
+            "capacity": dict(capacity),
+            "allocatable": dict(capacity),
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "reason": "KubeletReady" if ready else "KubeletNotReady",
+                    "message": "kubelet is posting ready status" if ready else "container runtime network not ready",
+                    "lastHeartbeatTime": "2025-11-26T12:00:00Z",
+                    "lastTransitionTime": "2025-11-26T12:00:00Z",
+                }
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": f"10.1.{octet // 250}.{octet % 250}"},
+                {"type": "Hostname", "address": name},
+            ],
             "nodeInfo": _node_info(),
         },
     }
 
 
-def hyperpod_node(instance_type: str = "ml.p5.48xlarge", *, cluster: str = "hp-test",
-                  instance_group: str = "worker-group-1", gpus: int | None = None, efa: int | None = None,
-                  accelerator: str | None = None, health: str = "Schedulable", deep_health: str | None = "Passed",
-                  ready: bool = True, extra_labels: dict[str, str] | None = None,
-                  name: str | None = None) -> dict[str, Any]:
+def hyperpod_node(
+    instance_type: str = "ml.p5.48xlarge",
+    *,
+    cluster: str = "hp-test",
+    instance_group: str = "worker-group-1",
+    gpus: int | None = None,
+    efa: int | None = None,
+    accelerator: str | None = None,
+    health: str = "Schedulable",
+    deep_health: str | None = "Passed",
+    ready: bool = True,
+    extra_labels: dict[str, str] | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
     """A node HyperPod registered. ``accelerator`` sets ``skypilot.co/accelerator`` (absent by default).
 
     HyperPod taints nodes it marks Unschedulable*, so ``health`` other than Schedulable adds
@@ -83,11 +120,14 @@ def hyperpod_node(instance_type: str = "ml.p5.48xlarge", *, cluster: str = "hp-t
     efa = (spec.efa_interfaces if spec else 0) if efa is None else efa
     iid = instance_id()
     labels = {
-        INSTANCE_TYPE_LABEL: instance_type, "beta.kubernetes.io/instance-type": instance_type,
-        CLUSTER_NAME_LABEL: cluster, HEALTH_LABEL: health,
+        INSTANCE_TYPE_LABEL: instance_type,
+        "beta.kubernetes.io/instance-type": instance_type,
+        CLUSTER_NAME_LABEL: cluster,
+        HEALTH_LABEL: health,
         "sagemaker.amazonaws.com/compute-type": "hyperpod",
         "sagemaker.amazonaws.com/instance-group-name": instance_group,
-        "topology.kubernetes.io/zone": "us-west-2a", "topology.kubernetes.io/region": "us-west-2",
+        "topology.kubernetes.io/zone": "us-west-2a",
+        "topology.kubernetes.io/region": "us-west-2",
     }
     if deep_health is not None:
         labels[DEEP_HEALTH_LABEL] = deep_health
@@ -102,8 +142,14 @@ def hyperpod_node(instance_type: str = "ml.p5.48xlarge", *, cluster: str = "hp-t
     taints = None
     if health != "Schedulable":
         taints = [{"key": HEALTH_TAINT_KEY, "value": health, "effect": "NoSchedule"}]
-    return node(name or f"hyperpod-{iid}", labels, capacity=capacity, ready=ready, taints=taints,
-                provider_id=f"aws:///us-west-2a/sagemaker/cluster/{cluster}-{iid}")
+    return node(
+        name or f"hyperpod-{iid}",
+        labels,
+        capacity=capacity,
+        ready=ready,
+        taints=taints,
+        provider_id=f"aws:///us-west-2a/sagemaker/cluster/{cluster}-{iid}",
+    )
 
 
 def cpu_hyperpod_node(instance_type: str = "ml.m5.2xlarge", **kwargs: Any) -> dict[str, Any]:
@@ -112,23 +158,34 @@ def cpu_hyperpod_node(instance_type: str = "ml.m5.2xlarge", **kwargs: Any) -> di
     return hyperpod_node(instance_type, gpus=0, efa=0, **kwargs)
 
 
-def system_node(instance_type: str = "m5.large", *, name: str | None = None,
-                labels: dict[str, str] | None = None) -> dict[str, Any]:
+def system_node(
+    instance_type: str = "m5.large", *, name: str | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """An EKS managed-node-group node (no ``ml.`` prefix, no HyperPod labels)."""
     octet = _rng.randrange(2, 250)
-    return node(name or f"ip-10-192-10-{octet}.us-west-2.compute.internal",
-                {INSTANCE_TYPE_LABEL: instance_type, "eks.amazonaws.com/nodegroup": "system", **(labels or {})},
-                capacity={"cpu": "2", "memory": "7910Mi", "pods": "29"})
+    return node(
+        name or f"ip-10-192-10-{octet}.us-west-2.compute.internal",
+        {INSTANCE_TYPE_LABEL: instance_type, "eks.amazonaws.com/nodegroup": "system", **(labels or {})},
+        capacity={"cpu": "2", "memory": "7910Mi", "pods": "29"},
+    )
 
 
-def pod(name: str, *, namespace: str = "default", node_name: str | None = None, gpus: int = 0,
-        phase: str = "Running", labels: dict[str, str] | None = None) -> dict[str, Any]:
+def pod(
+    name: str,
+    *,
+    namespace: str = "default",
+    node_name: str | None = None,
+    gpus: int = 0,
+    phase: str = "Running",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A pod holding ``gpus`` GPUs on ``node_name`` (SkyPilot subtracts these from what is free)."""
     resources: dict[str, Any] = {"requests": {"cpu": "1"}}
     if gpus:
         resources = {"requests": {"cpu": "1", "nvidia.com/gpu": str(gpus)}, "limits": {"nvidia.com/gpu": str(gpus)}}
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
         "spec": {"nodeName": node_name, "containers": [{"name": "main", "image": "busybox", "resources": resources}]},
         "status": {"phase": phase},

@@ -8,7 +8,8 @@ real API server answers with, so a caller's malformed selector fails loudly here
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # One requirement of a label selector: `k in (a,b)`, `k notin (a)`, `k!=v`, `k==v`, `k=v`, `!k`, `k`.
 _KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
@@ -90,7 +91,7 @@ def field_matcher(kind: str, selector: str | None) -> Callable[[dict[str, Any]],
             raise ValueError(f"invalid field selector: {requirement.strip()!r}")
         field, op, value = m.groups()
         if field not in SUPPORTED_FIELDS[kind]:
-            raise ValueError(f'field label not supported: {field}')
+            raise ValueError(f"field label not supported: {field}")
         if op == "!=":
             checks.append(lambda obj, f=field, v=value: _field_value(obj, f) != v)
         else:

@@ -41,9 +41,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.k8s_double.selectors import field_matcher, label_matcher, merge_patch
@@ -52,9 +53,17 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PATCH_TYPES = frozenset({"application/merge-patch+json", "application/strategic-merge-patch+json"})
 
 _REASONS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-    405: "MethodNotAllowed", 409: "Conflict", 415: "UnsupportedMediaType",
-    422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
     504: "Timeout",
 }
 
@@ -62,15 +71,27 @@ _REASONS = {
 class ApiError(Exception):
     """Raised inside a handler to answer with a ``Status`` object."""
 
-    def __init__(self, code: int, message: str, *, name: str | None = None, kind: str | None = None,
-                 retry_after: int | None = None):
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.code, self.message, self.name, self.kind, self.retry_after = code, message, name, kind, retry_after
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": _REASONS.get(self.code, "Unknown"), "code": self.code,
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": _REASONS.get(self.code, "Unknown"),
+            "code": self.code,
         }
         details = {k: v for k, v in (("name", self.name), ("kind", self.kind)) if v}
         if self.retry_after is not None:
@@ -112,8 +133,7 @@ class _Store:
 class K8sDouble:
     """The server plus its in-memory objects. Thread-safe; one lock guards state and the log."""
 
-    def __init__(self, *, token: str | None = None, git_version: str = "v1.33.5-eks-3025e55",
-                 latency: float = 0.0):
+    def __init__(self, *, token: str | None = None, git_version: str = "v1.33.5-eks-3025e55", latency: float = 0.0):
         self.token = token or uuid.uuid4().hex
         self.latency = latency  # seconds added to every request, as a remote API server's round trip
         self.git_version = git_version
@@ -130,12 +150,13 @@ class K8sDouble:
         self.add_namespace("kube-system")
 
     # ----- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "K8sDouble":
+    def start(self) -> K8sDouble:
         handler = type("Handler", (_Handler,), {"double": self})
         self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="k8s-double",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="k8s-double", kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -146,7 +167,7 @@ class K8sDouble:
             self._thread.join(timeout=5)
             self._server = None
 
-    def __enter__(self) -> "K8sDouble":
+    def __enter__(self) -> K8sDouble:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -185,8 +206,13 @@ class K8sDouble:
             self._revision += 1
 
     def add_namespace(self, name: str) -> dict:
-        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
-              "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+        ns = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
         with self._lock:
             stored = self._store.namespaces[name] = self._new(ns)
             return copy.deepcopy(stored)
@@ -223,8 +249,16 @@ class K8sDouble:
             return self._revision
 
     # ----- faults and the request log --------------------------------------------------------
-    def inject_fault(self, method: str, path: str, *, status: int, times: int | None = 1,
-                     retry_after: int | None = None, message: str | None = None) -> None:
+    def inject_fault(
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int,
+        times: int | None = 1,
+        retry_after: int | None = None,
+        message: str | None = None,
+    ) -> None:
         """Answer the next ``times`` requests matching ``method`` and regex ``path`` with ``status``.
 
         ``times=None`` keeps failing (e.g. a permanent 403). An injected 409 on an object path
@@ -240,8 +274,7 @@ class K8sDouble:
     def writes(self, *, successful: bool = False) -> list[Request]:
         """Write requests received (only those answered 2xx when ``successful``)."""
         with self._lock:
-            return [r for r in self.requests if r.method in WRITE_METHODS
-                    and (not successful or 200 <= r.status < 300)]
+            return [r for r in self.requests if r.method in WRITE_METHODS and (not successful or 200 <= r.status < 300)]
 
     def reset_log(self) -> None:
         with self._lock:
@@ -283,16 +316,21 @@ class K8sDouble:
             self._bump(self._store.nodes[name])
         messages = {
             403: f'{kind or "resource"} "{name}" is forbidden: User "hyperpod-test" cannot '
-                 f'{request.method.lower()} resource "{kind}" in API group "" at the cluster scope',
+            f'{request.method.lower()} resource "{kind}" in API group "" at the cluster scope',
             409: f'Operation cannot be fulfilled on {kind} "{name}": the object has been modified; '
-                 "please apply your changes to the latest version and try again",
+            "please apply your changes to the latest version and try again",
             429: "Too many requests, please try again later.",
             500: "Internal error occurred: injected fault",
             503: "the server is currently unable to handle the request",
         }
         retry_after = fault.retry_after if fault.retry_after is not None else (1 if fault.status == 429 else None)
-        return ApiError(fault.status, fault.message or messages.get(fault.status, "injected fault"),
-                        name=name, kind=kind, retry_after=retry_after)
+        return ApiError(
+            fault.status,
+            fault.message or messages.get(fault.status, "injected fault"),
+            name=name,
+            kind=kind,
+            retry_after=retry_after,
+        )
 
     def _route(self, request: Request) -> dict:
         for method, pattern, handler in _ROUTES:
@@ -308,13 +346,24 @@ class K8sDouble:
     # discovery
     def _version(self, request: Request) -> dict:
         major, minor = self.git_version.lstrip("v").split(".")[:2]
-        return {"major": major, "minor": minor, "gitVersion": self.git_version,
-                "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2025-10-01T00:00:00Z",
-                "goVersion": "go1.24.6", "compiler": "gc", "platform": "linux/amd64"}
+        return {
+            "major": major,
+            "minor": minor,
+            "gitVersion": self.git_version,
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2025-10-01T00:00:00Z",
+            "goVersion": "go1.24.6",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
 
     def _api(self, request: Request) -> dict:
-        return {"kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}]}
+        return {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}],
+        }
 
     def _apis(self, request: Request) -> dict:
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
@@ -329,14 +378,17 @@ class K8sDouble:
             by_field = field_matcher(kind, request.query.get("fieldSelector"))
         except ValueError as err:
             raise ApiError(400, str(err)) from None
-        items = [copy.deepcopy(o) for o in objects
-                 if by_label(o["metadata"].get("labels") or {}) and by_field(o)]
+        items = [copy.deepcopy(o) for o in objects if by_label(o["metadata"].get("labels") or {}) and by_field(o)]
         singular = {"nodes": "Node", "pods": "Pod", "namespaces": "Namespace"}[kind]
         for item in items:  # list items omit kind/apiVersion in real responses too
             item.pop("kind", None)
             item.pop("apiVersion", None)
-        return {"kind": f"{singular}List", "apiVersion": "v1",
-                "metadata": {"resourceVersion": str(self._revision)}, "items": items}
+        return {
+            "kind": f"{singular}List",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(self._revision)},
+            "items": items,
+        }
 
     def _list_nodes(self, request: Request) -> dict:
         return self._list("nodes", list(self._store.nodes.values()), request)
@@ -352,14 +404,21 @@ class K8sDouble:
     def _check_version(self, current: dict, sent: dict, name: str) -> None:
         sent_version = (sent.get("metadata") or {}).get("resourceVersion")
         if sent_version is not None and sent_version != current["metadata"]["resourceVersion"]:
-            raise ApiError(409, f'Operation cannot be fulfilled on nodes "{name}": the object has been '
-                                "modified; please apply your changes to the latest version and try again",
-                           name=name, kind="nodes")
+            raise ApiError(
+                409,
+                f'Operation cannot be fulfilled on nodes "{name}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+                name=name,
+                kind="nodes",
+            )
 
     def _patch_node(self, request: Request, name: str) -> dict:
         if request.content_type not in PATCH_TYPES:
-            raise ApiError(415, f"the body of the request was in an unknown format - accepted media types "
-                                f"include: {', '.join(sorted(PATCH_TYPES))}")
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: {', '.join(sorted(PATCH_TYPES))}",
+            )
         if not isinstance(request.body, dict):
             raise ApiError(400, "the request body is not a JSON object")
         node = self._existing_node(name)
@@ -370,8 +429,11 @@ class K8sDouble:
 
     def _put_node(self, request: Request, name: str) -> dict:
         if not isinstance(request.body, dict) or request.body.get("metadata", {}).get("name") != name:
-            raise ApiError(400, f'the name of the object ({(request.body or {}).get("metadata", {}).get("name")}) '
-                                f"does not match the name on the URL ({name})")
+            raise ApiError(
+                400,
+                f"the name of the object ({(request.body or {}).get('metadata', {}).get('name')}) "
+                f"does not match the name on the URL ({name})",
+            )
         node = self._existing_node(name)
         self._check_version(node, request.body, name)
         self._commit_node(node, copy.deepcopy(request.body))
@@ -395,7 +457,7 @@ class K8sDouble:
     def _create_namespace(self, request: Request) -> dict:
         name = ((request.body or {}).get("metadata") or {}).get("name")
         if not name:
-            raise ApiError(422, "Namespace \"\" is invalid: metadata.name: Required value", kind="Namespace")
+            raise ApiError(422, 'Namespace "" is invalid: metadata.name: Required value', kind="Namespace")
         if name in self._store.namespaces:
             raise ApiError(409, f'namespaces "{name}" already exists', name=name, kind="namespaces")
         return self.add_namespace(name)

@@ -28,8 +28,13 @@ def test_hyperpod_gpu_node_carries_hyperpod_labels_capacity_and_readiness(k8s_do
 def test_unschedulable_health_adds_hyperpods_taint(k8s_double):
     node = seed.hyperpod_node(health="UnschedulablePendingReplacement", ready=False)
 
-    assert node["spec"]["taints"] == [{"key": "sagemaker.amazonaws.com/node-health-status",
-                                       "value": "UnschedulablePendingReplacement", "effect": "NoSchedule"}]
+    assert node["spec"]["taints"] == [
+        {
+            "key": "sagemaker.amazonaws.com/node-health-status",
+            "value": "UnschedulablePendingReplacement",
+            "effect": "NoSchedule",
+        }
+    ]
     assert node["status"]["conditions"][0]["status"] == "False"
 
 

@@ -45,14 +45,19 @@ def test_every_write_bumps_the_cluster_wide_resource_version(k8s_double, core):
     assert listed.metadata.resource_version == patched.metadata.resource_version
 
 
-@pytest.mark.parametrize("content_type", ["application/merge-patch+json",
-                                          "application/strategic-merge-patch+json"])
+@pytest.mark.parametrize("content_type", ["application/merge-patch+json", "application/strategic-merge-patch+json"])
 def test_patch_merges_labels_and_null_deletes(k8s_double, k8s_api_client, content_type):
     name = k8s_double.add_node(seed.hyperpod_node(accelerator="H100"))["metadata"]["name"]
     core = client.CoreV1Api(k8s_api_client)
     k8s_api_client.set_default_header("Content-Type", content_type)  # the client picks SMP by default
-    core.patch_node(name, {"metadata": {"labels": {"skypilot.co/accelerator": "h100",
-                                                   "sagemaker.amazonaws.com/node-health-status": None}}})
+    core.patch_node(
+        name,
+        {
+            "metadata": {
+                "labels": {"skypilot.co/accelerator": "h100", "sagemaker.amazonaws.com/node-health-status": None}
+            }
+        },
+    )
     labels = k8s_double.node(name)["metadata"]["labels"]
     assert labels["skypilot.co/accelerator"] == "h100"
     assert "sagemaker.amazonaws.com/node-health-status" not in labels
@@ -63,9 +68,13 @@ def test_patch_merges_labels_and_null_deletes(k8s_double, k8s_api_client, conten
 def test_json_patch_content_type_is_rejected(k8s_double, k8s_api_client):
     name = k8s_double.add_node(seed.hyperpod_node())["metadata"]["name"]
     with pytest.raises(ApiException) as err:
-        k8s_api_client.call_api(f"/api/v1/nodes/{name}", "PATCH", body=[{"op": "add", "path": "/x"}],
-                                header_params={"Content-Type": "application/json-patch+json"},
-                                auth_settings=["BearerToken"])
+        k8s_api_client.call_api(
+            f"/api/v1/nodes/{name}",
+            "PATCH",
+            body=[{"op": "add", "path": "/x"}],
+            header_params={"Content-Type": "application/json-patch+json"},
+            auth_settings=["BearerToken"],
+        )
     assert err.value.status == 415
 
 
@@ -102,9 +111,14 @@ def test_missing_node_is_a_not_found_status(core):
         core.read_node("hyperpod-i-00000000000000000")
     assert err.value.status == 404
     assert _status(err.value) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'nodes "hyperpod-i-00000000000000000" not found', "reason": "NotFound",
-        "details": {"name": "hyperpod-i-00000000000000000", "kind": "nodes"}, "code": 404,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'nodes "hyperpod-i-00000000000000000" not found',
+        "reason": "NotFound",
+        "details": {"name": "hyperpod-i-00000000000000000", "kind": "nodes"},
+        "code": 404,
     }
 
 
@@ -116,7 +130,7 @@ def test_injected_forbidden_is_a_forbidden_status_until_cleared(k8s_double, core
             core.patch_node(name, {"metadata": {"labels": {"a": "1"}}})
         assert err.value.status == 403
         assert _status(err.value)["reason"] == "Forbidden"
-        assert "cannot patch resource \"nodes\"" in _status(err.value)["message"]
+        assert 'cannot patch resource "nodes"' in _status(err.value)["message"]
     k8s_double.clear_faults()
     core.patch_node(name, {"metadata": {"labels": {"a": "1"}}})
 
@@ -172,8 +186,9 @@ def test_label_selector_equality_existence_and_set_based(k8s_double, core):
     assert names("skypilot.co/accelerator") == {name(p5)}
     assert names("!skypilot.co/accelerator,sagemaker.amazonaws.com/cluster-name") == {name(g5), name(cpu)}
     assert names("node.kubernetes.io/instance-type in (ml.p5.48xlarge, ml.g5.12xlarge)") == {name(p5), name(g5)}
-    assert names("node.kubernetes.io/instance-type notin (ml.p5.48xlarge,ml.g5.12xlarge),"
-                 "sagemaker.amazonaws.com/cluster-name") == {name(cpu)}
+    assert names(
+        "node.kubernetes.io/instance-type notin (ml.p5.48xlarge,ml.g5.12xlarge),sagemaker.amazonaws.com/cluster-name"
+    ) == {name(cpu)}
 
 
 def test_malformed_label_selector_is_a_bad_request(core):
@@ -189,9 +204,10 @@ def test_pods_filter_by_namespace_and_field_selector(k8s_double, core):
 
     everywhere = core.list_pod_for_all_namespaces(field_selector="status.phase!=Succeeded,status.phase!=Failed")
     assert {p.metadata.name for p in everywhere.items} == {"running", "other"}
-    assert [p.metadata.name for p in core.list_namespaced_pod("team-a", field_selector="spec.nodeName=n1",
-                                                              label_selector="")
-            .items] == ["running", "done"]
+    assert [
+        p.metadata.name
+        for p in core.list_namespaced_pod("team-a", field_selector="spec.nodeName=n1", label_selector="").items
+    ] == ["running", "done"]
     assert core.read_namespaced_pod("running", "team-a").spec.containers[0].resources.limits == {"nvidia.com/gpu": "8"}
     assert "team-a" in {ns.metadata.name for ns in core.list_namespace().items}
 
@@ -223,6 +239,7 @@ def test_wrong_method_on_a_known_path_is_method_not_allowed(core):
 
 def test_before_request_hook_can_change_state_between_requests(k8s_double, core):
     k8s_double.before_request = lambda request: (
-        k8s_double.add_node(seed.hyperpod_node()) if request.path == "/api/v1/nodes" else None)
+        k8s_double.add_node(seed.hyperpod_node()) if request.path == "/api/v1/nodes" else None
+    )
     assert len(core.list_node().items) == 1
     assert len(core.list_node().items) == 2

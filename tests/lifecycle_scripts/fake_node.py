@@ -189,18 +189,28 @@ class FakeNode:
         env.update(extra)
         return env
 
-    def run(self, script: Path = ON_CREATE, *, shell: str = "bash", cwd: Path | None = None,
-            **extra_env: str) -> subprocess.CompletedProcess:
+    def run(
+        self, script: Path = ON_CREATE, *, shell: str = "bash", cwd: Path | None = None, **extra_env: str
+    ) -> subprocess.CompletedProcess:
         """Run the script the way HyperPod does: as a program, from the scripts folder."""
         return subprocess.run(
-            [shell, str(script)], cwd=cwd or script.parent, env=self.env(**extra_env),
-            capture_output=True, text=True, timeout=60, check=False,
+            [shell, str(script)],
+            cwd=cwd or script.parent,
+            env=self.env(**extra_env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def start(self, **extra_env: str) -> subprocess.Popen:
         return subprocess.Popen(
-            ["bash", str(ON_CREATE)], cwd=SCRIPTS_DIR, env=self.env(**extra_env),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            ["bash", str(ON_CREATE)],
+            cwd=SCRIPTS_DIR,
+            env=self.env(**extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def log(self) -> str:
@@ -251,8 +261,13 @@ def make_node(tmp_path):
     """
     counter = iter(range(1000))
 
-    def build(os_name: str = "al2", *, mounts: tuple[str, ...] = ("/opt/sagemaker",),
-              nvidia: bool = False, active: tuple[str, ...] = ()) -> FakeNode:
+    def build(
+        os_name: str = "al2",
+        *,
+        mounts: tuple[str, ...] = ("/opt/sagemaker",),
+        nvidia: bool = False,
+        active: tuple[str, ...] = (),
+    ) -> FakeNode:
         node = FakeNode(tmp_path / f"node{next(counter)}")
         node.bin.mkdir(parents=True)
         stub = node.bin / "systemctl"

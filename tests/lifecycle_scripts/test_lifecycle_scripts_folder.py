@@ -33,7 +33,11 @@ def test_shellcheck_reports_nothing():
     # -x follows `source` directives; the default severity (style) reports every finding.
     result = subprocess.run(
         [_shellcheck(), "-x", "--format=gcc", *[path.name for path in SHELL_FILES]],
-        cwd=SCRIPTS_DIR, capture_output=True, text=True, timeout=60, check=False,
+        cwd=SCRIPTS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

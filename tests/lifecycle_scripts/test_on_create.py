@@ -97,7 +97,9 @@ def test_al2023_gpu_node_gets_full_config_with_nvidia_default_runtime_and_cdi(ma
     # nodeadm's own file is left alone (nodeadm rewrites it at boot anyway).
     assert node.path("/etc/containerd/config.toml").read_text() == AL2023_NODEADM_CONFIG
     assert node.systemctl_calls() == [
-        "is-active --quiet kubelet", "is-active --quiet containerd", "daemon-reload",
+        "is-active --quiet kubelet",
+        "is-active --quiet containerd",
+        "daemon-reload",
     ]
     _assert_containerd_data_on(node, "/opt/sagemaker")
     _assert_kubelet_on(node, "/opt/sagemaker")
@@ -124,11 +126,14 @@ def test_al2023_without_nvidia_runtime_keeps_runc_default_and_cdi_off(make_node)
 
 def test_al2023_reads_the_pause_image_from_a_containerd_2_nodeadm_config(make_node):
     node = make_node("al2023", nvidia=True)
-    node.write("/etc/containerd/config.toml", (
-        "version = 3\n"
-        "[plugins.'io.containerd.cri.v1.images'.pinned_images]\n"
-        "sandbox = 'localhost/kubernetes/pause:latest'\n"
-    ))
+    node.write(
+        "/etc/containerd/config.toml",
+        (
+            "version = 3\n"
+            "[plugins.'io.containerd.cri.v1.images'.pinned_images]\n"
+            "sandbox = 'localhost/kubernetes/pause:latest'\n"
+        ),
+    )
     _ok(node.run())
     cri = _cri(tomllib.loads(node.path(AL2023_CONFIG).read_text()))
     assert cri["sandbox_image"] == "localhost/kubernetes/pause:latest"
@@ -168,10 +173,13 @@ def test_running_services_are_stopped_for_the_move_and_started_again(make_node):
     node = make_node("al2023", nvidia=True, active=("containerd", "kubelet"))
     _ok(node.run())
     assert node.systemctl_calls() == [
-        "is-active --quiet kubelet", "stop kubelet",
-        "is-active --quiet containerd", "stop containerd",
+        "is-active --quiet kubelet",
+        "stop kubelet",
+        "is-active --quiet containerd",
+        "stop containerd",
         "daemon-reload",
-        "start containerd", "start kubelet",
+        "start containerd",
+        "start kubelet",
     ]
     assert node.active_units() == {"containerd", "kubelet"}
 
@@ -214,11 +222,14 @@ def test_kubelet_data_modes_links_and_hard_links_survive_the_move(make_node):
     moved = node.path("/opt/sagemaker/kubelet")
     after = {
         rel.replace("opt/sagemaker/kubelet/", "var/lib/kubelet/"): value[:3]
-        for rel, value in node.snapshot().items() if rel.startswith("opt/sagemaker/kubelet/")
+        for rel, value in node.snapshot().items()
+        if rel.startswith("opt/sagemaker/kubelet/")
     }
     assert after == before
     assert oct(moved.stat().st_mode & 0o777) == oct(0o750)
-    assert (moved / "pods/uid-1/volumes/data").stat().st_ino == (moved / "pods/uid-1/volumes/data-hardlink").stat().st_ino
+    assert (moved / "pods/uid-1/volumes/data").stat().st_ino == (
+        moved / "pods/uid-1/volumes/data-hardlink"
+    ).stat().st_ino
     assert (node.path("/var/lib/kubelet") / "pods/uid-1/relative-link").read_text() == "pod data"
 
 
@@ -258,11 +269,14 @@ def test_leftovers_on_the_volume_from_an_earlier_root_disk_are_replaced(make_nod
 # --- idempotency ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("os_name", "nvidia", "active"), [
-    ("al2", False, ()),
-    ("al2023", True, ()),
-    ("al2023", False, ("containerd", "kubelet")),
-])
+@pytest.mark.parametrize(
+    ("os_name", "nvidia", "active"),
+    [
+        ("al2", False, ()),
+        ("al2023", True, ()),
+        ("al2023", False, ("containerd", "kubelet")),
+    ],
+)
 def test_rerun_succeeds_and_changes_nothing(make_node, os_name, nvidia, active):
     node = make_node(os_name, nvidia=nvidia, active=active)
     _ok(node.run())
@@ -294,17 +308,23 @@ def test_rerun_after_nvidia_runtime_appears_refreshes_config_but_keeps_live_data
     assert node.path("/opt/sagemaker/containerd/data-root/pulled-after-the-move").read_text() == "image"
     # Drop-in unchanged, so no daemon-reload; containerd restarted to read the new config.
     assert node.systemctl_calls()[calls_before:] == [
-        "is-active --quiet kubelet", "stop kubelet",
-        "is-active --quiet containerd", "stop containerd",
-        "start containerd", "start kubelet",
+        "is-active --quiet kubelet",
+        "stop kubelet",
+        "is-active --quiet containerd",
+        "stop containerd",
+        "start containerd",
+        "start kubelet",
     ]
     assert "only refreshing its config" in node.log()
 
 
-@pytest.mark.parametrize(("os_name", "written_first", "lost"), [
-    ("al2", AL2_CONFIGS[0], AL2_CONFIGS[1]),
-    ("al2023", AL2023_CONFIG, AL2023_DROP_IN),
-])
+@pytest.mark.parametrize(
+    ("os_name", "written_first", "lost"),
+    [
+        ("al2", AL2_CONFIGS[0], AL2_CONFIGS[1]),
+        ("al2023", AL2023_CONFIG, AL2023_DROP_IN),
+    ],
+)
 def test_rerun_after_a_crash_between_config_writes_only_writes_the_missing_one(make_node, os_name, written_first, lost):
     node = make_node(os_name, nvidia=True)
     _ok(node.run())
@@ -320,8 +340,10 @@ def test_rerun_after_a_crash_between_config_writes_only_writes_the_missing_one(m
     _ok(node.run())
 
     assert node.path(written_first).stat().st_mtime_ns == kept
-    assert tomllib.loads(node.path(AL2_CONFIGS[1] if os_name == "al2" else AL2023_CONFIG).read_text())["root"] \
+    assert (
+        tomllib.loads(node.path(AL2_CONFIGS[1] if os_name == "al2" else AL2023_CONFIG).read_text())["root"]
         == "/opt/sagemaker/containerd/data-root"
+    )
     reloads = node.systemctl_calls()[calls_before:].count("daemon-reload")
     assert reloads == (1 if os_name == "al2023" else 0)
     _assert_containerd_data_on(node, "/opt/sagemaker")
@@ -373,7 +395,7 @@ def test_a_failing_command_is_logged_with_its_location(make_node):
     _failed(node.run())
     log = node.log()
     assert "[error] command failed with exit status 1 at files.sh:" in log
-    assert "mkdir -p -- \"$partial\"" in log
+    assert 'mkdir -p -- "$partial"' in log
     assert node.snapshot() == before  # the configs were not switched to a half-made copy
 
 
@@ -403,11 +425,14 @@ def test_al2_without_any_containerd_config_fails(make_node):
     assert not node.path("/var/lib/kubelet").is_symlink()
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("VOLUME_WAIT_SECONDS", "5m"),
-    ("VOLUME_POLL_SECONDS", "0"),
-    ("SECONDARY_VOLUME_CANDIDATES", "opt/sagemaker"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VOLUME_WAIT_SECONDS", "5m"),
+        ("VOLUME_POLL_SECONDS", "0"),
+        ("SECONDARY_VOLUME_CANDIDATES", "opt/sagemaker"),
+    ],
+)
 def test_bad_setting_is_reported_in_one_line_before_anything_changes(make_node, name, value):
     node = make_node("al2")
     before = node.snapshot()

@@ -71,8 +71,7 @@ def sky_tools_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def skypilot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sky_tools_bin: Path,
-                 kubeconfig_for_double) -> Path:
+def skypilot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sky_tools_bin: Path, kubeconfig_for_double) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -84,9 +83,13 @@ def skypilot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sky_tools_bin:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-west-2",
-                       "AWS_REGION": "us-west-2"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-west-2",
+        "AWS_REGION": "us-west-2",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")

@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pydantic
@@ -97,7 +98,7 @@ class SkyApiDouble:
     def port(self) -> int:
         return self._server.server_address[1]
 
-    def __enter__(self) -> "SkyApiDouble":
+    def __enter__(self) -> SkyApiDouble:
         self._thread.start()
         return self
 
@@ -192,8 +193,14 @@ class SkyApiDouble:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
-            def _headers(self, status: int, request_id: str | None = None, content_type="application/json",
-                         extra: dict | None = None, length: int | None = None):
+            def _headers(
+                self,
+                status: int,
+                request_id: str | None = None,
+                content_type="application/json",
+                extra: dict | None = None,
+                length: int | None = None,
+            ):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header(server_constants.API_VERSION_HEADER, str(server_constants.API_VERSION))
@@ -225,15 +232,18 @@ class SkyApiDouble:
                 query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
                 double.calls.append(("GET", parsed.path, query))
                 if parsed.path == "/api/health":
-                    self._json(200, {
-                        "status": server_common.ApiServerStatus.HEALTHY.value,
-                        "api_version": str(server_constants.API_VERSION),
-                        "version": sky.__version__,
-                        "version_on_disk": sky.__version__,
-                        "commit": sky.__commit__,
-                        "basic_auth_enabled": False,
-                        "user": None,
-                    })
+                    self._json(
+                        200,
+                        {
+                            "status": server_common.ApiServerStatus.HEALTHY.value,
+                            "api_version": str(server_constants.API_VERSION),
+                            "version": sky.__version__,
+                            "version_on_disk": sky.__version__,
+                            "commit": sky.__commit__,
+                            "basic_auth_enabled": False,
+                            "user": None,
+                        },
+                    )
                 elif parsed.path == "/api/get":
                     req = double._find(query.get("request_id", ""))
                     if req is None:

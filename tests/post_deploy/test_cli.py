@@ -63,30 +63,44 @@ def test_bad_arguments_exit_with_the_usage_code(capsys):
 
 
 def test_python_dash_m_entry_point_runs_the_cli():
-    proc = subprocess.run([sys.executable, "-m", "post_deploy", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "post_deploy", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and "exit codes:" in proc.stdout
 
 
 def test_token_fast_path_does_not_import_kubernetes_or_skypilot():
     """kubectl runs the exec plugin before every call: it must not pay for those imports."""
-    code = ("import sys\n"
-            "from post_deploy.cli import main\n"
-            "try:\n"
-            "    main(['token', '--cluster-name', 'x', '--region', 'us-west-2'])\n"
-            "finally:\n"
-            "    print(sorted(m for m in ('kubernetes', 'sky', 'post_deploy.submit') if m in sys.modules),"
-            " file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "testing",
-                               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": "/dev/null",
-                               "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+    code = (
+        "import sys\n"
+        "from post_deploy.cli import main\n"
+        "try:\n"
+        "    main(['token', '--cluster-name', 'x', '--region', 'us-west-2'])\n"
+        "finally:\n"
+        "    print(sorted(m for m in ('kubernetes', 'sky', 'post_deploy.submit') if m in sys.modules),"
+        " file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        },
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["kind"] == "ExecCredential"
     assert proc.stderr.strip().splitlines()[-1] == "[]"
 
 
 # --- exceptions that escape a step --------------------------------------------------------------------
+
 
 @pytest.fixture
 def raising_step(monkeypatch):
@@ -124,7 +138,11 @@ def test_json_failure_summary_is_printed_on_stdout(raising_step, capsys):
     raising_step.exc = StepError(ExitCode.NODES_TIMEOUT, "2 of 4 nodes Ready after 3600 s")
     assert cli.main(["explode", "--json"]) == ExitCode.NODES_TIMEOUT
     assert json.loads(capsys.readouterr().out) == {
-        "step": "explode", "ok": False, "exit_code": 5, "error": "2 of 4 nodes Ready after 3600 s"}
+        "step": "explode",
+        "ok": False,
+        "exit_code": 5,
+        "error": "2 of 4 nodes Ready after 3600 s",
+    }
 
 
 def test_interrupt_exits_130(raising_step, capsys):
@@ -132,14 +150,20 @@ def test_interrupt_exits_130(raising_step, capsys):
     assert cli.main(["explode"]) == 130
 
 
-@pytest.mark.parametrize("exc, code, message", [
-    (StepError(ExitCode.TASK_INVALID, "x.yaml: bad"), ExitCode.TASK_INVALID, "x.yaml: bad"),
-    (OutputsError("missing stack output(s) Region"), ExitCode.USAGE, "missing stack output(s) Region"),
-    (ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "DescribeCluster"),
-     ExitCode.AWS_API, "AWS DescribeCluster: AccessDeniedException: not allowed"),
-    (NoCredentialsError(), ExitCode.AWS_API, "AWS: Unable to locate credentials"),
-    (ApiException(status=403, reason="Forbidden"), ExitCode.KUBERNETES_API, "Kubernetes API: 403 Forbidden"),
-    (ValueError("first line\nsecond line"), ExitCode.UNEXPECTED, "unexpected ValueError: first line"),
-])
+@pytest.mark.parametrize(
+    "exc, code, message",
+    [
+        (StepError(ExitCode.TASK_INVALID, "x.yaml: bad"), ExitCode.TASK_INVALID, "x.yaml: bad"),
+        (OutputsError("missing stack output(s) Region"), ExitCode.USAGE, "missing stack output(s) Region"),
+        (
+            ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "DescribeCluster"),
+            ExitCode.AWS_API,
+            "AWS DescribeCluster: AccessDeniedException: not allowed",
+        ),
+        (NoCredentialsError(), ExitCode.AWS_API, "AWS: Unable to locate credentials"),
+        (ApiException(status=403, reason="Forbidden"), ExitCode.KUBERNETES_API, "Kubernetes API: 403 Forbidden"),
+        (ValueError("first line\nsecond line"), ExitCode.UNEXPECTED, "unexpected ValueError: first line"),
+    ],
+)
 def test_escaped_exceptions_map_to_their_exit_code(exc, code, message):
     assert cli.classify(exc) == (code, message)

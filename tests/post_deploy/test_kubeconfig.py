@@ -40,7 +40,9 @@ CLUSTER = "hp-eks"
 def create_eks_cluster(endpoint_url: str | None = None, name: str = CLUSTER) -> dict:
     eks = boto3.client("eks", region_name=REGION, endpoint_url=endpoint_url)
     return eks.create_cluster(
-        name=name, roleArn="arn:aws:iam::123456789012:role/eks", version="1.33",
+        name=name,
+        roleArn="arn:aws:iam::123456789012:role/eks",
+        version="1.33",
         resourcesVpcConfig={"subnetIds": ["subnet-0a", "subnet-0b"]},
     )["cluster"]
 
@@ -53,14 +55,17 @@ def loaded_configuration(path: Path, context: str | None = None) -> k8s_client.C
 
 def decode_token(token: str) -> str:
     assert token.startswith("k8s-aws-v1.")
-    body = token[len("k8s-aws-v1."):]
+    body = token[len("k8s-aws-v1.") :]
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
 
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
         monkeypatch.delenv(key, raising=False)
@@ -80,8 +85,11 @@ def moto_server_url():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -100,6 +108,7 @@ def moto_server_url():
 
 
 # --- in-process moto ------------------------------------------------------------------------------
+
 
 def test_written_kubeconfig_loads_and_points_at_the_cluster_endpoint_and_ca(moto_eks, tmp_path):
     path = tmp_path / "kube" / "config"
@@ -142,7 +151,9 @@ def test_exec_plugin_works_from_any_working_directory(moto_eks, tmp_path, monkey
 def test_merge_keeps_other_clusters_users_and_contexts(moto_eks, tmp_path):
     path = tmp_path / "config"
     other = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "kind-dev",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "kind-dev",
         "clusters": [{"name": "kind-dev", "cluster": {"server": "https://127.0.0.1:6443"}}],
         "users": [{"name": "kind-dev", "user": {"token": "abc"}}],
         "contexts": [{"name": "kind-dev", "context": {"cluster": "kind-dev", "user": "kind-dev"}}],
@@ -163,14 +174,33 @@ def test_merge_keeps_other_clusters_users_and_contexts(moto_eks, tmp_path):
 
 def test_keep_current_context_flag_leaves_it_alone(moto_eks, tmp_path, capsys):
     path = tmp_path / "config"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "kind-dev",
-        "clusters": [{"name": "kind-dev", "cluster": {"server": "https://127.0.0.1:6443"}}],
-        "users": [{"name": "kind-dev", "user": {"token": "abc"}}],
-        "contexts": [{"name": "kind-dev", "context": {"cluster": "kind-dev", "user": "kind-dev"}}],
-    }))
-    code = main(["kubeconfig", "--cluster-name", CLUSTER, "--region", REGION, "--kubeconfig", str(path),
-                 "--context", "hyperpod", "--keep-current-context", "--json"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "kind-dev",
+                "clusters": [{"name": "kind-dev", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "kind-dev", "user": {"token": "abc"}}],
+                "contexts": [{"name": "kind-dev", "context": {"cluster": "kind-dev", "user": "kind-dev"}}],
+            }
+        )
+    )
+    code = main(
+        [
+            "kubeconfig",
+            "--cluster-name",
+            CLUSTER,
+            "--region",
+            REGION,
+            "--kubeconfig",
+            str(path),
+            "--context",
+            "hyperpod",
+            "--keep-current-context",
+            "--json",
+        ]
+    )
     assert code == ExitCode.OK
     summary = json.loads(capsys.readouterr().out)
     assert summary["context"] == "hyperpod" and summary["current_context"] == "kind-dev"
@@ -180,8 +210,12 @@ def test_keep_current_context_flag_leaves_it_alone(moto_eks, tmp_path, capsys):
 
 def test_prints_the_equivalent_aws_cli_line(moto_eks, tmp_path, capsys):
     path = tmp_path / "config"
-    assert main(["kubeconfig", "--cluster-name", CLUSTER, "--region", REGION, "--kubeconfig", str(path),
-                 "--context", "hp"]) == ExitCode.OK
+    assert (
+        main(
+            ["kubeconfig", "--cluster-name", CLUSTER, "--region", REGION, "--kubeconfig", str(path), "--context", "hp"]
+        )
+        == ExitCode.OK
+    )
     err = capsys.readouterr().err
     assert f"aws eks update-kubeconfig --name {CLUSTER} --region {REGION} --alias hp --kubeconfig {path}" in err
 
@@ -198,17 +232,26 @@ def test_unknown_cluster_is_an_aws_error_naming_it(moto_eks, tmp_path, capsys):
     code = main(["kubeconfig", "--cluster-name", "nope", "--region", REGION, "--kubeconfig", str(tmp_path / "c")])
     assert code == ExitCode.AWS_API
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: eks:DescribeCluster 'nope' in {REGION}: ResourceNotFoundException: "
-                   f"No cluster found for name: nope."]
+    assert err == [
+        f"error: eks:DescribeCluster 'nope' in {REGION}: ResourceNotFoundException: No cluster found for name: nope."
+    ]
     assert not (tmp_path / "c").exists()
 
 
 def test_a_cluster_that_is_not_active_yet_is_not_ready(aws):
     eks = boto3.client("eks", region_name=REGION)
     with Stubber(eks) as stub:
-        stub.add_response("describe_cluster", {"cluster": {
-            "name": CLUSTER, "arn": "arn:aws:eks:us-west-2:123456789012:cluster/hp-eks", "status": "CREATING",
-        }}, {"name": CLUSTER})
+        stub.add_response(
+            "describe_cluster",
+            {
+                "cluster": {
+                    "name": CLUSTER,
+                    "arn": "arn:aws:eks:us-west-2:123456789012:cluster/hp-eks",
+                    "status": "CREATING",
+                }
+            },
+            {"name": CLUSTER},
+        )
         with pytest.raises(StepError) as err:
             describe_cluster(CLUSTER, REGION, eks=eks)
     assert err.value.code == ExitCode.CLUSTER_NOT_READY
@@ -238,6 +281,7 @@ def test_missing_cluster_name_is_a_usage_error(aws, tmp_path, capsys, monkeypatc
 
 
 # --- token ------------------------------------------------------------------------------------------
+
 
 def test_token_subcommand_prints_an_exec_credential_with_a_presigned_sts_url(aws, capsys):
     assert main(["token", "--cluster-name", CLUSTER, "--region", REGION]) == ExitCode.OK
@@ -277,14 +321,30 @@ def test_token_without_credentials_fails_with_an_aws_error(monkeypatch, capsys):
 
 # --- moto_server (out of process, AWS_ENDPOINT_URL) ---------------------------------------------------
 
+
 def test_against_moto_server_the_cli_writes_a_kubeconfig_whose_token_sts_answers(aws, moto_server_url, tmp_path):
     cluster = create_eks_cluster(endpoint_url=moto_server_url, name="hp-eks-server")
     env = {**os.environ, "AWS_ENDPOINT_URL": moto_server_url}
     path = tmp_path / "config"
     proc = subprocess.run(
-        [sys.executable, "-m", "post_deploy", "kubeconfig", "--cluster-name", "hp-eks-server", "--region", REGION,
-         "--kubeconfig", str(path), "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "post_deploy",
+            "kubeconfig",
+            "--cluster-name",
+            "hp-eks-server",
+            "--region",
+            REGION,
+            "--kubeconfig",
+            str(path),
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["endpoint"] == cluster["endpoint"]

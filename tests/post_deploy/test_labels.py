@@ -68,14 +68,19 @@ def test_adds_missing_fixes_wrong_and_leaves_everything_else_alone(k8s_double, k
     assert report.already_correct == 1 and report.not_gpu == 1 and report.ok
     writes = k8s_double.writes()
     assert len(writes) == report.writes == 3
-    assert {w.path for w in writes} == {f"/api/v1/nodes/{_name(mixed_cluster[k])}"
-                                        for k in ("p5_unlabelled", "p4de_uppercase", "p4de_wrong_gpu")}
+    assert {w.path for w in writes} == {
+        f"/api/v1/nodes/{_name(mixed_cluster[k])}" for k in ("p5_unlabelled", "p4de_uppercase", "p4de_wrong_gpu")
+    }
     # Only our label is written, and each patch is conditional on the version we decided from.
     for write in writes:
         name = write.path.rsplit("/", 1)[1]
         original = next(b for b in before.values() if _name(b) == name)
-        assert write.body == {"metadata": {"resourceVersion": original["metadata"]["resourceVersion"],
-                                           "labels": {ACC: write.body["metadata"]["labels"][ACC]}}}
+        assert write.body == {
+            "metadata": {
+                "resourceVersion": original["metadata"]["resourceVersion"],
+                "labels": {ACC: write.body["metadata"]["labels"][ACC]},
+            }
+        }
 
 
 def test_second_run_writes_nothing(k8s_double, k8s_api_client, mixed_cluster):
@@ -107,7 +112,8 @@ def test_cli_prints_each_change_and_one_json_object(k8s_double, kubeconfig_for_d
     summary = json.loads(captured.out)
     assert summary["step"] == "label-gpus" and summary["ok"] is True and summary["writes"] == 3
     assert {c["node"] for c in summary["changed"]} == {
-        _name(mixed_cluster[k]) for k in ("p5_unlabelled", "p4de_uppercase", "p4de_wrong_gpu")}
+        _name(mixed_cluster[k]) for k in ("p5_unlabelled", "p4de_uppercase", "p4de_wrong_gpu")
+    }
     assert f"{_name(mixed_cluster['p5_unlabelled'])} (ml.p5.48xlarge): set {ACC} <unset> -> h100" in captured.err
 
 
@@ -120,7 +126,12 @@ def test_conflict_rereads_the_node_and_patches_again(k8s_double, k8s_api_client)
     assert report.ok and [c.node for c in report.changed] == [name]
     assert k8s_double.node(name)["metadata"]["labels"][ACC] == "h100"
     assert [(r.method, r.status) for r in k8s_double.requests if r.path == f"/api/v1/nodes/{name}"] == [
-        ("PATCH", 409), ("GET", 200), ("PATCH", 409), ("GET", 200), ("PATCH", 200)]
+        ("PATCH", 409),
+        ("GET", 200),
+        ("PATCH", 409),
+        ("GET", 200),
+        ("PATCH", 200),
+    ]
     # every retry carries the version it just read, never the stale one
     patches = [r for r in k8s_double.requests if r.method == "PATCH"]
     versions = [p.body["metadata"]["resourceVersion"] for p in patches]
@@ -133,6 +144,7 @@ def test_conflict_with_a_writer_that_already_fixed_the_label_ends_without_a_writ
     def concurrent_fix(request):  # another labeler gets there between our list and our patch
         if request.method == "PATCH" and k8s_double.node(name)["metadata"]["labels"][ACC] == "H100":
             k8s_double.update_node(name, lambda n: n["metadata"]["labels"].update({ACC: "h100"}))
+
     k8s_double.before_request = concurrent_fix
 
     report = labels.reconcile_gpu_labels(k8s_api_client)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import boto3
 import pytest
@@ -44,12 +44,22 @@ class FakeClock:
             self._events.pop(0)[1]()
 
 
-def _cluster(status: str, *, current: int = 0, target: int = 2, failure: str | None = None,
-             group_status: str = "Creating") -> dict:
+def _cluster(
+    status: str, *, current: int = 0, target: int = 2, failure: str | None = None, group_status: str = "Creating"
+) -> dict:
     response = {
-        "ClusterArn": ARN, "ClusterName": CLUSTER, "ClusterStatus": status,
-        "InstanceGroups": [{"InstanceGroupName": "worker-group-1", "InstanceType": "ml.p5.48xlarge",
-                            "CurrentCount": current, "TargetCount": target, "Status": group_status}],
+        "ClusterArn": ARN,
+        "ClusterName": CLUSTER,
+        "ClusterStatus": status,
+        "InstanceGroups": [
+            {
+                "InstanceGroupName": "worker-group-1",
+                "InstanceType": "ml.p5.48xlarge",
+                "CurrentCount": current,
+                "TargetCount": target,
+                "Status": group_status,
+            }
+        ],
     }
     if failure:
         response["FailureMessage"] = failure
@@ -104,14 +114,20 @@ def _passed(node: dict) -> None:
 
 def test_failed_cluster_stops_at_once_with_its_failure_message(k8s_api_client, sagemaker):
     clock = FakeClock()
-    _script(sagemaker, _cluster("Creating"), _cluster(
-        "Failed", failure="Lifecycle scripts did not run successfully on instance i-0abc", group_status="Failed"))
+    _script(
+        sagemaker,
+        _cluster("Creating"),
+        _cluster(
+            "Failed", failure="Lifecycle scripts did not run successfully on instance i-0abc", group_status="Failed"
+        ),
+    )
 
     result = _wait(k8s_api_client, sagemaker, clock)
 
     assert result.code == ExitCode.CLUSTER_NOT_READY
-    assert result.message == (f"HyperPod cluster '{CLUSTER}' is Failed: "
-                              "Lifecycle scripts did not run successfully on instance i-0abc")
+    assert result.message == (
+        f"HyperPod cluster '{CLUSTER}' is Failed: Lifecycle scripts did not run successfully on instance i-0abc"
+    )
     assert result.elapsed == 15
 
 
@@ -138,7 +154,8 @@ def test_missing_nodes_at_the_deadline_time_out(k8s_double, k8s_api_client, sage
     assert result.code == ExitCode.NODES_TIMEOUT
     assert result.message == (
         "timed out after 25 s: 2 of 2 nodes registered, 1 ready and schedulable; "
-        f"not ready: {waiting['metadata']['name']}: sagemaker.amazonaws.com/deep-health-check-status=InProgress")
+        f"not ready: {waiting['metadata']['name']}: sagemaker.amazonaws.com/deep-health-check-status=InProgress"
+    )
     assert clock.sleeps == [10, 10, 5]
     assert present["metadata"]["name"] not in result.message
 
@@ -155,7 +172,8 @@ def test_unhealthy_nodes_at_the_deadline_are_reported_as_unhealthy(k8s_double, k
     assert result.message == (
         f"1 node(s) of '{CLUSTER}' marked unhealthy by HyperPod: {bad['metadata']['name']} (ml.p5.48xlarge): "
         "sagemaker.amazonaws.com/node-health-status=UnschedulablePendingReplacement, "
-        "sagemaker.amazonaws.com/deep-health-check-status=Failed")
+        "sagemaker.amazonaws.com/deep-health-check-status=Failed"
+    )
 
 
 def test_fail_fast_stops_at_the_first_unhealthy_node(k8s_double, k8s_api_client, sagemaker):
@@ -197,9 +215,13 @@ def test_cordoned_nodes_do_not_count_and_expected_overrides_target(k8s_double, k
 
 
 def test_unknown_cluster_is_an_aws_error(k8s_api_client, sagemaker):
-    sagemaker.stubber.add_client_error("describe_cluster", service_error_code="ResourceNotFound",
-                                       service_message=f"Cluster {CLUSTER} not found", http_status_code=400,
-                                       expected_params={"ClusterName": CLUSTER})
+    sagemaker.stubber.add_client_error(
+        "describe_cluster",
+        service_error_code="ResourceNotFound",
+        service_message=f"Cluster {CLUSTER} not found",
+        http_status_code=400,
+        expected_params={"ClusterName": CLUSTER},
+    )
 
     with pytest.raises(nodes.StepError) as err:
         _wait(k8s_api_client, sagemaker, FakeClock())
@@ -221,19 +243,33 @@ def test_node_list_failure_is_a_kubernetes_error(k8s_double, k8s_api_client, sag
 def _args(kubeconfig, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     nodes.register(parser.add_subparsers())
-    return parser.parse_args(["wait-nodes", "--kubeconfig", str(kubeconfig.path), "--context",
-                              kubeconfig.context, "--cluster-name", CLUSTER, *extra])
+    return parser.parse_args(
+        [
+            "wait-nodes",
+            "--kubeconfig",
+            str(kubeconfig.path),
+            "--context",
+            kubeconfig.context,
+            "--cluster-name",
+            CLUSTER,
+            *extra,
+        ]
+    )
 
 
-def test_cli_logs_plain_lines_when_not_a_terminal_and_prints_json(k8s_double, kubeconfig_for_double,
-                                                                  sagemaker, capsys):
+def test_cli_logs_plain_lines_when_not_a_terminal_and_prints_json(k8s_double, kubeconfig_for_double, sagemaker, capsys):
     clock = FakeClock()
     _script(sagemaker, _cluster("Creating"), _cluster("Creating"), _cluster("InService", current=2))
     clock.at(30, lambda: [k8s_double.add_node(seed.hyperpod_node()) for _ in range(2)])
     args = _args(kubeconfig_for_double, "--json", "--poll-interval", "15")
 
-    code = nodes.run(args, sagemaker=sagemaker, clock=clock, sleep=clock.sleep,
-                     console=Console(file=io.StringIO(), force_terminal=False))
+    code = nodes.run(
+        args,
+        sagemaker=sagemaker,
+        clock=clock,
+        sleep=clock.sleep,
+        console=Console(file=io.StringIO(), force_terminal=False),
+    )
 
     assert code == ExitCode.OK
     captured = capsys.readouterr()
@@ -253,8 +289,13 @@ def test_cli_draws_a_live_table_on_a_terminal(k8s_double, kubeconfig_for_double,
     node = k8s_double.add_node(seed.hyperpod_node())
     screen = io.StringIO()
 
-    code = nodes.run(_args(kubeconfig_for_double), sagemaker=sagemaker, clock=clock, sleep=clock.sleep,
-                     console=Console(file=screen, force_terminal=True, width=160))
+    code = nodes.run(
+        _args(kubeconfig_for_double),
+        sagemaker=sagemaker,
+        clock=clock,
+        sleep=clock.sleep,
+        console=Console(file=screen, force_terminal=True, width=160),
+    )
 
     assert code == ExitCode.OK
     assert node["metadata"]["name"] in screen.getvalue() and "ml.p5.48xlarge" in screen.getvalue()
@@ -262,34 +303,44 @@ def test_cli_draws_a_live_table_on_a_terminal(k8s_double, kubeconfig_for_double,
 
 def test_cli_reports_a_rolled_back_cluster_with_its_reason(kubeconfig_for_double, sagemaker, capsys):
     _script(sagemaker, _cluster("RollingBack", failure="InsufficientInstanceCapacity for ml.p5.48xlarge"))
-    code = nodes.run(_args(kubeconfig_for_double), sagemaker=sagemaker, clock=FakeClock(),
-                     console=Console(file=io.StringIO()))
+    code = nodes.run(
+        _args(kubeconfig_for_double), sagemaker=sagemaker, clock=FakeClock(), console=Console(file=io.StringIO())
+    )
     assert code == ExitCode.CLUSTER_NOT_READY
     assert "is RollingBack: InsufficientInstanceCapacity for ml.p5.48xlarge" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--timeout", "0", "--timeout must be positive, got 0"),
-    ("--poll-interval", "-1", "--poll-interval must be positive, got -1"),
-    ("--expected", "-2", "--expected must be 0 or more, got -2"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--timeout", "0", "--timeout must be positive, got 0"),
+        ("--poll-interval", "-1", "--poll-interval must be positive, got -1"),
+        ("--expected", "-2", "--expected must be 0 or more, got -2"),
+    ],
+)
 def test_bad_numbers_are_usage_errors(kubeconfig_for_double, capsys, flag, value, message):
     assert nodes.run(_args(kubeconfig_for_double, flag, value)) == ExitCode.USAGE
     assert capsys.readouterr().err.strip() == message
 
 
 def test_cli_against_moto_hyperpod_reads_the_target_count_from_describe_cluster(
-        k8s_double, kubeconfig_for_double, aws_env, capsys):
+    k8s_double, kubeconfig_for_double, aws_env, capsys
+):
     from moto import mock_aws
 
     with mock_aws():
         boto3.client("sagemaker", region_name="us-west-2").create_cluster(
             ClusterName=CLUSTER,
-            InstanceGroups=[{
-                "InstanceGroupName": "worker-group-1", "InstanceType": "ml.p5.48xlarge", "InstanceCount": 3,
-                "LifeCycleConfig": {"SourceS3Uri": "s3://sagemaker-lifecycle/scripts", "OnCreate": "on_create.sh"},
-                "ExecutionRole": "arn:aws:iam::123456789012:role/hyperpod-exec", "ThreadsPerCore": 1,
-            }],
+            InstanceGroups=[
+                {
+                    "InstanceGroupName": "worker-group-1",
+                    "InstanceType": "ml.p5.48xlarge",
+                    "InstanceCount": 3,
+                    "LifeCycleConfig": {"SourceS3Uri": "s3://sagemaker-lifecycle/scripts", "OnCreate": "on_create.sh"},
+                    "ExecutionRole": "arn:aws:iam::123456789012:role/hyperpod-exec",
+                    "ThreadsPerCore": 1,
+                }
+            ],
             Orchestrator={"Eks": {"ClusterArn": "arn:aws:eks:us-west-2:123456789012:cluster/eks"}},
             VpcConfig={"SecurityGroupIds": ["sg-12345678"], "Subnets": ["subnet-12345678"]},
         )
@@ -298,8 +349,12 @@ def test_cli_against_moto_hyperpod_reads_the_target_count_from_describe_cluster(
         clock = FakeClock()
         clock.at(30, lambda: k8s_double.add_node(seed.hyperpod_node()))
 
-        code = nodes.run(_args(kubeconfig_for_double, "--region", "us-west-2", "--json"),
-                         clock=clock, sleep=clock.sleep, console=Console(file=io.StringIO()))
+        code = nodes.run(
+            _args(kubeconfig_for_double, "--region", "us-west-2", "--json"),
+            clock=clock,
+            sleep=clock.sleep,
+            console=Console(file=io.StringIO()),
+        )
 
     assert code == ExitCode.OK
     summary = json.loads(capsys.readouterr().out)

@@ -19,11 +19,14 @@ def write(tmp_path, data) -> str:
 
 
 def test_keys_are_found_in_whichever_stack_exports_them(tmp_path):
-    path = write(tmp_path, {
-        "HpNetwork": {"VpcId": "vpc-1"},
-        "HpEks": {keys.EKS_CLUSTER_NAME: "hp-eks", keys.EKS_CLUSTER_ARN: ARN, keys.REGION: "eu-west-1"},
-        "HpCluster": {keys.HYPERPOD_CLUSTER_NAME: "hp", keys.LIFECYCLE_BUCKET_NAME: "sagemaker-hp-lc"},
-    })
+    path = write(
+        tmp_path,
+        {
+            "HpNetwork": {"VpcId": "vpc-1"},
+            "HpEks": {keys.EKS_CLUSTER_NAME: "hp-eks", keys.EKS_CLUSTER_ARN: ARN, keys.REGION: "eu-west-1"},
+            "HpCluster": {keys.HYPERPOD_CLUSTER_NAME: "hp", keys.LIFECYCLE_BUCKET_NAME: "sagemaker-hp-lc"},
+        },
+    )
     outs = read_outputs(path, environ={})
     assert (outs.eks_cluster_name, outs.hyperpod_cluster_name, outs.region) == ("hp-eks", "hp", "eu-west-1")
     assert outs.lifecycle_bucket_name == "sagemaker-hp-lc"
@@ -62,13 +65,16 @@ def test_same_key_with_the_same_value_in_two_stacks_is_fine(tmp_path):
     assert read_outputs(path, environ={}).region == "us-west-2"
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    (json.dumps(["HpEks"]), "must map stack names to objects"),
-    (json.dumps({"HpEks": "hp-eks"}), "must map stack names to objects"),
-    (json.dumps({"HpEks": {keys.EKS_CLUSTER_NAME: ""}}), "HpEks.EksClusterName must be a non-empty string"),
-    (json.dumps({"HpEks": {keys.EKS_CLUSTER_NAME: 42}}), "HpEks.EksClusterName must be a non-empty string, got 42"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        (json.dumps(["HpEks"]), "must map stack names to objects"),
+        (json.dumps({"HpEks": "hp-eks"}), "must map stack names to objects"),
+        (json.dumps({"HpEks": {keys.EKS_CLUSTER_NAME: ""}}), "HpEks.EksClusterName must be a non-empty string"),
+        (json.dumps({"HpEks": {keys.EKS_CLUSTER_NAME: 42}}), "HpEks.EksClusterName must be a non-empty string, got 42"),
+    ],
+)
 def test_malformed_files_fail_with_one_line_naming_the_problem(tmp_path, content, message):
     with pytest.raises(OutputsError, match=message) as err:
         read_outputs(write(tmp_path, content), environ={})

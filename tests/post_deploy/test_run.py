@@ -55,7 +55,7 @@ class EksAuthK8sDouble(K8sDouble):
     def handle(self, request, authorization):
         prefix = "Bearer k8s-aws-v1."
         if authorization and authorization.startswith(prefix):
-            body = authorization[len(prefix):]
+            body = authorization[len(prefix) :]
             url = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
             reply = requests.get(url, headers={"x-k8s-aws-id": self.cluster_name}, timeout=10)
             self.sts_checks += 1
@@ -65,8 +65,11 @@ class EksAuthK8sDouble(K8sDouble):
 
 
 def _clear_sdk_caches() -> None:
-    for cached in (server_common.get_server_url, server_common.is_api_server_local,
-                   server_common.get_api_server_status_response):
+    for cached in (
+        server_common.get_server_url,
+        server_common.is_api_server_local,
+        server_common.get_api_server_status_response,
+    ):
         cached.cache_clear()
 
 
@@ -74,21 +77,28 @@ def _clear_sdk_caches() -> None:
 def cluster(aws_env, skypilot_env, monkeypatch):
     """A deployed stack as the post-deploy step finds it: EKS + HyperPod in moto, two GPU nodes
     (no SkyPilot label yet) in the Kubernetes double, the SkyPilot API double."""
-    for var in ("SKYPILOT_API_SERVER_ENDPOINT", "SKYPILOT_API_SERVER_LOCAL_PORT", "AWS_ENDPOINT_URL",
-                *FIELDS_ENV):
+    for var in ("SKYPILOT_API_SERVER_ENDPOINT", "SKYPILOT_API_SERVER_LOCAL_PORT", "AWS_ENDPOINT_URL", *FIELDS_ENV):
         monkeypatch.delenv(var, raising=False)
     with mock_aws(), EksAuthK8sDouble(EKS) as api, SkyApiDouble() as sky_api:
         boto3.client("eks", region_name=REGION).create_cluster(
-            name=EKS, roleArn="arn:aws:iam::123456789012:role/eks", version="1.33",
-            resourcesVpcConfig={"subnetIds": ["subnet-0a"]})
+            name=EKS,
+            roleArn="arn:aws:iam::123456789012:role/eks",
+            version="1.33",
+            resourcesVpcConfig={"subnetIds": ["subnet-0a"]},
+        )
         eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[EKS].endpoint = api.url
         boto3.client("sagemaker", region_name=REGION).create_cluster(
             ClusterName=HYPERPOD,
-            InstanceGroups=[{
-                "InstanceGroupName": "worker-group-1", "InstanceType": "ml.p5.48xlarge", "InstanceCount": 2,
-                "LifeCycleConfig": {"SourceS3Uri": "s3://sagemaker-hp-lifecycle/", "OnCreate": "on_create.sh"},
-                "ExecutionRole": "arn:aws:iam::123456789012:role/hp-exec", "ThreadsPerCore": 1,
-            }],
+            InstanceGroups=[
+                {
+                    "InstanceGroupName": "worker-group-1",
+                    "InstanceType": "ml.p5.48xlarge",
+                    "InstanceCount": 2,
+                    "LifeCycleConfig": {"SourceS3Uri": "s3://sagemaker-hp-lifecycle/", "OnCreate": "on_create.sh"},
+                    "ExecutionRole": "arn:aws:iam::123456789012:role/hp-exec",
+                    "ThreadsPerCore": 1,
+                }
+            ],
             Orchestrator={"Eks": {"ClusterArn": f"arn:aws:eks:{REGION}:123456789012:cluster/{EKS}"}},
             VpcConfig={"SecurityGroupIds": ["sg-0a"], "Subnets": ["subnet-0a"]},
         )
@@ -101,17 +111,30 @@ def cluster(aws_env, skypilot_env, monkeypatch):
     _clear_sdk_caches()
 
 
-FIELDS_ENV = (keys.REGION, keys.EKS_CLUSTER_NAME, keys.EKS_CLUSTER_ARN, keys.HYPERPOD_CLUSTER_NAME,
-              keys.HYPERPOD_CLUSTER_ARN, keys.LIFECYCLE_BUCKET_NAME)
+FIELDS_ENV = (
+    keys.REGION,
+    keys.EKS_CLUSTER_NAME,
+    keys.EKS_CLUSTER_ARN,
+    keys.HYPERPOD_CLUSTER_NAME,
+    keys.HYPERPOD_CLUSTER_ARN,
+    keys.LIFECYCLE_BUCKET_NAME,
+)
 
 
 def outputs_file(tmp_path: Path) -> str:
     path = tmp_path / "cdk-outputs.json"
-    path.write_text(json.dumps({
-        "HpNetwork": {"VpcId": "vpc-0a"},
-        "HpEks": {keys.EKS_CLUSTER_NAME: EKS, keys.REGION: REGION},
-        "HpHyperPod": {keys.HYPERPOD_CLUSTER_NAME: HYPERPOD, keys.LIFECYCLE_BUCKET_NAME: "sagemaker-hp-lifecycle"},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "HpNetwork": {"VpcId": "vpc-0a"},
+                "HpEks": {keys.EKS_CLUSTER_NAME: EKS, keys.REGION: REGION},
+                "HpHyperPod": {
+                    keys.HYPERPOD_CLUSTER_NAME: HYPERPOD,
+                    keys.LIFECYCLE_BUCKET_NAME: "sagemaker-hp-lifecycle",
+                },
+            }
+        )
+    )
     return str(path)
 
 
@@ -124,8 +147,19 @@ def run_summary(capsys) -> dict:
 def test_run_from_the_outputs_file_goes_from_stack_outputs_to_a_finished_job(cluster, tmp_path, capsys):
     api, sky_api = cluster
     kubeconfig = tmp_path / "run-kubeconfig"
-    code = main(["run", "--outputs", outputs_file(tmp_path), "--kubeconfig", str(kubeconfig),
-                 "--tasks", SMOKE, "--down", "--json"])
+    code = main(
+        [
+            "run",
+            "--outputs",
+            outputs_file(tmp_path),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--tasks",
+            SMOKE,
+            "--down",
+            "--json",
+        ]
+    )
 
     summary = run_summary(capsys)
     assert code == ExitCode.OK, summary
@@ -150,10 +184,14 @@ def test_run_from_the_outputs_file_goes_from_stack_outputs_to_a_finished_job(clu
 
 
 def test_run_from_pipeline_environment_variables_and_a_failing_job_passes_its_code_through(
-        cluster, tmp_path, capsys, monkeypatch):
+    cluster, tmp_path, capsys, monkeypatch
+):
     api, sky_api = cluster
-    for key, value in {keys.EKS_CLUSTER_NAME: EKS, keys.HYPERPOD_CLUSTER_NAME: HYPERPOD,
-                       keys.EKS_CLUSTER_ARN: f"arn:aws:eks:{REGION}:123456789012:cluster/{EKS}"}.items():
+    for key, value in {
+        keys.EKS_CLUSTER_NAME: EKS,
+        keys.HYPERPOD_CLUSTER_NAME: HYPERPOD,
+        keys.EKS_CLUSTER_ARN: f"arn:aws:eks:{REGION}:123456789012:cluster/{EKS}",
+    }.items():
         monkeypatch.setenv(key, value)  # no Region: taken from the cluster ARN
     sky_api.scenario = Scenario(job_exit_code=100)
     code = main(["run", "--kubeconfig", str(tmp_path / "config"), "--tasks", SMOKE, "--json"])
@@ -168,8 +206,20 @@ def test_run_stops_at_the_first_failing_step_with_its_exit_code(cluster, tmp_pat
     api, sky_api = cluster
     for node in list(api.nodes()):
         api.remove_node(node["metadata"]["name"])  # HyperPod says 2 nodes; none has joined
-    code = main(["run", "--outputs", outputs_file(tmp_path), "--kubeconfig", str(tmp_path / "config"),
-                 "--node-timeout", "0.5", "--tasks", SMOKE, "--json"])
+    code = main(
+        [
+            "run",
+            "--outputs",
+            outputs_file(tmp_path),
+            "--kubeconfig",
+            str(tmp_path / "config"),
+            "--node-timeout",
+            "0.5",
+            "--tasks",
+            SMOKE,
+            "--json",
+        ]
+    )
     summary = run_summary(capsys)
     assert code == ExitCode.NODES_TIMEOUT
     assert [s["step"] for s in summary["steps"]] == ["kubeconfig", "wait-nodes"]

@@ -23,8 +23,7 @@ from tests.k8s_double import seed
 def _args(kubeconfig, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     skypilot_check.register(parser.add_subparsers())
-    return parser.parse_args(["check", "--kubeconfig", str(kubeconfig.path), "--context", kubeconfig.context,
-                              *extra])
+    return parser.parse_args(["check", "--kubeconfig", str(kubeconfig.path), "--context", kubeconfig.context, *extra])
 
 
 def _check(kubeconfig, capsys, *extra: str) -> tuple[int, dict, str]:
@@ -37,8 +36,12 @@ def _check(kubeconfig, capsys, *extra: str) -> tuple[int, dict, str]:
 def gpu_cluster(k8s_double, skypilot_env):
     """Two p5, one p4de, one g5, a CPU HyperPod node and a system node, none labelled for SkyPilot."""
     names = {}
-    for key, instance_type, gpus in [("p5a", "ml.p5.48xlarge", 8), ("p5b", "ml.p5.48xlarge", 8),
-                                     ("p4de", "ml.p4de.24xlarge", 8), ("g5", "ml.g5.12xlarge", 4)]:
+    for key, instance_type, gpus in [
+        ("p5a", "ml.p5.48xlarge", 8),
+        ("p5b", "ml.p5.48xlarge", 8),
+        ("p4de", "ml.p4de.24xlarge", 8),
+        ("g5", "ml.g5.12xlarge", 4),
+    ]:
         names[key] = k8s_double.add_node(seed.hyperpod_node(instance_type, gpus=gpus))["metadata"]["name"]
     names["cpu"] = k8s_double.add_node(seed.cpu_hyperpod_node())["metadata"]["name"]
     names["system"] = k8s_double.add_node(seed.system_node())["metadata"]["name"]
@@ -47,7 +50,8 @@ def gpu_cluster(k8s_double, skypilot_env):
 
 
 def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
-        gpu_cluster, k8s_double, kubeconfig_for_double, k8s_api_client, capsys):
+    gpu_cluster, k8s_double, kubeconfig_for_double, k8s_api_client, capsys
+):
     code, before, err = _check(kubeconfig_for_double, capsys)
 
     assert code == ExitCode.SKYPILOT_CHECK and before["ok"] is False
@@ -56,8 +60,13 @@ def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
     assert sorted(before["problems"]) == sorted(
         f"{gpu_cluster[key]} ({instance_type}): has no skypilot.co/accelerator label, so SkyPilot cannot tell "
         "its GPU type: run `python -m post_deploy label-gpus`"
-        for key, instance_type in [("p5a", "ml.p5.48xlarge"), ("p5b", "ml.p5.48xlarge"),
-                                   ("p4de", "ml.p4de.24xlarge"), ("g5", "ml.g5.12xlarge")])
+        for key, instance_type in [
+            ("p5a", "ml.p5.48xlarge"),
+            ("p5b", "ml.p5.48xlarge"),
+            ("p4de", "ml.p4de.24xlarge"),
+            ("g5", "ml.g5.12xlarge"),
+        ]
+    )
     assert f"problem: {gpu_cluster['g5']} (ml.g5.12xlarge): has no skypilot.co/accelerator label" in err
 
     assert labels.reconcile_gpu_labels(k8s_api_client).ok
@@ -67,8 +76,12 @@ def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
     assert code == ExitCode.OK, after["problems"]
     assert (after["ok"], after["enabled"], after["problems"], after["skypilot_message"]) == (True, True, [], None)
     seen = {n["node"]: (n["seen_accelerator"], n["seen_count"]) for n in after["nodes"]}
-    assert seen == {gpu_cluster["p5a"]: ("H100", 8), gpu_cluster["p5b"]: ("H100", 8),
-                    gpu_cluster["p4de"]: ("A100-80GB", 8), gpu_cluster["g5"]: ("A10G", 4)}
+    assert seen == {
+        gpu_cluster["p5a"]: ("H100", 8),
+        gpu_cluster["p5b"]: ("H100", 8),
+        gpu_cluster["p4de"]: ("A100-80GB", 8),
+        gpu_cluster["g5"]: ("A10G", 4),
+    }
     assert after["gpus"] == {  # what `sky gpus list --infra k8s` shows; CPU nodes add nothing
         "H100": {"capacity": 16, "available": 14, "requestable": [1, 2, 4, 8]},
         "A100-80GB": {"capacity": 8, "available": 8, "requestable": [1, 2, 4, 8]},
@@ -79,8 +92,9 @@ def test_labels_missing_then_skypilot_sees_every_gpu_after_label_gpus(
     assert k8s_double.unknown_requests == []  # every call SkyPilot made is one the double implements
 
 
-def test_wrong_label_values_are_named_with_the_value_skypilot_needs(k8s_double, kubeconfig_for_double,
-                                                                    skypilot_env, capsys, monkeypatch):
+def test_wrong_label_values_are_named_with_the_value_skypilot_needs(
+    k8s_double, kubeconfig_for_double, skypilot_env, capsys, monkeypatch
+):
     import sky.sky_logging
 
     # In a real run SkyPilot's handlers write to the process's stdout; make that this test's stdout,
@@ -97,9 +111,11 @@ def test_wrong_label_values_are_named_with_the_value_skypilot_needs(k8s_double, 
     assert summary["problems"] == [
         f"{n['metadata']['name']} ({t}): skypilot.co/accelerator={v}, but SkyPilot needs {w!r} for {t}: "
         "run `python -m post_deploy label-gpus`"
-        for n, t, v, w in sorted([(upper, "ml.p5.48xlarge", "H100", "h100"),
-                                  (forty, "ml.p4de.24xlarge", "a100", "a100-80gb")],
-                                 key=lambda x: x[0]["metadata"]["name"])]
+        for n, t, v, w in sorted(
+            [(upper, "ml.p5.48xlarge", "H100", "h100"), (forty, "ml.p4de.24xlarge", "a100", "a100-80gb")],
+            key=lambda x: x[0]["metadata"]["name"],
+        )
+    ]
 
 
 def test_gpus_not_allocatable_point_at_the_device_plugin(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
@@ -109,7 +125,8 @@ def test_gpus_not_allocatable_point_at_the_device_plugin(k8s_double, kubeconfig_
 
     assert code == ExitCode.SKYPILOT_CHECK
     assert summary["problems"] == [
-        f"{name} (ml.p5.48xlarge): nvidia.com/gpu is not allocatable (0 of 8): {skypilot_check.DEVICE_PLUGIN_FIX}"]
+        f"{name} (ml.p5.48xlarge): nvidia.com/gpu is not allocatable (0 of 8): {skypilot_check.DEVICE_PLUGIN_FIX}"
+    ]
     assert "Could not detect GPU/TPU resources" in summary["skypilot_message"]
 
 
@@ -121,12 +138,15 @@ def test_gpus_withdrawn_by_the_device_plugin_are_reported(k8s_double, kubeconfig
     code, summary, _ = _check(kubeconfig_for_double, capsys)
 
     assert code == ExitCode.SKYPILOT_CHECK
-    assert summary["problems"] == [f"{name} (ml.p5.48xlarge): only 6 of 8 GPUs allocatable; the device plugin "
-                                   "withdrew the others (unhealthy GPUs?)"]
+    assert summary["problems"] == [
+        f"{name} (ml.p5.48xlarge): only 6 of 8 GPUs allocatable; the device plugin "
+        "withdrew the others (unhealthy GPUs?)"
+    ]
 
 
-def test_missing_port_forward_tools_and_kubectl_are_named(k8s_double, kubeconfig_for_double, skypilot_env,
-                                                          tmp_path, monkeypatch, capsys):
+def test_missing_port_forward_tools_and_kubectl_are_named(
+    k8s_double, kubeconfig_for_double, skypilot_env, tmp_path, monkeypatch, capsys
+):
     k8s_double.add_node(seed.hyperpod_node("ml.g5.12xlarge", gpus=4, accelerator="a10g"))
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -138,8 +158,10 @@ def test_missing_port_forward_tools_and_kubectl_are_named(k8s_double, kubeconfig
     tools, kubectl, disabled = summary["problems"]
     assert "port-forwarding tools are missing" in tools and "socat" in tools and "`nc`" in tools
     assert kubectl.startswith("kubectl is not on PATH")
-    assert disabled.startswith("SkyPilot reports context 'hyperpod-test' disabled: Failed to get kubeconfig "
-                               "text for context hyperpod-test: /bin/sh: ")  # the shell's "kubectl: not found"
+    assert disabled.startswith(
+        "SkyPilot reports context 'hyperpod-test' disabled: Failed to get kubeconfig "
+        "text for context hyperpod-test: /bin/sh: "
+    )  # the shell's "kubectl: not found"
     assert "kubectl" in disabled.rsplit(":", 2)[1] and "not found" in disabled
     assert summary["enabled"] is False
 
@@ -151,8 +173,10 @@ def test_context_missing_from_the_kubeconfig(kubeconfig_for_double, skypilot_env
     assert skypilot_check.run(args) == ExitCode.SKYPILOT_CHECK
 
     summary = json.loads(capsys.readouterr().out)
-    assert summary["problems"] == [f"context 'prod' is missing from kubeconfig '{kubeconfig_for_double.path}' "
-                                   "(it has: hyperpod-test); run `python -m post_deploy kubeconfig`"]
+    assert summary["problems"] == [
+        f"context 'prod' is missing from kubeconfig '{kubeconfig_for_double.path}' "
+        "(it has: hyperpod-test); run `python -m post_deploy kubeconfig`"
+    ]
 
 
 def test_context_skypilot_would_not_use_is_explained(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
@@ -168,7 +192,8 @@ def test_context_skypilot_would_not_use_is_explained(k8s_double, kubeconfig_for_
     assert summary["problems"] == [
         "SkyPilot will not use context 'hyperpod-test': it uses 'other' (the kubeconfig's current-context "
         "unless kubernetes.allowed_contexts is set in ~/.sky/config.yaml); run "
-        "`kubectl config use-context hyperpod-test`"]
+        "`kubectl config use-context hyperpod-test`"
+    ]
     assert summary["nodes"][0]["seen_accelerator"] == "A10G"  # the GPU checks still ran for the context
 
 
@@ -178,8 +203,9 @@ def test_api_refusing_the_probe_disables_the_context(k8s_double, kubeconfig_for_
     code, summary, _ = _check(kubeconfig_for_double, capsys)
 
     assert code == ExitCode.SKYPILOT_CHECK and summary["enabled"] is False
-    assert summary["problems"][0].startswith("SkyPilot reports context 'hyperpod-test' disabled: "
-                                             "Failed to communicate with the cluster: (403)")
+    assert summary["problems"][0].startswith(
+        "SkyPilot reports context 'hyperpod-test' disabled: Failed to communicate with the cluster: (403)"
+    )
 
 
 def test_no_gpu_nodes_is_a_problem(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
@@ -215,12 +241,19 @@ def test_json_stdout_stays_clean_in_a_fresh_process(k8s_double, kubeconfig_for_d
     from pathlib import Path
 
     k8s_double.add_node(seed.hyperpod_node("ml.p5.48xlarge", gpus=8, accelerator="H100"))  # SkyPilot warns
-    script = ("import argparse, sys; from post_deploy import skypilot_check as c; p = argparse.ArgumentParser(); "
-              "c.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    script = (
+        "import argparse, sys; from post_deploy import skypilot_check as c; p = argparse.ArgumentParser(); "
+        "c.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+    )
     repo = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", script, "check", "--json", "--kubeconfig",
-                             str(kubeconfig_for_double.path)], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, "check", "--json", "--kubeconfig", str(kubeconfig_for_double.path)],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode == ExitCode.SKYPILOT_CHECK, result.stderr
     assert "invalid value H100" in result.stderr  # SkyPilot's own warning, on stderr

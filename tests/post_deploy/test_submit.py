@@ -32,8 +32,11 @@ BAD_CONFIG = str(REPO / "tests" / "sky_tasks" / "fixtures" / "unknown-config-key
 
 def _clear_sdk_caches() -> None:
     """The SDK caches the server URL process-wide; each test points it somewhere else."""
-    for cached in (server_common.get_server_url, server_common.is_api_server_local,
-                   server_common.get_api_server_status_response):
+    for cached in (
+        server_common.get_server_url,
+        server_common.is_api_server_local,
+        server_common.get_api_server_status_response,
+    ):
         cached.cache_clear()
 
 
@@ -73,6 +76,7 @@ def launched_task(double: SkyApiDouble, index: int = 0):
 
 # --- offline validation comes first ----------------------------------------------------------------
 
+
 def test_invalid_task_yaml_is_task_invalid_before_any_request(sky_api, capsys):
     code = main(["submit", BAD_CONFIG, "--json"])
     assert code == ExitCode.TASK_INVALID
@@ -104,9 +108,13 @@ def test_server_side_rejection_is_task_invalid_and_nothing_is_launched(sky_api, 
 
 def test_server_failing_to_validate_for_outside_reasons_is_launch_failed(sky_api, capsys):
     """What a real local server answers offline: it cannot download its accelerator catalog."""
-    sky_api.scenario = Scenario(validate_error=exceptions.CloudError(
-        "HTTPSConnectionPool(host='raw.githubusercontent.com', port=443): Max retries exceeded",
-        "requests", "ConnectionError"))
+    sky_api.scenario = Scenario(
+        validate_error=exceptions.CloudError(
+            "HTTPSConnectionPool(host='raw.githubusercontent.com', port=443): Max retries exceeded",
+            "requests",
+            "ConnectionError",
+        )
+    )
     assert main(["submit", SMOKE, "--json"]) == ExitCode.LAUNCH_FAILED
     result, _ = summary(capsys)
     assert "could not validate" in result["error"] and "raw.githubusercontent.com" in result["error"]
@@ -115,9 +123,13 @@ def test_server_failing_to_validate_for_outside_reasons_is_launch_failed(sky_api
 
 # --- launch failures ---------------------------------------------------------------------------------
 
+
 def test_launch_failure_is_launch_failed_and_no_logs_are_followed(sky_api, capsys):
-    sky_api.scenario = Scenario(launch_error=exceptions.ResourcesUnavailableError(
-        "Failed to acquire resources in all zones in Kubernetes for {Kubernetes({'H100': 1})}."))
+    sky_api.scenario = Scenario(
+        launch_error=exceptions.ResourcesUnavailableError(
+            "Failed to acquire resources in all zones in Kubernetes for {Kubernetes({'H100': 1})}."
+        )
+    )
     assert main(["submit", SMOKE, "--json"]) == ExitCode.LAUNCH_FAILED
     result, _ = summary(capsys)
     task = result["tasks"][0]
@@ -138,6 +150,7 @@ def test_unreachable_api_server_is_launch_failed(sky_home, monkeypatch, capsys):
 
 # --- the job's exit code -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("job_exit", [100, 103])
 def test_non_zero_job_exit_code_is_passed_through(sky_api, capsys, job_exit):
     sky_api.scenario = Scenario(job_exit_code=job_exit, job_log=["step 1\n", "Traceback: CUDA error\n"])
@@ -145,8 +158,13 @@ def test_non_zero_job_exit_code_is_passed_through(sky_api, capsys, job_exit):
     result, err = summary(capsys)
     assert result["exit_code"] == job_exit and result["ok"] is False
     assert result["tasks"][0] | {"error": None} == {
-        "task": SMOKE, "cluster": "smoke", "managed": False, "job_id": 1, "exit_code": job_exit,
-        "torn_down": False, "error": None,
+        "task": SMOKE,
+        "cluster": "smoke",
+        "managed": False,
+        "job_id": 1,
+        "exit_code": job_exit,
+        "torn_down": False,
+        "error": None,
     }
     assert "Traceback: CUDA error" in err  # the job's log streamed to stderr, not stdout
     assert sky_api.bodies("/logs")[0]["job_id"] == 1 and sky_api.bodies("/logs")[0]["follow"] is True
@@ -192,6 +210,7 @@ def test_runs_each_task_with_its_own_cluster_name(sky_api):
 
 # --- managed jobs -----------------------------------------------------------------------------------------
 
+
 def test_managed_job_uses_jobs_launch_and_passes_its_exit_code(sky_api, capsys):
     sky_api.scenario = Scenario(job_id=7, job_exit_code=100)
     assert main(["submit", TRAIN, "--managed", "--json"]) == 100
@@ -208,6 +227,7 @@ def test_managed_with_down_is_a_usage_error(sky_api):
 
 
 # --- where the task runs ----------------------------------------------------------------------------------
+
 
 def test_context_pins_the_task_and_allows_that_context(sky_api):
     assert main(["submit", SMOKE, "--context", "hyperpod-test"]) == ExitCode.OK
@@ -232,8 +252,11 @@ def test_kubeconfig_reaches_a_local_api_server_with_the_request(sky_home, monkey
 
 # --- the real SkyPilot API server (opt-in: ~15 s to start it, ~30-60 s in all) ---------------------------
 
-@pytest.mark.skipif(os.environ.get("POST_DEPLOY_REAL_SKY_SERVER") != "1",
-                    reason="starts a real SkyPilot API server; set POST_DEPLOY_REAL_SKY_SERVER=1")
+
+@pytest.mark.skipif(
+    os.environ.get("POST_DEPLOY_REAL_SKY_SERVER") != "1",
+    reason="starts a real SkyPilot API server; set POST_DEPLOY_REAL_SKY_SERVER=1",
+)
 def test_real_local_api_server_started_by_submit_is_stopped_again(sky_home, monkeypatch, tmp_path, capsys):
     """No server runs on the (free) local port, so the SDK starts a real one; the launch fails for
     want of any Kubernetes context, and submit stops the server it caused to start."""

@@ -26,8 +26,12 @@ from post_deploy.exit_codes import ExitCode
 from tests.conftest import make_config
 
 REGION = "us-east-1"  # the default config's region
-STACKS = {"network": "hyperpod-sky-network", "lifecycle_bucket": "hyperpod-sky-lifecycle",
-          "eks": "hyperpod-sky-eks", "hyperpod": "hyperpod-sky-hyperpod"}
+STACKS = {
+    "network": "hyperpod-sky-network",
+    "lifecycle_bucket": "hyperpod-sky-lifecycle",
+    "eks": "hyperpod-sky-eks",
+    "hyperpod": "hyperpod-sky-hyperpod",
+}
 CONTEXT = "hyperpod-sky-eks"  # the kubeconfig step names the context after the EKS cluster
 
 # The network stack as moto's CloudFormation builds it: VPC, a HyperPod and an EKS subnet, the
@@ -35,16 +39,28 @@ CONTEXT = "hyperpod-sky-eks"  # the kubeconfig step names the context after the 
 NETWORK_TEMPLATE = {
     "Resources": {
         "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.192.0.0/16"}},
-        "HyperPodSubnet": {"Type": "AWS::EC2::Subnet", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.192.0.0/18", "AvailabilityZone": "us-east-1a"}},
-        "EksSubnet": {"Type": "AWS::EC2::Subnet", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.192.64.0/24", "AvailabilityZone": "us-east-1b"}},
-        "HyperPodSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
-            "GroupDescription": "shared", "VpcId": {"Ref": "Vpc"}}},
+        "HyperPodSubnet": {
+            "Type": "AWS::EC2::Subnet",
+            "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.192.0.0/18", "AvailabilityZone": "us-east-1a"},
+        },
+        "EksSubnet": {
+            "Type": "AWS::EC2::Subnet",
+            "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.192.64.0/24", "AvailabilityZone": "us-east-1b"},
+        },
+        "HyperPodSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {"GroupDescription": "shared", "VpcId": {"Ref": "Vpc"}},
+        },
         "RouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {"VpcId": {"Ref": "Vpc"}}},
-        "S3Endpoint": {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "ServiceName": f"com.amazonaws.{REGION}.s3", "VpcEndpointType": "Gateway",
-            "RouteTableIds": [{"Ref": "RouteTable"}]}},
+        "S3Endpoint": {
+            "Type": "AWS::EC2::VPCEndpoint",
+            "Properties": {
+                "VpcId": {"Ref": "Vpc"},
+                "ServiceName": f"com.amazonaws.{REGION}.s3",
+                "VpcEndpointType": "Gateway",
+                "RouteTableIds": [{"Ref": "RouteTable"}],
+            },
+        },
     }
 }
 
@@ -60,11 +76,11 @@ def cdk_recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     script = bin_dir / "cdk"
     script.write_text(
         "#!/bin/sh\n"
-        "{ printf '%s' \"$PWD\"; for arg in \"$@\"; do printf '\\t%s' \"$arg\"; done; echo; } >> \"$CDK_RECORD\"\n"
-        "echo \"$2: destroying... (recorder)\"\n"
-        "for arg in \"$@\"; do\n"
-        "  if [ -n \"$CDK_FAIL_STACK\" ] && [ \"$arg\" = \"$CDK_FAIL_STACK\" ]; then\n"
-        "    echo \"$2 failed: DELETE_FAILED (recorder)\"; exit 1\n"
+        '{ printf \'%s\' "$PWD"; for arg in "$@"; do printf \'\\t%s\' "$arg"; done; echo; } >> "$CDK_RECORD"\n'
+        'echo "$2: destroying... (recorder)"\n'
+        'for arg in "$@"; do\n'
+        '  if [ -n "$CDK_FAIL_STACK" ] && [ "$arg" = "$CDK_FAIL_STACK" ]; then\n'
+        '    echo "$2 failed: DELETE_FAILED (recorder)"; exit 1\n'
         "  fi\n"
         "done\n"
     )
@@ -96,8 +112,10 @@ def network(aws) -> dict[str, str]:
     """Deploys the network stack into moto; returns its physical ids by logical id."""
     _, cfn = aws
     cfn.create_stack(StackName=STACKS["network"], TemplateBody=json.dumps(NETWORK_TEMPLATE))
-    return {r["LogicalResourceId"]: r["PhysicalResourceId"]
-            for r in cfn.describe_stack_resources(StackName=STACKS["network"])["StackResources"]}
+    return {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName=STACKS["network"])["StackResources"]
+    }
 
 
 class FakeClock:
@@ -137,8 +155,9 @@ def eni(ec2, subnet: str, description: str, *, groups=(), interface_type=None, t
     if interface_type:
         kwargs["InterfaceType"] = interface_type
     if tags:
-        kwargs["TagSpecifications"] = [{"ResourceType": "network-interface",
-                                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        kwargs["TagSpecifications"] = [
+            {"ResourceType": "network-interface", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
     return ec2.create_network_interface(**kwargs)["NetworkInterface"]["NetworkInterfaceId"]
 
 
@@ -148,8 +167,9 @@ def attach_to_instance_elsewhere(ec2, eni_id: str) -> str:
     other_vpc = ec2.create_vpc(CidrBlock="172.31.0.0/16")["Vpc"]["VpcId"]
     other_subnet = ec2.create_subnet(VpcId=other_vpc, CidrBlock="172.31.0.0/24")["Subnet"]["SubnetId"]
     instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=other_subnet)
-    ec2.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=instance["Instances"][0]["InstanceId"],
-                                 DeviceIndex=1)
+    ec2.attach_network_interface(
+        NetworkInterfaceId=eni_id, InstanceId=instance["Instances"][0]["InstanceId"], DeviceIndex=1
+    )
     return status_of(ec2, eni_id)["Attachment"]["AttachmentId"]
 
 
@@ -190,30 +210,48 @@ def test_another_prefix_destroys_that_deployment_only(cdk_recorder, aws, tmp_pat
     assert destroyed_stacks(cdk_recorder) == ["team-a-hyperpod", "team-a-eks", "team-a-lifecycle", "team-a-network"]
 
 
-PIPELINE = ["-c", "pipeline.enabled=true", "-c",
-            "pipeline.connection_arn=arn:aws:codeconnections:us-east-1:111111111111:connection/12345678-1234-1234-1234-123456789012"]
+PIPELINE = [
+    "-c",
+    "pipeline.enabled=true",
+    "-c",
+    "pipeline.connection_arn=arn:aws:codeconnections:us-east-1:111111111111:connection/12345678-1234-1234-1234-123456789012",
+]
 
 
 def test_a_pipeline_in_this_account_is_destroyed_first(cdk_recorder, network, tmp_path):
     assert run_teardown(*PIPELINE, tmp_path=tmp_path) == ExitCode.OK
-    assert destroyed_stacks(cdk_recorder) == ["hyperpod-sky-pipeline", *(STACKS[r] for r in
-                                              ("hyperpod", "eks", "lifecycle_bucket", "network"))]
+    assert destroyed_stacks(cdk_recorder) == [
+        "hyperpod-sky-pipeline",
+        *(STACKS[r] for r in ("hyperpod", "eks", "lifecycle_bucket", "network")),
+    ]
 
 
 def test_a_pipeline_in_another_account_is_named_not_destroyed(cdk_recorder, network, tmp_path, capsys):
-    cross = [*PIPELINE, "-c", "account=123456789012", "-c", "pipeline.pipeline_account=111111111111",
-             "-c", "pipeline.cross_account_keys=true"]
+    cross = [
+        *PIPELINE,
+        "-c",
+        "account=123456789012",
+        "-c",
+        "pipeline.pipeline_account=111111111111",
+        "-c",
+        "pipeline.cross_account_keys=true",
+    ]
     assert run_teardown(*cross, tmp_path=tmp_path) == ExitCode.OK
     assert "hyperpod-sky-pipeline" not in destroyed_stacks(cdk_recorder)
-    assert "the pipeline hyperpod-sky-pipeline in account 111111111111 redeploys these stacks" in capsys.readouterr().err
+    assert (
+        "the pipeline hyperpod-sky-pipeline in account 111111111111 redeploys these stacks" in capsys.readouterr().err
+    )
 
 
-@pytest.mark.parametrize("failing, code, expected_calls", [
-    ("hyperpod", ExitCode.CLUSTER_NOT_READY, ["hyperpod"]),
-    ("eks", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "eks"]),
-    ("lifecycle_bucket", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "eks", "lifecycle_bucket"]),
-    ("network", ExitCode.AWS_API, ["hyperpod", "eks", "lifecycle_bucket", "network"]),
-])
+@pytest.mark.parametrize(
+    "failing, code, expected_calls",
+    [
+        ("hyperpod", ExitCode.CLUSTER_NOT_READY, ["hyperpod"]),
+        ("eks", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "eks"]),
+        ("lifecycle_bucket", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "eks", "lifecycle_bucket"]),
+        ("network", ExitCode.AWS_API, ["hyperpod", "eks", "lifecycle_bucket", "network"]),
+    ],
+)
 def test_a_failed_cdk_destroy_stops_the_later_ones_with_its_step_code(
     failing, code, expected_calls, cdk_recorder, network, tmp_path, monkeypatch, capsys
 ):
@@ -261,13 +299,16 @@ def test_in_use_lambda_eni_is_waited_for_then_deleted_once_available(cdk_recorde
     assert f"deleted {lambda_eni} (lambda" in err
 
 
-def test_available_hyperpod_cni_and_app_sg_enis_are_deleted_without_waiting(cdk_recorder, aws, network, tmp_path, capsys):
+def test_available_hyperpod_cni_and_app_sg_enis_are_deleted_without_waiting(
+    cdk_recorder, aws, network, tmp_path, capsys
+):
     ec2, _ = aws
     subnet = network["HyperPodSubnet"]
     left = {
         eni(ec2, subnet, "SageMaker HyperPod cluster hyperpod-sky node i-0abc"): "hyperpod",
-        eni(ec2, subnet, "aws-K8S-i-0123456789abcdef0",
-            tags={"cluster.k8s.amazonaws.com/name": "hyperpod-sky-eks"}): "eks",
+        eni(
+            ec2, subnet, "aws-K8S-i-0123456789abcdef0", tags={"cluster.k8s.amazonaws.com/name": "hyperpod-sky-eks"}
+        ): "eks",
         eni(ec2, subnet, "", groups=[network["HyperPodSecurityGroup"]]): "app security group",
     }
     clock = FakeClock()
@@ -306,7 +347,9 @@ def test_unattributable_eni_is_reported_with_id_and_description_and_the_network_
 def test_a_guardduty_endpoint_is_named_as_such(cdk_recorder, aws, network, tmp_path, capsys):
     ec2, _ = aws
     endpoint = ec2.create_vpc_endpoint(
-        VpcId=network["Vpc"], ServiceName=f"com.amazonaws.{REGION}.guardduty-data", VpcEndpointType="Interface",
+        VpcId=network["Vpc"],
+        ServiceName=f"com.amazonaws.{REGION}.guardduty-data",
+        VpcEndpointType="Interface",
         SubnetIds=[network["EksSubnet"]],
     )["VpcEndpoint"]["VpcEndpointId"]
     eni(ec2, network["EksSubnet"], f"VPC Endpoint Interface {endpoint}")
@@ -342,8 +385,9 @@ def test_ec2_permission_errors_end_step_three_with_its_code(cdk_recorder, networ
     from botocore.exceptions import ClientError
 
     def denied(ec2, vpc_id):
-        raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}},
-                          "DescribeNetworkInterfaces")
+        raise ClientError(
+            {"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "DescribeNetworkInterfaces"
+        )
 
     monkeypatch.setattr(teardown, "_enis_in_vpc", denied)
     assert run_teardown(tmp_path=tmp_path) == ExitCode.NODES_TIMEOUT
@@ -357,9 +401,21 @@ def _status_record(name: str, cloud: str, region: str):
     from sky.utils import status_lib
 
     return responses.StatusResponse(
-        name=name, launched_at=int(time.time()), handle=None, status=status_lib.ClusterStatus.UP, autostop=-1,
-        to_down=False, cluster_hash="h-" + name, cluster_ever_up=True, user_hash="u1", user_name="alice",
-        workspace="default", is_managed=False, nodes=1, cloud=cloud, region=region,
+        name=name,
+        launched_at=int(time.time()),
+        handle=None,
+        status=status_lib.ClusterStatus.UP,
+        autostop=-1,
+        to_down=False,
+        cluster_hash="h-" + name,
+        cluster_ever_up=True,
+        user_hash="u1",
+        user_name="alice",
+        workspace="default",
+        is_managed=False,
+        nodes=1,
+        cloud=cloud,
+        region=region,
     )
 
 
@@ -391,12 +447,18 @@ def sky_double(monkeypatch, tmp_path):
 
 def write_kubeconfig(path: Path, context: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": context,
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": context,
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
     return path
 
 
@@ -409,12 +471,14 @@ def outputs_file(tmp_path: Path) -> Path:
 def test_skypilot_clusters_on_the_eks_context_are_downed_before_any_stack(
     sky_double, cdk_recorder, network, tmp_path, capsys
 ):
-    sky_double.clusters.update({
-        "train": {"jobs": {}, "infra": ("Kubernetes", CONTEXT)},
-        "dev": {"jobs": {}, "infra": ("Kubernetes", CONTEXT)},
-        "elsewhere": {"jobs": {}, "infra": ("Kubernetes", "some-other-context")},
-        "vm": {"jobs": {}, "infra": ("AWS", "us-east-1")},
-    })
+    sky_double.clusters.update(
+        {
+            "train": {"jobs": {}, "infra": ("Kubernetes", CONTEXT)},
+            "dev": {"jobs": {}, "infra": ("Kubernetes", CONTEXT)},
+            "elsewhere": {"jobs": {}, "infra": ("Kubernetes", "some-other-context")},
+            "vm": {"jobs": {}, "infra": ("AWS", "us-east-1")},
+        }
+    )
     kubeconfig = write_kubeconfig(tmp_path / "kube" / "config", CONTEXT)
     args = parse("--yes", "--outputs", str(outputs_file(tmp_path)), "--kubeconfig", str(kubeconfig))
     clock = FakeClock()
@@ -466,9 +530,14 @@ def test_without_yes_and_without_a_terminal_nothing_is_deleted(cdk_recorder, net
 
 def test_typing_the_prefix_confirms_and_anything_else_does_not(network, tmp_path):
     class Tty:
-        def __init__(self, line): self.line = line
-        def isatty(self): return True
-        def readline(self): return self.line
+        def __init__(self, line):
+            self.line = line
+
+        def isatty(self):
+            return True
+
+        def readline(self):
+            return self.line
 
     plan = teardown.make_plan(parse("--kubeconfig", str(tmp_path / "none")))
     teardown.confirm(plan, assume_yes=False, stdin=Tty("hyperpod-sky\n"))
@@ -503,22 +572,34 @@ def test_retained_buckets_are_reported_as_left_behind(cdk_recorder, network, tmp
 
 
 # ----- the classifier on its own ------------------------------------------------------------------
-@pytest.mark.parametrize("eni_fields, kind", [
-    ({"InterfaceType": "lambda", "Description": "AWS Lambda VPC ENI-fn-1"}, teardown.EniKind.LAMBDA),
-    # moto creates every ENI as type "interface", so EFA is only covered here
-    ({"InterfaceType": "efa", "Description": ""}, teardown.EniKind.EFA),
-    ({"InterfaceType": "efa-only", "Description": ""}, teardown.EniKind.EFA),
-    ({"InterfaceType": "nat_gateway", "Description": "Interface for NAT Gateway nat-0123456789abcdef0"},
-     teardown.EniKind.OWN),
-    ({"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0123456789abcdef0"},
-     teardown.EniKind.OWN),
-    ({"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0fedcba9876543210"},
-     teardown.EniKind.UNKNOWN),
-    ({"InterfaceType": "interface", "Description": "Amazon EKS hyperpod-sky-eks"}, teardown.EniKind.EKS),
-    ({"InterfaceType": "interface", "Description": "hyperpod-sky bastion"}, teardown.EniKind.UNKNOWN),
-    ({"InterfaceType": "interface", "Description": "", "Groups": [{"GroupId": "sg-0aaa"}]}, teardown.EniKind.APP),
-    ({"InterfaceType": "network_load_balancer", "Description": "ELB net/k8s-default-svc/0123"}, teardown.EniKind.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    "eni_fields, kind",
+    [
+        ({"InterfaceType": "lambda", "Description": "AWS Lambda VPC ENI-fn-1"}, teardown.EniKind.LAMBDA),
+        # moto creates every ENI as type "interface", so EFA is only covered here
+        ({"InterfaceType": "efa", "Description": ""}, teardown.EniKind.EFA),
+        ({"InterfaceType": "efa-only", "Description": ""}, teardown.EniKind.EFA),
+        (
+            {"InterfaceType": "nat_gateway", "Description": "Interface for NAT Gateway nat-0123456789abcdef0"},
+            teardown.EniKind.OWN,
+        ),
+        (
+            {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0123456789abcdef0"},
+            teardown.EniKind.OWN,
+        ),
+        (
+            {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0fedcba9876543210"},
+            teardown.EniKind.UNKNOWN,
+        ),
+        ({"InterfaceType": "interface", "Description": "Amazon EKS hyperpod-sky-eks"}, teardown.EniKind.EKS),
+        ({"InterfaceType": "interface", "Description": "hyperpod-sky bastion"}, teardown.EniKind.UNKNOWN),
+        ({"InterfaceType": "interface", "Description": "", "Groups": [{"GroupId": "sg-0aaa"}]}, teardown.EniKind.APP),
+        (
+            {"InterfaceType": "network_load_balancer", "Description": "ELB net/k8s-default-svc/0123"},
+            teardown.EniKind.UNKNOWN,
+        ),
+    ],
+)
 def test_classifier_attributes_by_evidence_only(eni_fields, kind):
     own = frozenset({"nat-0123456789abcdef0", "vpce-0123456789abcdef0", "sg-0aaa"})
     assert teardown.classify_eni({"NetworkInterfaceId": "eni-1", **eni_fields}, own)[0] is kind
@@ -541,7 +622,9 @@ def infrastructure_templates(tmp_path_factory):
         app = cdk.App(context={**cdk_context(), **overrides}, outdir=str(outdir))
         add_infrastructure(app, load_config(app.node.get_all_context()))
         app.synth()
-        return {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
+        return {
+            p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in outdir.glob("*.template.json")
+        }
 
     return {"default": synth("default"), "retain": synth("retain", **{"lifecycle_bucket.removal_policy": "retain"})}
 
@@ -551,7 +634,8 @@ def kept_resources(templates: dict[str, dict]) -> dict[str, str]:
         f"{stack}/{logical_id}": resource["Type"]
         for stack, template in templates.items()
         for logical_id, resource in template["Resources"].items()
-        if resource.get("DeletionPolicy", "Delete") != "Delete" or resource.get("UpdateReplacePolicy", "Delete") != "Delete"
+        if resource.get("DeletionPolicy", "Delete") != "Delete"
+        or resource.get("UpdateReplacePolicy", "Delete") != "Delete"
     }
 
 
@@ -563,7 +647,11 @@ def test_default_config_retains_no_resource_in_any_stack(infrastructure_template
 
 def test_removal_policy_retain_keeps_exactly_the_two_buckets(infrastructure_templates):
     lifecycle = infrastructure_templates["retain"][STACKS["lifecycle_bucket"]]["Resources"]
-    buckets = {f"{STACKS['lifecycle_bucket']}/{k}": "AWS::S3::Bucket" for k, r in lifecycle.items() if r["Type"] == "AWS::S3::Bucket"}
+    buckets = {
+        f"{STACKS['lifecycle_bucket']}/{k}": "AWS::S3::Bucket"
+        for k, r in lifecycle.items()
+        if r["Type"] == "AWS::S3::Bucket"
+    }
     assert len(buckets) == 2
     assert kept_resources(infrastructure_templates["retain"]) == buckets
     assert not [r for r in lifecycle.values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
@@ -573,7 +661,11 @@ def test_every_bucket_that_is_deleted_empties_itself_first(infrastructure_templa
     for stack, template in infrastructure_templates["default"].items():
         resources = template["Resources"]
         buckets = {k for k, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
-        emptied = {r["Properties"]["BucketName"]["Ref"] for r in resources.values() if r["Type"] == "Custom::S3AutoDeleteObjects"}
+        emptied = {
+            r["Properties"]["BucketName"]["Ref"]
+            for r in resources.values()
+            if r["Type"] == "Custom::S3AutoDeleteObjects"
+        }
         assert buckets == emptied, stack
 
 
@@ -583,8 +675,16 @@ def test_custom_resources_are_the_known_ones_whose_delete_paths_were_reviewed(in
     # an absent release or cluster counting as success (hyperpod_helm_chart runtime handler.py);
     # BucketDeployment with RetainOnDelete false deletes the uploaded scripts; S3AutoDeleteObjects
     # empties its bucket. A new custom resource type fails here until its Delete path is reviewed.
-    found = {r["Type"]: r for t in infrastructure_templates["default"].values() for r in t["Resources"].values()
-             if r["Type"].startswith("Custom::") or r["Type"] == "AWS::CloudFormation::CustomResource"}
-    assert set(found) == {"Custom::HyperPodCluster", "Custom::HyperPodHelmChart", "Custom::CDKBucketDeployment",
-                          "Custom::S3AutoDeleteObjects"}
+    found = {
+        r["Type"]: r
+        for t in infrastructure_templates["default"].values()
+        for r in t["Resources"].values()
+        if r["Type"].startswith("Custom::") or r["Type"] == "AWS::CloudFormation::CustomResource"
+    }
+    assert set(found) == {
+        "Custom::HyperPodCluster",
+        "Custom::HyperPodHelmChart",
+        "Custom::CDKBucketDeployment",
+        "Custom::S3AutoDeleteObjects",
+    }
     assert found["Custom::CDKBucketDeployment"]["Properties"].get("RetainOnDelete") is False

@@ -20,10 +20,23 @@ REPO = Path(__file__).resolve().parents[2]
 def main(argv: list[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="rehearsal-"))
     try:
-        return int(pytest.main([
-            "-c", str(REPO / "pytest.ini"), "--rootdir", str(REPO), f"--basetemp={scratch / 'base'}",
-            "-p", "no:cacheprovider", "-v", "-s", str(REPO / "tests" / "rehearsal"), *argv,
-        ]))
+        return int(
+            pytest.main(
+                [
+                    "-c",
+                    str(REPO / "pytest.ini"),
+                    "--rootdir",
+                    str(REPO),
+                    f"--basetemp={scratch / 'base'}",
+                    "-p",
+                    "no:cacheprovider",
+                    "-v",
+                    "-s",
+                    str(REPO / "tests" / "rehearsal"),
+                    *argv,
+                ]
+            )
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

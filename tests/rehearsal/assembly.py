@@ -9,9 +9,10 @@ asset hash, and the asset manifest says which folder under ``cdk.out`` holds its
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 class AssemblyError(ValueError):
@@ -64,8 +65,11 @@ class CloudAssembly:
                 region=None if region in ("", "unknown-region") else region,
                 template_file=template_file,
                 template=json.loads(template_file.read_text()),
-                dependencies=tuple(d for d in artifact.get("dependencies", [])
-                                   if artifacts.get(d, {}).get("type") == "aws:cloudformation:stack"),
+                dependencies=tuple(
+                    d
+                    for d in artifact.get("dependencies", [])
+                    if artifacts.get(d, {}).get("type") == "aws:cloudformation:stack"
+                ),
             )
             for dep in artifact.get("dependencies", []):
                 if artifacts.get(dep, {}).get("type") == "cdk:asset-manifest":
@@ -98,8 +102,10 @@ class CloudAssembly:
         source = entry["source"]
         folder = self.outdir / source["path"]
         if source.get("packaging") != "zip" or not folder.is_dir():
-            raise AssemblyError(f"{stack.name}: asset {asset_hash} is not a folder packaged as zip "
-                                f"({source.get('packaging')}: {source['path']})")
+            raise AssemblyError(
+                f"{stack.name}: asset {asset_hash} is not a folder packaged as zip "
+                f"({source.get('packaging')}: {source['path']})"
+            )
         return folder
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -19,8 +19,12 @@ SYNTH_INPUTS = ("app.py", "cdk.json", "config", "stacks", "constructs", "lifecyc
 
 
 def newest_input(repo: Path = REPO) -> tuple[float, Path]:
-    files = [p for name in SYNTH_INPUTS for p in ([repo / name] if (repo / name).is_file() else (repo / name).rglob("*"))
-             if p.is_file() and "__pycache__" not in p.parts]
+    files = [
+        p
+        for name in SYNTH_INPUTS
+        for p in ([repo / name] if (repo / name).is_file() else (repo / name).rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
     newest = max(files, key=lambda p: p.stat().st_mtime)
     return newest.stat().st_mtime, newest
 
@@ -32,8 +36,10 @@ def synthesized(cdk_out: Path) -> Path:  # noqa: F811 - the imported fixture, us
     mtime, newest = newest_input()
     built = (cdk_out / "manifest.json").stat().st_mtime
     if built < mtime:
-        pytest.fail(f"{cdk_out} was synthesized before {newest.relative_to(REPO)} last changed, so it would rehearse "
-                    f"old templates; delete {cdk_out} (or run `python -m tests.rehearsal`, which synthesizes afresh)")
+        pytest.fail(
+            f"{cdk_out} was synthesized before {newest.relative_to(REPO)} last changed, so it would rehearse "
+            f"old templates; delete {cdk_out} (or run `python -m tests.rehearsal`, which synthesizes afresh)"
+        )
     return cdk_out
 
 
@@ -56,7 +62,9 @@ def corrupted(synthesized: Path, tmp_path: Path) -> Callable[[Callable[[dict[str
                 shutil.copyfile(path, copy / path.name)
             else:
                 (copy / path.name).symlink_to(path)
-        templates = {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in copy.glob("*.template.json")}
+        templates = {
+            p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in copy.glob("*.template.json")
+        }
         mutate(templates)
         for name, template in templates.items():
             (copy / f"{name}.template.json").write_text(json.dumps(template))

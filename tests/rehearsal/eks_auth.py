@@ -15,8 +15,8 @@ import urllib.parse
 
 import requests
 
-from tests.sigv4 import sigv4_signature
 from tests.k8s_double.server import K8sDouble
+from tests.sigv4 import sigv4_signature
 
 TOKEN_PREFIX = "Bearer k8s-aws-v1."
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
@@ -31,7 +31,7 @@ class EksAuthK8sDouble(K8sDouble):
 
     def handle(self, request, authorization):
         if authorization and authorization.startswith(TOKEN_PREFIX):
-            identity = self._verify(authorization[len(TOKEN_PREFIX):])
+            identity = self._verify(authorization[len(TOKEN_PREFIX) :])
             if identity is not None:
                 self.identities.append(identity)
                 authorization = f"Bearer {self.token}"  # authenticated: proceed as the double's user
@@ -54,10 +54,13 @@ class EksAuthK8sDouble(K8sDouble):
             return None
         # moto_server picks the service from an Authorization header's credential scope only (a query-
         # signed URL would reach its S3 default), so the same SigV4 fields travel as a header too.
-        authorization = (f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, "
-                         f"SignedHeaders={query['X-Amz-SignedHeaders']}, Signature={query['X-Amz-Signature']}")
-        reply = requests.get(url.geturl(), headers={CLUSTER_ID_HEADER: self.cluster_name, "Authorization": authorization},
-                             timeout=10)
+        authorization = (
+            f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, "
+            f"SignedHeaders={query['X-Amz-SignedHeaders']}, Signature={query['X-Amz-Signature']}"
+        )
+        reply = requests.get(
+            url.geturl(), headers={CLUSTER_ID_HEADER: self.cluster_name, "Authorization": authorization}, timeout=10
+        )
         if reply.status_code != 200 or "<GetCallerIdentityResult>" not in reply.text:
             self.rejections.append(f"STS answered {reply.status_code}")
             return None

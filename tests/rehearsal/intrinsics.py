@@ -9,12 +9,20 @@ makes the rehearsal fail loudly instead of passing an unresolved dict to a handl
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-PSEUDO_PARAMETERS = frozenset({
-    "AWS::AccountId", "AWS::Region", "AWS::Partition", "AWS::URLSuffix", "AWS::StackName", "AWS::StackId",
-    "AWS::NotificationARNs",
-})
+PSEUDO_PARAMETERS = frozenset(
+    {
+        "AWS::AccountId",
+        "AWS::Region",
+        "AWS::Partition",
+        "AWS::URLSuffix",
+        "AWS::StackName",
+        "AWS::StackId",
+        "AWS::NotificationARNs",
+    }
+)
 _NO_VALUE = object()  # Ref AWS::NoValue: the enclosing key or list item disappears
 _SUB_VARIABLE = re.compile(r"\$\{([^}]+)\}")
 
@@ -26,8 +34,14 @@ class Unresolvable(ValueError):
 class Resolver:
     """Resolves one stack's values. The callbacks create what they are asked for (``moto_stacks``)."""
 
-    def __init__(self, *, pseudo: Mapping[str, Any], ref: Callable[[str], Any],
-                 get_att: Callable[[str, str], Any], import_value: Callable[[str], Any]):
+    def __init__(
+        self,
+        *,
+        pseudo: Mapping[str, Any],
+        ref: Callable[[str], Any],
+        get_att: Callable[[str, str], Any],
+        import_value: Callable[[str], Any],
+    ):
         self.pseudo, self.ref, self.get_att, self.import_value = pseudo, ref, get_att, import_value
 
     def resolve(self, value: Any, path: str = "") -> Any:
@@ -43,7 +57,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg, path)
             if key.startswith("Fn::"):

@@ -93,16 +93,36 @@ class LambdaProcess:
             raise ValueError(f"{spec.logical_id}: runtime {spec.runtime} cannot run in a Python child process")
         self.spec = spec
         env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": ":UTC",
-            "LAMBDA_TASK_ROOT": str(spec.asset), "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256", "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-            **aws_env, **spec.environment,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": str(spec.asset),
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+            **aws_env,
+            **spec.environment,
         }
         self.logs: list[str] = []
         self._results: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", "-c", _DRIVER, str(spec.asset), spec.handler, str(spec.timeout), spec.name],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-B",
+                "-c",
+                _DRIVER,
+                str(spec.asset),
+                spec.handler,
+                str(spec.timeout),
+                spec.name,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             cwd=spec.asset,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -112,7 +132,7 @@ class LambdaProcess:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             if line.startswith(RESULT):
-                self._results.put(json.loads(line[len(RESULT):]))
+                self._results.put(json.loads(line[len(RESULT) :]))
             else:
                 self.logs.append(line.rstrip("\n"))
         self._results.put(None)  # the process ended
@@ -126,12 +146,17 @@ class LambdaProcess:
         try:
             reply = self._results.get(timeout=self.spec.timeout + 30)
         except queue.Empty:
-            raise LambdaError(self.spec.logical_id, {"errorType": "Sandbox.Timedout",
-                                                     "errorMessage": f"no answer in {self.spec.timeout:g} s"},
-                              self.logs[mark:]) from None
+            raise LambdaError(
+                self.spec.logical_id,
+                {"errorType": "Sandbox.Timedout", "errorMessage": f"no answer in {self.spec.timeout:g} s"},
+                self.logs[mark:],
+            ) from None
         if reply is None:
-            raise LambdaError(self.spec.logical_id, {"errorType": "Runtime.ExitError",
-                                                     "errorMessage": "the runtime process exited"}, self.logs[mark:])
+            raise LambdaError(
+                self.spec.logical_id,
+                {"errorType": "Runtime.ExitError", "errorMessage": "the runtime process exited"},
+                self.logs[mark:],
+            )
         if "error" in reply:
             raise LambdaError(self.spec.logical_id, reply["error"], self.logs[mark:])
         return reply["result"]
@@ -151,7 +176,13 @@ class LambdaProcess:
 def aws_environment(endpoint: str, region: str) -> dict[str, str]:
     """The credentials/region Lambda injects, pointed at moto; nothing from this machine's AWS config."""
     return {
-        "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
     }

@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -41,8 +42,14 @@ BUCKET_DEPLOYMENT_TYPE = "Custom::CDKBucketDeployment"
 # installer, S3 auto-delete) need a real cluster or only clean up; their dependents are not rehearsed.
 PROVIDER_BACKED = (HYPERPOD_CLUSTER_TYPE,)
 EAGER_TYPES = (
-    "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::SecurityGroup", "AWS::S3::Bucket", BUCKET_DEPLOYMENT_TYPE,
-    "AWS::EKS::Cluster", *PROVIDER_BACKED, "AWS::CloudFormation::WaitCondition",
+    "AWS::EC2::VPC",
+    "AWS::EC2::Subnet",
+    "AWS::EC2::SecurityGroup",
+    "AWS::S3::Bucket",
+    BUCKET_DEPLOYMENT_TYPE,
+    "AWS::EKS::Cluster",
+    *PROVIDER_BACKED,
+    "AWS::CloudFormation::WaitCondition",
 )
 
 
@@ -67,10 +74,17 @@ class Physical:
 
 
 class MotoStacks:
-    def __init__(self, assembly: CloudAssembly, *, endpoint: str, account: str, default_region: str,
-                 wait_handle: Callable[[str], WaitHandle],
-                 on_eks_cluster: Callable[[str, str], None] | None = None,
-                 poll_sleep: float = 0.05):
+    def __init__(
+        self,
+        assembly: CloudAssembly,
+        *,
+        endpoint: str,
+        account: str,
+        default_region: str,
+        wait_handle: Callable[[str], WaitHandle],
+        on_eks_cluster: Callable[[str, str], None] | None = None,
+        poll_sleep: float = 0.05,
+    ):
         self.assembly, self.endpoint, self.account = assembly, endpoint, account
         self.default_region = default_region
         self._new_wait_handle, self._on_eks_cluster, self.poll_sleep = wait_handle, on_eks_cluster, poll_sleep
@@ -91,17 +105,26 @@ class MotoStacks:
         key = (service, region)
         if key not in self._clients:
             self._clients[key] = boto3.client(
-                service, region_name=region, endpoint_url=self.endpoint, aws_access_key_id="testing",
-                aws_secret_access_key="testing", config=Config(retries={"mode": "standard", "max_attempts": 3}))
+                service,
+                region_name=region,
+                endpoint_url=self.endpoint,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(retries={"mode": "standard", "max_attempts": 3}),
+            )
         return self._clients[key]
 
     def pseudo(self, stack: Stack) -> dict[str, Any]:
         region = self.region(stack)
         return {
-            "AWS::AccountId": self.account, "AWS::Region": region, "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": stack.name, "AWS::NotificationARNs": [],
+            "AWS::AccountId": self.account,
+            "AWS::Region": region,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": stack.name,
+            "AWS::NotificationARNs": [],
             "AWS::StackId": f"arn:aws:cloudformation:{region}:{self.account}:stack/{stack.name}/"
-                            f"{uuid.UUID(hashlib.md5(stack.name.encode()).hexdigest())}",
+            f"{uuid.UUID(hashlib.md5(stack.name.encode()).hexdigest())}",
         }
 
     def resolver(self, stack: Stack) -> Resolver:
@@ -123,8 +146,10 @@ class MotoStacks:
     def _get_att(self, stack: Stack, logical_id: str, attribute: str) -> Any:
         physical = self.create(stack, logical_id)
         if attribute not in physical.attrs:
-            raise Unresolvable(f"{stack.name}: Fn::GetAtt {logical_id}.{attribute}: {physical.type} "
-                               f"{physical.ref} has no attribute {attribute} (it has {', '.join(physical.attrs) or 'none'})")
+            raise Unresolvable(
+                f"{stack.name}: Fn::GetAtt {logical_id}.{attribute}: {physical.type} "
+                f"{physical.ref} has no attribute {attribute} (it has {', '.join(physical.attrs) or 'none'})"
+            )
         return physical.attrs[attribute]
 
     def _import_value(self, export_name: str) -> Any:
@@ -148,7 +173,9 @@ class MotoStacks:
     def outputs(self, stack_name: str) -> dict[str, Any]:
         """Every output, as ``cdk deploy --outputs-file`` records them for the stack."""
         stack = self.assembly.stack(stack_name)
-        return {key: self.resolve(stack, output["Value"], f"Outputs.{key}.Value") for key, output in stack.outputs.items()}
+        return {
+            key: self.resolve(stack, output["Value"], f"Outputs.{key}.Value") for key, output in stack.outputs.items()
+        }
 
     def create(self, stack: Stack, logical_id: str) -> Physical:
         key = (stack.name, logical_id)
@@ -162,8 +189,10 @@ class MotoStacks:
         type_name = resource["Type"]
         creator = _CREATORS.get(type_name) or (MotoStacks._provider_backed if type_name in PROVIDER_BACKED else None)
         if creator is None:
-            raise Unresolvable(f"{stack.name}: {logical_id} ({type_name}) is referenced but not rehearsed "
-                               "(tests/rehearsal/moto_stacks.py creates only what the handlers and outputs need)")
+            raise Unresolvable(
+                f"{stack.name}: {logical_id} ({type_name}) is referenced but not rehearsed "
+                "(tests/rehearsal/moto_stacks.py creates only what the handlers and outputs need)"
+            )
         self._creating.append(key)
         try:
             for dependency in _depends_on(resource):
@@ -196,8 +225,9 @@ class MotoStacks:
             raise Unresolvable(f"no rehearsed Lambda function has the ARN {arn}")
         if arn not in self._processes:
             stack, logical_id = self._functions_by_arn[arn]
-            self._processes[arn] = LambdaProcess(self.lambda_spec(stack, logical_id),
-                                                 aws_env=aws_environment(self.endpoint, self.region(stack)))
+            self._processes[arn] = LambdaProcess(
+                self.lambda_spec(stack, logical_id), aws_env=aws_environment(self.endpoint, self.region(stack))
+            )
         return self._processes[arn]
 
     def prewarm(self, arn: str) -> None:
@@ -213,17 +243,27 @@ class MotoStacks:
         path = f"Resources.{logical_id}.Properties"
         environment = self.resolve(stack, props.get("Environment", {}).get("Variables", {}), f"{path}.Environment")
         return LambdaSpec(
-            logical_id=f"{stack.name}/{logical_id}", name=physical.ref, arn=physical.attrs["Arn"],
-            handler=props["Handler"], runtime=props["Runtime"],
+            logical_id=f"{stack.name}/{logical_id}",
+            name=physical.ref,
+            arn=physical.attrs["Arn"],
+            handler=props["Handler"],
+            runtime=props["Runtime"],
             asset=self.assembly.asset_folder(stack, props["Code"]["S3Key"]),
-            timeout=float(props.get("Timeout", 3)), environment={k: str(v) for k, v in environment.items()},
+            timeout=float(props.get("Timeout", 3)),
+            environment={k: str(v) for k, v in environment.items()},
         )
 
     def function_environment(self, arn: str) -> dict[str, Any]:
         stack, logical_id = self._functions_by_arn[arn]
         props = stack.resources[logical_id]["Properties"]
-        return {"Handler": props.get("Handler"), **self.resolve(
-            stack, props.get("Environment", {}).get("Variables", {}), f"Resources.{logical_id}.Properties.Environment")}
+        return {
+            "Handler": props.get("Handler"),
+            **self.resolve(
+                stack,
+                props.get("Environment", {}).get("Variables", {}),
+                f"Resources.{logical_id}.Properties.Environment",
+            ),
+        }
 
     def close(self) -> None:
         for process in self._processes.values():
@@ -244,23 +284,37 @@ class MotoStacks:
             if attribute in p:
                 ec2.modify_vpc_attribute(VpcId=vpc["VpcId"], **{attribute: {"Value": bool(p[attribute])}})
         _tag_ec2(ec2, vpc["VpcId"], p.get("Tags"))
-        return Physical(resource["Type"], vpc["VpcId"], {"VpcId": vpc["VpcId"], "CidrBlock": vpc["CidrBlock"],
-                                                          "DefaultSecurityGroup": _default_sg(ec2, vpc["VpcId"])})
+        return Physical(
+            resource["Type"],
+            vpc["VpcId"],
+            {
+                "VpcId": vpc["VpcId"],
+                "CidrBlock": vpc["CidrBlock"],
+                "DefaultSecurityGroup": _default_sg(ec2, vpc["VpcId"]),
+            },
+        )
 
     def _subnet(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
         p = self._props(stack, logical_id, resource, "VpcId", "CidrBlock", "AvailabilityZone", "Tags")
         ec2 = self.client("ec2", self.region(stack))
-        subnet = ec2.create_subnet(VpcId=p["VpcId"], CidrBlock=p["CidrBlock"], AvailabilityZone=p["AvailabilityZone"])["Subnet"]
+        subnet = ec2.create_subnet(VpcId=p["VpcId"], CidrBlock=p["CidrBlock"], AvailabilityZone=p["AvailabilityZone"])[
+            "Subnet"
+        ]
         _tag_ec2(ec2, subnet["SubnetId"], p.get("Tags"))
-        return Physical(resource["Type"], subnet["SubnetId"], {
-            "SubnetId": subnet["SubnetId"], "AvailabilityZone": subnet["AvailabilityZone"], "VpcId": subnet["VpcId"]})
+        return Physical(
+            resource["Type"],
+            subnet["SubnetId"],
+            {"SubnetId": subnet["SubnetId"], "AvailabilityZone": subnet["AvailabilityZone"], "VpcId": subnet["VpcId"]},
+        )
 
     def _security_group(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
         p = self._props(stack, logical_id, resource, "GroupDescription", "GroupName", "VpcId", "Tags")
         ec2 = self.client("ec2", self.region(stack))
         group_id = ec2.create_security_group(
             GroupName=p.get("GroupName") or self.physical_name(stack, logical_id, 255),
-            Description=p["GroupDescription"], VpcId=p["VpcId"])["GroupId"]
+            Description=p["GroupDescription"],
+            VpcId=p["VpcId"],
+        )["GroupId"]
         _tag_ec2(ec2, group_id, p.get("Tags"))
         return Physical(resource["Type"], group_id, {"GroupId": group_id, "VpcId": p["VpcId"]})
 
@@ -270,14 +324,30 @@ class MotoStacks:
         region = self.region(stack)
         kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         self.client("s3", region).create_bucket(Bucket=name, **kwargs)
-        return Physical(resource["Type"], name, {
-            "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com",
-            "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com"})
+        return Physical(
+            resource["Type"],
+            name,
+            {
+                "Arn": f"arn:aws:s3:::{name}",
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
+            },
+        )
 
     def _bucket_deployment(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
         """What aws-cdk-lib's BucketDeployment handler does for a folder asset: sync it under the prefix."""
-        p = self._props(stack, logical_id, resource, "SourceObjectKeys", "SourceMarkers", "DestinationBucketName",
-                        "DestinationBucketKeyPrefix", "Extract", "DestinationBucketArn", "OutputObjectKeys")
+        p = self._props(
+            stack,
+            logical_id,
+            resource,
+            "SourceObjectKeys",
+            "SourceMarkers",
+            "DestinationBucketName",
+            "DestinationBucketKeyPrefix",
+            "Extract",
+            "DestinationBucketArn",
+            "OutputObjectKeys",
+        )
         if any(p.get("SourceMarkers") or []):
             raise Unresolvable(f"{stack.name}: {logical_id}: deploy-time SourceMarkers are not rehearsed")
         if str(p.get("Extract", "true")).lower() != "true":
@@ -294,30 +364,57 @@ class MotoStacks:
                     uploaded.append(key)
         physical_id = f"aws.cdk.s3deployment.{uuid.uuid4()}"
         keys = p["SourceObjectKeys"] if str(p.get("OutputObjectKeys", "true")).lower() == "true" else []
-        return Physical(resource["Type"], physical_id, {
-            "DestinationBucketArn": p.get("DestinationBucketArn"), "SourceObjectKeys": keys}, {"Uploaded": uploaded})
+        return Physical(
+            resource["Type"],
+            physical_id,
+            {"DestinationBucketArn": p.get("DestinationBucketArn"), "SourceObjectKeys": keys},
+            {"Uploaded": uploaded},
+        )
 
     def _role(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
-        p = self._props(stack, logical_id, resource, "RoleName", "AssumeRolePolicyDocument", "Path", "Description",
-                        "Policies", "ManagedPolicyArns")
+        p = self._props(
+            stack,
+            logical_id,
+            resource,
+            "RoleName",
+            "AssumeRolePolicyDocument",
+            "Path",
+            "Description",
+            "Policies",
+            "ManagedPolicyArns",
+        )
         iam = self.client("iam", "us-east-1")
         name = p.get("RoleName") or self.physical_name(stack, logical_id, 64)
-        role = iam.create_role(RoleName=name, Path=p.get("Path", "/"), Description=p.get("Description", ""),
-                               AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]))["Role"]
+        role = iam.create_role(
+            RoleName=name,
+            Path=p.get("Path", "/"),
+            Description=p.get("Description", ""),
+            AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]),
+        )["Role"]
         for policy in p.get("Policies", []):
-            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"],
-                                PolicyDocument=json.dumps(policy["PolicyDocument"]))
+            iam.put_role_policy(
+                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"])
+            )
         # ManagedPolicyArns are resolved (so they must be well-formed) but not attached: moto ships
         # only a few AWS managed policies, not e.g. AmazonSageMakerClusterInstanceRolePolicy.
-        return Physical(resource["Type"], name, {"Arn": role["Arn"], "RoleId": role["RoleId"]},
-                        {"ManagedPolicyArns": p.get("ManagedPolicyArns", [])})
+        return Physical(
+            resource["Type"],
+            name,
+            {"Arn": role["Arn"], "RoleId": role["RoleId"]},
+            {"ManagedPolicyArns": p.get("ManagedPolicyArns", [])},
+        )
 
     def _state_machine(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
-        p = self._props(stack, logical_id, resource, "StateMachineName", "DefinitionString", "RoleArn", "StateMachineType")
+        p = self._props(
+            stack, logical_id, resource, "StateMachineName", "DefinitionString", "RoleArn", "StateMachineType"
+        )
         name = p.get("StateMachineName") or self.physical_name(stack, logical_id, 80)
         arn = self.client("stepfunctions", self.region(stack)).create_state_machine(
-            name=name, definition=p["DefinitionString"], roleArn=p["RoleArn"],
-            type=p.get("StateMachineType", "STANDARD"))["stateMachineArn"]
+            name=name,
+            definition=p["DefinitionString"],
+            roleArn=p["RoleArn"],
+            type=p.get("StateMachineType", "STANDARD"),
+        )["stateMachineArn"]
         for state in json.loads(p["DefinitionString"]).get("States", {}).values():
             self.prewarm(str(state.get("Resource", "")))
         return Physical(resource["Type"], arn, {"Arn": arn, "Name": name})
@@ -339,16 +436,28 @@ class MotoStacks:
         name = p.get("Name") or self.physical_name(stack, logical_id, 100)
         vpc = p["ResourcesVpcConfig"]
         cluster = self.client("eks", self.region(stack)).create_cluster(
-            name=name, version=p["Version"], roleArn=p["RoleArn"],
-            resourcesVpcConfig={"subnetIds": vpc["SubnetIds"], "securityGroupIds": vpc.get("SecurityGroupIds", []),
-                                "endpointPublicAccess": bool(vpc.get("EndpointPublicAccess", True)),
-                                "endpointPrivateAccess": bool(vpc.get("EndpointPrivateAccess", False))},
+            name=name,
+            version=p["Version"],
+            roleArn=p["RoleArn"],
+            resourcesVpcConfig={
+                "subnetIds": vpc["SubnetIds"],
+                "securityGroupIds": vpc.get("SecurityGroupIds", []),
+                "endpointPublicAccess": bool(vpc.get("EndpointPublicAccess", True)),
+                "endpointPrivateAccess": bool(vpc.get("EndpointPrivateAccess", False)),
+            },
             tags={t["Key"]: t["Value"] for t in p.get("Tags", [])},
         )["cluster"]
         if self._on_eks_cluster:
             self._on_eks_cluster(name, self.region(stack))
-        return Physical(resource["Type"], name, {"Arn": cluster["arn"], "Endpoint": cluster["endpoint"],
-                                                 "CertificateAuthorityData": cluster["certificateAuthority"]["data"]})
+        return Physical(
+            resource["Type"],
+            name,
+            {
+                "Arn": cluster["arn"],
+                "Endpoint": cluster["endpoint"],
+                "CertificateAuthorityData": cluster["certificateAuthority"]["data"],
+            },
+        )
 
     def _provider_backed(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
         from tests.rehearsal.provider import ProviderFramework
@@ -371,12 +480,16 @@ class MotoStacks:
         signals = handle.bodies()
         failures = [s for s in signals if s.get("Status") != "SUCCESS"]
         if failures:
-            raise DeploymentFailed(f"CREATE_FAILED {stack.name}/{logical_id} (AWS::CloudFormation::WaitCondition): "
-                                   f"received FAILURE signal: {failures[0].get('Reason')}")
+            raise DeploymentFailed(
+                f"CREATE_FAILED {stack.name}/{logical_id} (AWS::CloudFormation::WaitCondition): "
+                f"received FAILURE signal: {failures[0].get('Reason')}"
+            )
         if len(signals) < int(p.get("Count", 1)):
-            raise DeploymentFailed(f"CREATE_FAILED {stack.name}/{logical_id} (AWS::CloudFormation::WaitCondition): "
-                                   f"{len(signals)} of {p.get('Count', 1)} signals after every started poller "
-                                   f"finished; CloudFormation would wait {p.get('Timeout')} s and fail")
+            raise DeploymentFailed(
+                f"CREATE_FAILED {stack.name}/{logical_id} (AWS::CloudFormation::WaitCondition): "
+                f"{len(signals)} of {p.get('Count', 1)} signals after every started poller "
+                f"finished; CloudFormation would wait {p.get('Timeout')} s and fail"
+            )
         data = {s["UniqueId"]: s.get("Data") for s in signals}
         return Physical(resource["Type"], p["Handle"], {"Data": json.dumps(data)})
 
@@ -407,7 +520,7 @@ def _tag_ec2(ec2, resource_id: str, tags: list[dict[str, str]] | None) -> None:
 
 
 def _default_sg(ec2, vpc_id: str) -> str:
-    groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
-                                                   {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+    groups = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"]
     return groups[0]["GroupId"] if groups else ""
-

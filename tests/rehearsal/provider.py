@@ -38,8 +38,10 @@ class ProviderFramework:
         self.stacks, self.stack = stacks, stack
         framework = stacks.function_environment(service_token)
         if framework.get("Handler") != FRAMEWORK_ON_EVENT:
-            raise Unresolvable(f"{stack.name}: ServiceToken {service_token} is not a CDK Provider framework "
-                               f"onEvent function (handler {framework.get('Handler')!r})")
+            raise Unresolvable(
+                f"{stack.name}: ServiceToken {service_token} is not a CDK Provider framework "
+                f"onEvent function (handler {framework.get('Handler')!r})"
+            )
         self.on_event_arn = framework["USER_ON_EVENT_FUNCTION_ARN"]
         self.is_complete_arn = framework.get("USER_IS_COMPLETE_FUNCTION_ARN")
         for arn in (self.on_event_arn, self.is_complete_arn):
@@ -47,20 +49,34 @@ class ProviderFramework:
                 stacks.prewarm(arn)
         self.interval, self.max_attempts = 0, 0
         if self.is_complete_arn:
-            definition = json.loads(stacks.client("stepfunctions", stacks.region(stack)).describe_state_machine(
-                stateMachineArn=framework["WAITER_STATE_MACHINE_ARN"])["definition"])
+            definition = json.loads(
+                stacks.client("stepfunctions", stacks.region(stack)).describe_state_machine(
+                    stateMachineArn=framework["WAITER_STATE_MACHINE_ARN"]
+                )["definition"]
+            )
             retry = definition["States"][definition["StartAt"]]["Retry"][0]
             self.interval, self.max_attempts = retry["IntervalSeconds"], retry["MaxAttempts"]
 
-    def request(self, request_type: str, logical_id: str, resource_type: str, properties: dict[str, Any], *,
-                physical_id: str | None = None, old_properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    def request(
+        self,
+        request_type: str,
+        logical_id: str,
+        resource_type: str,
+        properties: dict[str, Any],
+        *,
+        physical_id: str | None = None,
+        old_properties: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """One CloudFormation request to the end: the final response (PhysicalResourceId, Data)."""
         region = self.stacks.region(self.stack)
         cfn_request: dict[str, Any] = {
-            "RequestType": request_type, "ServiceToken": properties["ServiceToken"],
+            "RequestType": request_type,
+            "ServiceToken": properties["ServiceToken"],
             "ResponseURL": f"https://cloudformation-custom-resource-response-{region}.s3.amazonaws.com/rehearsal",
-            "StackId": self.stacks.pseudo(self.stack)["AWS::StackId"], "RequestId": str(uuid.uuid4()),
-            "LogicalResourceId": logical_id, "ResourceType": resource_type,
+            "StackId": self.stacks.pseudo(self.stack)["AWS::StackId"],
+            "RequestId": str(uuid.uuid4()),
+            "LogicalResourceId": logical_id,
+            "ResourceType": resource_type,
             "ResourceProperties": cfn_strings(properties),
         }
         if physical_id is not None:
@@ -69,11 +85,16 @@ class ProviderFramework:
             cfn_request["OldResourceProperties"] = cfn_strings(old_properties)
         where = f"{request_type.upper()}_FAILED {self.stack.name}/{logical_id} ({resource_type})"
         result = self._invoke(self.on_event_arn, cfn_request, where) or {}
-        event = {**cfn_request, **result,
-                 "PhysicalResourceId": result.get("PhysicalResourceId") or _default_physical_id(cfn_request)}
+        event = {
+            **cfn_request,
+            **result,
+            "PhysicalResourceId": result.get("PhysicalResourceId") or _default_physical_id(cfn_request),
+        }
         if request_type == "Delete" and event["PhysicalResourceId"] != physical_id:
-            raise DeploymentFailed(f"{where}: DELETE: cannot change the physical resource ID from {physical_id!r} "
-                                   f"to {event['PhysicalResourceId']!r} during deletion")
+            raise DeploymentFailed(
+                f"{where}: DELETE: cannot change the physical resource ID from {physical_id!r} "
+                f"to {event['PhysicalResourceId']!r} during deletion"
+            )
         if not self.is_complete_arn:
             return event
         for _ in range(self.max_attempts + 1):
@@ -83,8 +104,9 @@ class ProviderFramework:
             if done.get("Data"):
                 raise DeploymentFailed(f'{where}: "Data" is not allowed if "IsComplete" is "False"')
             time.sleep(self.stacks.poll_sleep)
-        raise DeploymentFailed(f"{where}: Operation timed out (is_complete said no {self.max_attempts + 1} times, "
-                               f"{self.interval} s apart)")
+        raise DeploymentFailed(
+            f"{where}: Operation timed out (is_complete said no {self.max_attempts + 1} times, {self.interval} s apart)"
+        )
 
     def _invoke(self, arn: str, payload: dict[str, Any], where: str) -> Any:
         try:
@@ -135,12 +157,25 @@ def interpret(stacks: MotoStacks, definition: dict[str, Any], data: Any) -> dict
             try:
                 result = stacks.function_at(state["Resource"]).invoke(_path(data, state.get("InputPath", "$")))
             except LambdaError as exc:
-                catch = next((c for c in state.get("Catch", []) if {"States.ALL", exc.error.get("errorType")}
-                              & set(c["ErrorEquals"])), None)
+                catch = next(
+                    (
+                        c
+                        for c in state.get("Catch", [])
+                        if {"States.ALL", exc.error.get("errorType")} & set(c["ErrorEquals"])
+                    ),
+                    None,
+                )
                 if catch is None:
-                    return {"status": "FAILED", "error": exc.error.get("errorType"), "cause": exc.error.get("errorMessage")}
-                data = _put(data, catch.get("ResultPath", "$"),
-                            {"Error": exc.error.get("errorType"), "Cause": json.dumps(exc.error)})
+                    return {
+                        "status": "FAILED",
+                        "error": exc.error.get("errorType"),
+                        "cause": exc.error.get("errorMessage"),
+                    }
+                data = _put(
+                    data,
+                    catch.get("ResultPath", "$"),
+                    {"Error": exc.error.get("errorType"), "Cause": json.dumps(exc.error)},
+                )
                 name = catch["Next"]
                 continue
             data = _put(data, state.get("ResultPath", "$"), result)

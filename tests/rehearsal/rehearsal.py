@@ -82,7 +82,7 @@ class Rehearsal:
         self._handles: list[HandleServer] = []
 
     # ----- lifecycle ------------------------------------------------------------------------------
-    def __enter__(self) -> "Rehearsal":
+    def __enter__(self) -> Rehearsal:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.home.mkdir(parents=True, exist_ok=True)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -90,8 +90,14 @@ class Rehearsal:
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._reset_moto()  # moto's backends are process-wide; start from nothing
-        self.stacks = MotoStacks(self.assembly, endpoint=self.endpoint, account=ACCOUNT, default_region=DEFAULT_REGION,
-                                 wait_handle=self._new_handle, on_eks_cluster=self._point_eks_at_double)
+        self.stacks = MotoStacks(
+            self.assembly,
+            endpoint=self.endpoint,
+            account=ACCOUNT,
+            default_region=DEFAULT_REGION,
+            wait_handle=self._new_handle,
+            on_eks_cluster=self._point_eks_at_double,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -118,8 +124,13 @@ class Rehearsal:
         eks_backends[ACCOUNT][region].clusters[cluster_name].endpoint = self.k8s.url
 
     def aws(self, service: str, region: str | None = None):
-        return boto3.client(service, region_name=region or self.region, endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            service,
+            region_name=region or self.region,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     # ----- step 1: deploy -------------------------------------------------------------------------
     def deploy(self) -> dict[str, dict[str, Any]]:
@@ -132,8 +143,9 @@ class Rehearsal:
                 raise RehearsalFailure(f"deploy {stack.name}: {exc}") from exc
         problems = self.hyperpod_input_problems()
         if problems:
-            raise RehearsalFailure("deploy: moto accepted CreateCluster, but HyperPod would fail on its inputs: "
-                                   + "; ".join(problems))
+            raise RehearsalFailure(
+                "deploy: moto accepted CreateCluster, but HyperPod would fail on its inputs: " + "; ".join(problems)
+            )
         self.outputs_path.write_text(json.dumps(self.outputs, indent=1))
         self.timings["deploy"] = time.monotonic() - started
         return self.outputs
@@ -141,8 +153,11 @@ class Rehearsal:
     @property
     def hyperpod_resource(self) -> tuple[str, str]:
         """(stack name, logical id) of the HyperPod custom resource."""
-        found = [(s.name, logical_id) for s in self.assembly.stacks
-                 for logical_id, _ in s.resources_of_type(HYPERPOD_CLUSTER_TYPE)]
+        found = [
+            (s.name, logical_id)
+            for s in self.assembly.stacks
+            for logical_id, _ in s.resources_of_type(HYPERPOD_CLUSTER_TYPE)
+        ]
         if len(found) != 1:
             raise RehearsalFailure(f"deploy: expected one {HYPERPOD_CLUSTER_TYPE} in the assembly, found {found}")
         return found[0]
@@ -177,25 +192,33 @@ class Rehearsal:
             uri, script = group["LifeCycleConfig"]["SourceS3Uri"], group["LifeCycleConfig"]["OnCreate"]
             bucket, _, prefix = uri.removeprefix("s3://").partition("/")
             key = f"{prefix.rstrip('/')}/{script}".lstrip("/")
-            listed = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []) if _bucket_exists(s3, bucket) else []
+            listed = (
+                s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []) if _bucket_exists(s3, bucket) else []
+            )
             if not any(o["Key"] == key for o in listed):
-                problems.append(f"instance group {group['InstanceGroupName']}: s3://{bucket}/{key} "
-                                "(LifeCycleConfig SourceS3Uri + OnCreate) does not exist")
+                problems.append(
+                    f"instance group {group['InstanceGroupName']}: s3://{bucket}/{key} "
+                    "(LifeCycleConfig SourceS3Uri + OnCreate) does not exist"
+                )
             role_name = group["ExecutionRole"].rsplit("/", 1)[-1]
             try:
                 iam.get_role(RoleName=role_name)
             except iam.exceptions.NoSuchEntityException:
-                problems.append(f"instance group {group['InstanceGroupName']}: ExecutionRole "
-                                f"{group['ExecutionRole']} does not exist")
+                problems.append(
+                    f"instance group {group['InstanceGroupName']}: ExecutionRole "
+                    f"{group['ExecutionRole']} does not exist"
+                )
         vpc = request["VpcConfig"]
         subnets = ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": vpc["Subnets"]}])["Subnets"]
         if len(subnets) != len(vpc["Subnets"]):
             problems.append(f"VpcConfig.Subnets {vpc['Subnets']}: only {[s['SubnetId'] for s in subnets]} exist")
-        groups = ec2.describe_security_groups(
-            Filters=[{"Name": "group-id", "Values": vpc["SecurityGroupIds"]}])["SecurityGroups"]
+        groups = ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": vpc["SecurityGroupIds"]}])[
+            "SecurityGroups"
+        ]
         if len(groups) != len(vpc["SecurityGroupIds"]):
-            problems.append(f"VpcConfig.SecurityGroupIds {vpc['SecurityGroupIds']}: "
-                            f"only {[g['GroupId'] for g in groups]} exist")
+            problems.append(
+                f"VpcConfig.SecurityGroupIds {vpc['SecurityGroupIds']}: only {[g['GroupId'] for g in groups]} exist"
+            )
         if len({s["VpcId"] for s in subnets} | {g["VpcId"] for g in groups}) > 1:
             problems.append("VpcConfig subnets and security groups are in different VPCs")
         eks_arn = request["Orchestrator"]["Eks"]["ClusterArn"]
@@ -209,8 +232,10 @@ class Rehearsal:
         value = read_outputs(self.outputs_path, environ={}).as_dict().get(key)
         if not value:
             declared = sorted(k for outs in self.outputs.values() for k in outs if not k.startswith("ExportsOutput"))
-            raise RehearsalFailure(f"outputs: no stack declares output {key!r}, which post_deploy reads "
-                                   f"(config/outputs.py); the stacks declare {', '.join(declared)}")
+            raise RehearsalFailure(
+                f"outputs: no stack declares output {key!r}, which post_deploy reads "
+                f"(config/outputs.py); the stacks declare {', '.join(declared)}"
+            )
         return value
 
     # ----- HyperPod's part: nodes join the EKS cluster -------------------------------------------
@@ -228,14 +253,23 @@ class Rehearsal:
             labels = dict((group.get("KubernetesConfig") or {}).get("Labels") or {})
             labels.update({"topology.kubernetes.io/zone": zone, "topology.kubernetes.io/region": self.region})
             gpus, efa = self.accelerators(summary["InstanceType"])
-            node = seed.hyperpod_node(summary["InstanceType"], cluster=name, instance_group=summary["InstanceGroupName"],
-                                      gpus=gpus, efa=efa, name=f"hyperpod-{summary['InstanceId']}", extra_labels=labels)
+            node = seed.hyperpod_node(
+                summary["InstanceType"],
+                cluster=name,
+                instance_group=summary["InstanceGroupName"],
+                gpus=gpus,
+                efa=efa,
+                name=f"hyperpod-{summary['InstanceId']}",
+                extra_labels=labels,
+            )
             registered.append(self.k8s.add_node(node))
         return registered
 
     def accelerators(self, instance_type: str) -> tuple[int, int]:
         """GPU count and EFA interfaces of an ml.* type, from moto's EC2 instance-type data."""
-        info = self.aws("ec2").describe_instance_types(InstanceTypes=[instance_type.removeprefix("ml.")])["InstanceTypes"][0]
+        info = self.aws("ec2").describe_instance_types(InstanceTypes=[instance_type.removeprefix("ml.")])[
+            "InstanceTypes"
+        ][0]
         gpus = sum(g["Count"] for g in info.get("GpuInfo", {}).get("Gpus", []))
         return gpus, info.get("NetworkInfo", {}).get("EfaInfo", {}).get("MaximumEfaInterfaces", 0)
 
@@ -243,20 +277,32 @@ class Rehearsal:
     def cli_env(self) -> dict[str, str]:
         return {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(self.tools_bin), "/usr/bin", "/bin"]),
-            "HOME": str(self.home), "LANG": "C.UTF-8",
-            "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true", "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
         }
 
     def start_cli(self, *argv: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "post_deploy", *argv], cwd=REPO, env=self.cli_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "post_deploy", *argv],
+            cwd=REPO,
+            env=self.cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         process.started = time.monotonic()  # type: ignore[attr-defined]
         return process
 
-    def cli(self, *argv: str, expect: int | None = 0, timeout: float = 180,
-            process: subprocess.Popen | None = None) -> CliResult:
+    def cli(
+        self, *argv: str, expect: int | None = 0, timeout: float = 180, process: subprocess.Popen | None = None
+    ) -> CliResult:
         """Run ``python -m post_deploy <argv>`` (or finish ``process``); RehearsalFailure on another exit code."""
         process = process or self.start_cli(*argv)
         started = process.started  # type: ignore[attr-defined]
@@ -277,8 +323,10 @@ class Rehearsal:
         self.timings[argv[0]] = self.timings.get(argv[0], 0.0) + result.seconds
         if expect is not None and result.code != expect:
             last = next((l for l in reversed(stderr.splitlines()) if l.strip()), "")
-            raise RehearsalFailure(f"{argv[0]}: exit code {result.code}, expected {expect}: {last}\n"
-                                   f"argv: {' '.join(argv)}\nstderr:\n{stderr[-3000:]}")
+            raise RehearsalFailure(
+                f"{argv[0]}: exit code {result.code}, expected {expect}: {last}\n"
+                f"argv: {' '.join(argv)}\nstderr:\n{stderr[-3000:]}"
+            )
         return result
 
     # ----- the post-deploy steps, as `run` chains them ------------------------------------------
@@ -286,11 +334,15 @@ class Rehearsal:
         return ["--kubeconfig", str(self.kubeconfig), "--context", self.context]
 
     def step_kubeconfig(self) -> CliResult:
-        result = self.cli("kubeconfig", "--outputs", str(self.outputs_path), "--kubeconfig", str(self.kubeconfig), "--json")
+        result = self.cli(
+            "kubeconfig", "--outputs", str(self.outputs_path), "--kubeconfig", str(self.kubeconfig), "--json"
+        )
         assert self.k8s is not None and result.summary is not None
         if result.summary["endpoint"] != self.k8s.url:
-            raise RehearsalFailure(f"kubeconfig: wrote endpoint {result.summary['endpoint']}, but the EKS cluster "
-                                   f"the stacks created serves {self.k8s.url}")
+            raise RehearsalFailure(
+                f"kubeconfig: wrote endpoint {result.summary['endpoint']}, but the EKS cluster "
+                f"the stacks created serves {self.k8s.url}"
+            )
         self.context = result.summary["context"]
         return result
 
@@ -298,10 +350,19 @@ class Rehearsal:
         """Started while the cluster has no node yet (HyperPod reports InService first); the nodes join
         once the step has looked for them at least once."""
         assert self.k8s is not None
-        process = self.start_cli("wait-nodes", *self.k8s_args(),
-                                 "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME),
-                                 "--region", self.output(output_keys.REGION), "--timeout", str(timeout),
-                                 "--poll-interval", "0.2", "--json")
+        process = self.start_cli(
+            "wait-nodes",
+            *self.k8s_args(),
+            "--cluster-name",
+            self.output(output_keys.HYPERPOD_CLUSTER_NAME),
+            "--region",
+            self.output(output_keys.REGION),
+            "--timeout",
+            str(timeout),
+            "--poll-interval",
+            "0.2",
+            "--json",
+        )
         deadline = time.monotonic() + timeout
         while not any(r.path == "/api/v1/nodes" for r in list(self.k8s.requests)):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -313,22 +374,27 @@ class Rehearsal:
     def step_label_gpus(self, *, expected_changes: frozenset[str] = frozenset()) -> CliResult:
         """``label-gpus``; the nodes it changes must be exactly ``expected_changes``. Nodes HyperPod
         labelled from the construct's KubernetesConfig.Labels must need no change."""
-        result = self.cli("label-gpus", *self.k8s_args(),
-                          "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME), "--json")
+        result = self.cli(
+            "label-gpus", *self.k8s_args(), "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME), "--json"
+        )
         assert result.summary is not None
         changed = {c["node"]: c for c in result.summary["changed"]}
         unexpected = sorted(set(changed) - expected_changes)
         if unexpected:
             detail = "; ".join(f"{n}: {changed[n]['old']} -> {changed[n]['new']}" for n in unexpected)
-            raise RehearsalFailure(f"label-gpus: had to relabel {len(unexpected)} node(s) that HyperPod labelled from "
-                                   f"the construct's KubernetesConfig.Labels, so the construct and the CLI disagree: {detail}")
+            raise RehearsalFailure(
+                f"label-gpus: had to relabel {len(unexpected)} node(s) that HyperPod labelled from "
+                f"the construct's KubernetesConfig.Labels, so the construct and the CLI disagree: {detail}"
+            )
         missing = sorted(expected_changes - set(changed))
         if missing:
             raise RehearsalFailure(f"label-gpus: left {', '.join(missing)} unlabelled")
         return result
 
     def step_check(self) -> CliResult:
-        return self.cli("check", *self.k8s_args(), "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME), "--json")
+        return self.cli(
+            "check", *self.k8s_args(), "--cluster-name", self.output(output_keys.HYPERPOD_CLUSTER_NAME), "--json"
+        )
 
     def step_submit_validation(self, *tasks: Path) -> CliResult:
         return self.cli("submit", *map(str, tasks), "--validate-only", *self.k8s_args(), "--json")
@@ -347,9 +413,12 @@ class Rehearsal:
         catalog = self.home / ".sky" / "catalogs" / "v8" / "common"
         catalog.mkdir(parents=True, exist_ok=True)
         (catalog / "accelerators.csv").write_text(
-            "AcceleratorName,Clouds\n" + "".join(f"{name},Kubernetes\n" for name in sorted(gpus)))
-        (catalog / "metadata.csv").write_text("AcceleratorName,MemoryGB,Manufacturer\n" + "".join(
-            f"{name},{memory:g},{maker}\n" for name, (memory, maker) in sorted(gpus.items())))
+            "AcceleratorName,Clouds\n" + "".join(f"{name},Kubernetes\n" for name in sorted(gpus))
+        )
+        (catalog / "metadata.csv").write_text(
+            "AcceleratorName,MemoryGB,Manufacturer\n"
+            + "".join(f"{name},{memory:g},{maker}\n" for name, (memory, maker) in sorted(gpus.items()))
+        )
         return catalog
 
     def step_launch_dryrun(self, task: Path) -> dict[str, Any]:
@@ -357,9 +426,21 @@ class Rehearsal:
         the pod (``sky_launch_dryrun``); RehearsalFailure if SkyPilot finds nothing to run it on."""
         started = time.monotonic()
         completed = subprocess.run(
-            [sys.executable, "-m", "tests.rehearsal.sky_launch_dryrun", str(task), "--kubeconfig", str(self.kubeconfig),
-             "--context", self.context],
-            cwd=REPO, env=self.cli_env(), capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "tests.rehearsal.sky_launch_dryrun",
+                str(task),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--context",
+                self.context,
+            ],
+            cwd=REPO,
+            env=self.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         self.timings["launch-dryrun"] = time.monotonic() - started
         lines = completed.stdout.strip().splitlines()

@@ -55,10 +55,20 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"cluster": cluster, "error": f"{type(exc).__name__}: {exc}"}), file=result, flush=True)
         return 1
     (best,) = RecordingBackend.provisioned
-    print(json.dumps({
-        "cluster": cluster, "cloud": str(best.cloud), "context": best.region,
-        "accelerators": best.accelerators, "image_id": best.image_id, "dryrun_finished": True,
-    }), file=result, flush=True)
+    print(
+        json.dumps(
+            {
+                "cluster": cluster,
+                "cloud": str(best.cloud),
+                "context": best.region,
+                "accelerators": best.accelerators,
+                "image_id": best.image_id,
+                "dryrun_finished": True,
+            }
+        ),
+        file=result,
+        flush=True,
+    )
     return 0
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,7 @@ def _rewrite_strings(value: Any, rewrite: Callable[[str], str]) -> Any:
 def rehearse(corrupted, sky_tools_bin, tmp_path):
     def start(mutate: Callable[[dict[str, dict]], None]) -> Rehearsal:
         return Rehearsal(corrupted(mutate), tmp_path / "rehearsal", sky_tools_bin)
+
     return start
 
 
@@ -53,14 +55,24 @@ def misspell_on_event_handler(templates):
             function["Properties"]["Handler"] += "_handler"
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (rename_cluster_request_property,
-     r"CREATE_FAILED \S+ \(Custom::HyperPodCluster\): property ClusterRequest is missing"),
-    (misspell_on_event_handler,
-     r"CREATE_FAILED \S+ \(Custom::HyperPodCluster\): Handler 'on_event_handler' missing on module "
-     r"'hyperpod_cluster_runtime.handler'"),
-], ids=["renamed-property", "misspelled-handler"])
-def test_a_custom_resource_the_handler_cannot_read_fails_the_deploy_before_any_cluster_exists(rehearse, mutate, message):
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            rename_cluster_request_property,
+            r"CREATE_FAILED \S+ \(Custom::HyperPodCluster\): property ClusterRequest is missing",
+        ),
+        (
+            misspell_on_event_handler,
+            r"CREATE_FAILED \S+ \(Custom::HyperPodCluster\): Handler 'on_event_handler' missing on module "
+            r"'hyperpod_cluster_runtime.handler'",
+        ),
+    ],
+    ids=["renamed-property", "misspelled-handler"],
+)
+def test_a_custom_resource_the_handler_cannot_read_fails_the_deploy_before_any_cluster_exists(
+    rehearse, mutate, message
+):
     with rehearse(mutate) as r:
         with pytest.raises(RehearsalFailure, match=message):
             r.deploy()
@@ -73,9 +85,12 @@ def test_lifecycle_scripts_uploaded_where_the_cluster_does_not_look_fail_the_dep
         deployment["Properties"]["DestinationBucketKeyPrefix"] = "scripts"
 
     with rehearse(move_upload) as r:
-        with pytest.raises(RehearsalFailure, match=r"HyperPod would fail on its inputs: instance group \S+: "
-                                                   r"s3://sagemaker-\S+/lifecycle_scripts/on_create.sh \(LifeCycleConfig "
-                                                   r"SourceS3Uri \+ OnCreate\) does not exist"):
+        with pytest.raises(
+            RehearsalFailure,
+            match=r"HyperPod would fail on its inputs: instance group \S+: "
+            r"s3://sagemaker-\S+/lifecycle_scripts/on_create.sh \(LifeCycleConfig "
+            r"SourceS3Uri \+ OnCreate\) does not exist",
+        ):
             r.deploy()
 
 
@@ -86,8 +101,11 @@ def test_a_renamed_stack_output_stops_the_cli_at_its_first_step_naming_the_key(r
 
     with rehearse(rename) as r:
         r.deploy()
-        with pytest.raises(RehearsalFailure, match=r"^kubeconfig: exit code 2, expected 0: error: no EKS cluster name: "
-                                                   r".*set EksClusterName"):
+        with pytest.raises(
+            RehearsalFailure,
+            match=r"^kubeconfig: exit code 2, expected 0: error: no EKS cluster name: "
+            r".*set EksClusterName",
+        ):
             r.step_kubeconfig()
         with pytest.raises(RehearsalFailure, match=r"no stack declares output 'EksClusterName'.*EksName"):
             r.output(keys.EKS_CLUSTER_NAME)
@@ -102,13 +120,17 @@ def test_a_gpu_label_the_cli_would_rewrite_is_reported_as_a_construct_cli_mismat
         (resource,) = _resources(templates, RESOURCE_TYPE)
         before = json.dumps(resource["Properties"]["ClusterRequest"])
         resource["Properties"]["ClusterRequest"] = _rewrite_strings(
-            resource["Properties"]["ClusterRequest"], lambda s: label.sub(lambda m: m.group(1) + m.group(2).upper(), s))
+            resource["Properties"]["ClusterRequest"], lambda s: label.sub(lambda m: m.group(1) + m.group(2).upper(), s)
+        )
         assert json.dumps(resource["Properties"]["ClusterRequest"]) != before, "no accelerator label in ClusterRequest"
 
     with rehearse(uppercase) as r:
         r.deploy()
         r.step_kubeconfig()
         r.step_wait_nodes()
-        with pytest.raises(RehearsalFailure, match=r"label-gpus: had to relabel 2 node\(s\) that HyperPod labelled "
-                                                   r"from the construct's KubernetesConfig.Labels.*: H100 -> h100"):
+        with pytest.raises(
+            RehearsalFailure,
+            match=r"label-gpus: had to relabel 2 node\(s\) that HyperPod labelled "
+            r"from the construct's KubernetesConfig.Labels.*: H100 -> h100",
+        ):
             r.step_label_gpus()

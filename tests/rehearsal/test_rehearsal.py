@@ -29,24 +29,36 @@ def test_rehearsal_deploys_the_synthesized_stacks_runs_every_post_deploy_step_an
     (network,) = [s for s in r.assembly.stacks if list(s.resources_of_type("AWS::EC2::VPC"))]
     ec2 = r.aws("ec2", r.stacks.region(network))
     vpc_id, vpc = _only(network, "AWS::EC2::VPC")
-    assert ec2.describe_vpcs(VpcIds=[r.stacks.physical[(network.name, vpc_id)].ref])["Vpcs"][0]["CidrBlock"] == \
-        vpc["Properties"]["CidrBlock"]
-    declared = {(s["Properties"]["CidrBlock"], s["Properties"]["AvailabilityZone"])
-                for _, s in network.resources_of_type("AWS::EC2::Subnet")}
+    assert (
+        ec2.describe_vpcs(VpcIds=[r.stacks.physical[(network.name, vpc_id)].ref])["Vpcs"][0]["CidrBlock"]
+        == vpc["Properties"]["CidrBlock"]
+    )
+    declared = {
+        (s["Properties"]["CidrBlock"], s["Properties"]["AvailabilityZone"])
+        for _, s in network.resources_of_type("AWS::EC2::Subnet")
+    }
     (default_vpc,) = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
-    assert {(s["CidrBlock"], s["AvailabilityZone"]) for s in ec2.describe_subnets()["Subnets"]
-            if s["VpcId"] != default_vpc["VpcId"]} == declared
+    assert {
+        (s["CidrBlock"], s["AvailabilityZone"])
+        for s in ec2.describe_subnets()["Subnets"]
+        if s["VpcId"] != default_vpc["VpcId"]
+    } == declared
 
     bucket = r.output(keys.LIFECYCLE_BUCKET_NAME)
     assert bucket.startswith("sagemaker-") and bucket.endswith(f"-{ACCOUNT}-{r.region}")
     (lifecycle,) = [s for s in r.assembly.stacks if list(s.resources_of_type("Custom::CDKBucketDeployment"))]
     prefix = _only(lifecycle, "Custom::CDKBucketDeployment")[1]["Properties"]["DestinationBucketKeyPrefix"]
     s3 = r.aws("s3")
-    uploaded = {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-                for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    uploaded = {
+        o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
+    }
     scripts = REPO / "lifecycle_scripts"
-    assert uploaded == {f"{prefix}/{p.relative_to(scripts).as_posix()}": p.read_bytes()
-                        for p in scripts.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert uploaded == {
+        f"{prefix}/{p.relative_to(scripts).as_posix()}": p.read_bytes()
+        for p in scripts.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
     (eks_stack,) = [s for s in r.assembly.stacks if list(s.resources_of_type("AWS::EKS::Cluster"))]
     eks_props = _only(eks_stack, "AWS::EKS::Cluster")[1]["Properties"]
@@ -70,14 +82,18 @@ def test_rehearsal_deploys_the_synthesized_stacks_runs_every_post_deploy_step_an
 
     waited = r.step_wait_nodes()
     registered = r.k8s.nodes()
-    construct_labels = {g["InstanceGroupName"]: g.get("KubernetesConfig", {}).get("Labels", {})
-                        for g in r.cluster_request["InstanceGroups"]}
+    construct_labels = {
+        g["InstanceGroupName"]: g.get("KubernetesConfig", {}).get("Labels", {})
+        for g in r.cluster_request["InstanceGroups"]
+    }
     assert waited.summary["ok"] is True and len(waited.summary["nodes"]) == sum(
-        g["InstanceCount"] for g in r.cluster_request["InstanceGroups"]) == len(registered)
+        g["InstanceCount"] for g in r.cluster_request["InstanceGroups"]
+    ) == len(registered)
     for node in registered:  # HyperPod applied the group's labels the construct synthesized
         labels = node["metadata"]["labels"]
-        assert labels.get(ACCELERATOR_LABEL) == construct_labels[labels["sagemaker.amazonaws.com/instance-group-name"]].get(
-            ACCELERATOR_LABEL), labels
+        assert labels.get(ACCELERATOR_LABEL) == construct_labels[
+            labels["sagemaker.amazonaws.com/instance-group-name"]
+        ].get(ACCELERATOR_LABEL), labels
 
     labelled = r.step_label_gpus()
     assert labelled.summary["changed"] == [] and labelled.summary["already_correct"] == len(registered)
@@ -89,9 +105,16 @@ def test_rehearsal_deploys_the_synthesized_stacks_runs_every_post_deploy_step_an
     template = registered[0]["metadata"]["labels"]
     instance_type = template["node.kubernetes.io/instance-type"]
     gpus, efa = r.accelerators(instance_type)
-    stray = r.k8s.add_node(seed.hyperpod_node(instance_type, cluster=name, gpus=gpus, efa=efa,
-                                              instance_group=template["sagemaker.amazonaws.com/instance-group-name"],
-                                              name="hyperpod-i-0aaaaaaaaaaaaaaaa"))
+    stray = r.k8s.add_node(
+        seed.hyperpod_node(
+            instance_type,
+            cluster=name,
+            gpus=gpus,
+            efa=efa,
+            instance_group=template["sagemaker.amazonaws.com/instance-group-name"],
+            name="hyperpod-i-0aaaaaaaaaaaaaaaa",
+        )
+    )
     r.step_label_gpus(expected_changes=frozenset({stray["metadata"]["name"]}))
     assert r.k8s.node(stray["metadata"]["name"])["metadata"]["labels"][ACCELERATOR_LABEL] == template[ACCELERATOR_LABEL]
     assert len(r.k8s.writes(successful=True)) == 1

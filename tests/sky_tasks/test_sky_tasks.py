@@ -98,8 +98,12 @@ def test_train_uses_torchrun_with_the_first_node_ip_as_master_and_a_pinned_examp
     task = raw(REPO / "sky_tasks" / "train.yaml")
     assert re.fullmatch(r"[0-9a-f]{40}", task["envs"]["EXAMPLES_REF"])
     assert 'MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)' in task["run"]
-    for flag in ('--nnodes="$SKYPILOT_NUM_NODES"', '--nproc_per_node="$SKYPILOT_NUM_GPUS_PER_NODE"',
-                 '--node_rank="$SKYPILOT_NODE_RANK"', '--master_addr="$MASTER_ADDR"'):
+    for flag in (
+        '--nnodes="$SKYPILOT_NUM_NODES"',
+        '--nproc_per_node="$SKYPILOT_NUM_GPUS_PER_NODE"',
+        '--node_rank="$SKYPILOT_NODE_RANK"',
+        '--master_addr="$MASTER_ADDR"',
+    ):
         assert flag in task["run"]
     assert task["num_nodes"] >= 2
 
@@ -110,12 +114,14 @@ def test_task_scripts_pass_shellcheck(path):
     task = raw(path)
     for section in ("setup", "run"):
         if task.get(section):
-            result = subprocess.run(["shellcheck", "--shell=bash", "-"], input=task[section],
-                                    capture_output=True, text=True, timeout=60)
+            result = subprocess.run(
+                ["shellcheck", "--shell=bash", "-"], input=task[section], capture_output=True, text=True, timeout=60
+            )
             assert result.returncode == 0, f"{path.name} {section}:\n{result.stdout}"
 
 
 # --- the checks fail where they must -------------------------------------------------------------
+
 
 def test_skypilot_alone_accepts_an_unknown_key_under_config():
     """Why the extra check exists: the SkyPilot client lets this typo through."""
@@ -124,16 +130,20 @@ def test_skypilot_alone_accepts_an_unknown_key_under_config():
     sky.Task.from_yaml(str(FIXTURES / "unknown-config-key.yaml"))
 
 
-@pytest.mark.parametrize("fixture, message", [
-    ("unknown-config-key.yaml",
-     "config.kubernetes: unknown key 'pod_confg' (did you mean 'pod_config'?)"),
-    ("unknown-config-section.yaml", "config: unknown key 'kubernets' (did you mean 'kubernetes'?)"),
-    ("invalid-pod-field.yaml",
-     "invalid pod for Kubernetes 1.33 at spec.containers.0: Additional properties are not allowed ('resource' was unexpected)"),
-    ("efa-request-below-limit.yaml", "vpc.amazonaws.com/efa request 16 must equal its limit 32"),
-    ("not-kubernetes.yaml", "resources.infra must be k8s"),
-    ("unknown-resources-key.yaml", "acelerators"),
-])
+@pytest.mark.parametrize(
+    "fixture, message",
+    [
+        ("unknown-config-key.yaml", "config.kubernetes: unknown key 'pod_confg' (did you mean 'pod_config'?)"),
+        ("unknown-config-section.yaml", "config: unknown key 'kubernets' (did you mean 'kubernetes'?)"),
+        (
+            "invalid-pod-field.yaml",
+            "invalid pod for Kubernetes 1.33 at spec.containers.0: Additional properties are not allowed ('resource' was unexpected)",
+        ),
+        ("efa-request-below-limit.yaml", "vpc.amazonaws.com/efa request 16 must equal its limit 32"),
+        ("not-kubernetes.yaml", "resources.infra must be k8s"),
+        ("unknown-resources-key.yaml", "acelerators"),
+    ],
+)
 def test_offline_validation_rejects_the_mistake_with_one_line(fixture, message):
     with pytest.raises(TaskInvalid) as err:
         validate_task_file(FIXTURES / fixture, k8s_version=EKS_VERSION)

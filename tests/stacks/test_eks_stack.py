@@ -16,37 +16,55 @@ def _stacks(**overrides) -> tuple[EksStack, Template]:
     env = cdk.Environment(region=config.region)
     net = NetworkStack(app, "Net", config=config, env=env)
     eks = EksStack(
-        app, "Eks", config=config, env=env, vpc=net.vpc, control_plane_subnets=net.eks_subnets,
-        node_subnets=net.eks_subnets, security_group=net.security_group,
+        app,
+        "Eks",
+        config=config,
+        env=env,
+        vpc=net.vpc,
+        control_plane_subnets=net.eks_subnets,
+        node_subnets=net.eks_subnets,
+        security_group=net.security_group,
     )
     return eks, Template.from_stack(eks)
 
 
 def test_cluster_uses_api_auth_all_control_plane_logs_and_kms_secrets():
     _, template = _stacks()
-    template.has_resource_properties("AWS::EKS::Cluster", {
-        "Name": "hyperpod-sky-eks",
-        "Version": "1.33",
-        "AccessConfig": Match.object_like({
-            "AuthenticationMode": "API_AND_CONFIG_MAP",
-            "BootstrapClusterCreatorAdminPermissions": False,
-        }),
-        "Logging": {"ClusterLogging": {"EnabledTypes": Match.array_equals([
-            {"Type": t} for t in ("api", "audit", "authenticator", "controllerManager", "scheduler")
-        ])}},
-        "EncryptionConfig": [Match.object_like({"Resources": ["secrets"]})],
-        "ResourcesVpcConfig": Match.object_like({"EndpointPublicAccess": True, "EndpointPrivateAccess": True}),
-    })
+    template.has_resource_properties(
+        "AWS::EKS::Cluster",
+        {
+            "Name": "hyperpod-sky-eks",
+            "Version": "1.33",
+            "AccessConfig": Match.object_like(
+                {
+                    "AuthenticationMode": "API_AND_CONFIG_MAP",
+                    "BootstrapClusterCreatorAdminPermissions": False,
+                }
+            ),
+            "Logging": {
+                "ClusterLogging": {
+                    "EnabledTypes": Match.array_equals(
+                        [{"Type": t} for t in ("api", "audit", "authenticator", "controllerManager", "scheduler")]
+                    )
+                }
+            },
+            "EncryptionConfig": [Match.object_like({"Resources": ["secrets"]})],
+            "ResourcesVpcConfig": Match.object_like({"EndpointPublicAccess": True, "EndpointPrivateAccess": True}),
+        },
+    )
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
 
 
 def test_api_only_auth_and_private_endpoint_follow_config():
     _, template = _stacks(**{"eks.authentication_mode": "API", "eks.endpoint_access": "private", "eks.version": "1.32"})
-    template.has_resource_properties("AWS::EKS::Cluster", {
-        "Version": "1.32",
-        "AccessConfig": Match.object_like({"AuthenticationMode": "API"}),
-        "ResourcesVpcConfig": Match.object_like({"EndpointPublicAccess": False, "EndpointPrivateAccess": True}),
-    })
+    template.has_resource_properties(
+        "AWS::EKS::Cluster",
+        {
+            "Version": "1.32",
+            "AccessConfig": Match.object_like({"AuthenticationMode": "API"}),
+            "ResourcesVpcConfig": Match.object_like({"EndpointPublicAccess": False, "EndpointPrivateAccess": True}),
+        },
+    )
 
 
 def test_cluster_is_not_in_auto_mode():
@@ -58,7 +76,9 @@ def test_cluster_is_not_in_auto_mode():
 
 def test_control_plane_log_group_is_owned_with_retention_and_created_first():
     _, template = _stacks()
-    logs = template.find_resources("AWS::Logs::LogGroup", {"Properties": {"LogGroupName": "/aws/eks/hyperpod-sky-eks/cluster"}})
+    logs = template.find_resources(
+        "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": "/aws/eks/hyperpod-sky-eks/cluster"}}
+    )
     ((log_id, log_group),) = logs.items()
     assert log_group["Properties"]["RetentionInDays"] == 30
     (cluster,) = template.find_resources("AWS::EKS::Cluster").values()
@@ -93,20 +113,29 @@ def test_each_admin_gets_a_cluster_admin_access_entry():
 
 def test_system_node_group_size_follows_config_and_may_be_zero():
     _, template = _stacks()
-    template.has_resource_properties("AWS::EKS::Nodegroup", {
-        "ScalingConfig": {"DesiredSize": 2, "MinSize": 0, "MaxSize": 2},
-        "InstanceTypes": ["m7i.large"],
-        "Labels": {"node-role": "system"},
-    })
+    template.has_resource_properties(
+        "AWS::EKS::Nodegroup",
+        {
+            "ScalingConfig": {"DesiredSize": 2, "MinSize": 0, "MaxSize": 2},
+            "InstanceTypes": ["m7i.large"],
+            "Labels": {"node-role": "system"},
+        },
+    )
     _, empty = _stacks(**{"eks.system_node_group.desired_size": "0"})
-    empty.has_resource_properties("AWS::EKS::Nodegroup", {"ScalingConfig": {"DesiredSize": 0, "MinSize": 0, "MaxSize": 1}})
+    empty.has_resource_properties(
+        "AWS::EKS::Nodegroup", {"ScalingConfig": {"DesiredSize": 0, "MinSize": 0, "MaxSize": 1}}
+    )
 
 
 def test_helm_chart_is_installed_after_addons_and_system_nodes():
     stack, template = _stacks()
     helm_ids = {stack.get_logical_id(c) for c in stack.helm_chart.node.find_all() if isinstance(c, cdk.CfnResource)}
     custom = [k for k, v in template.find_resources("AWS::CloudFormation::CustomResource").items() if k in helm_ids]
-    custom += [k for k in template.to_json()["Resources"] if k in helm_ids and template.to_json()["Resources"][k]["Type"].startswith("Custom::")]
+    custom += [
+        k
+        for k in template.to_json()["Resources"]
+        if k in helm_ids and template.to_json()["Resources"][k]["Type"].startswith("Custom::")
+    ]
     assert custom, "the Helm chart custom resource is missing"
     resources = template.to_json()["Resources"]
     addon_ids = set(template.find_resources("AWS::EKS::Addon"))

@@ -30,7 +30,10 @@ def test_bucket_is_private_encrypted_versioned_and_logged():
     _, bucket = _bucket(Template.from_stack(_stack()))
     props = bucket["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
         "SSEAlgorithm": "AES256"
@@ -42,21 +45,37 @@ def test_bucket_is_private_encrypted_versioned_and_logged():
 def test_bucket_policy_denies_plain_http():
     template = Template.from_stack(_stack())
     logical_id, _ = _bucket(template)
-    template.has_resource_properties("AWS::S3::BucketPolicy", {
-        "Bucket": {"Ref": logical_id},
-        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Effect": "Deny", "Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })])},
-    })
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": logical_id},
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
 
 
 def test_whole_lifecycle_folder_is_uploaded_under_its_prefix_and_pruned():
     template = Template.from_stack(_stack())
-    template.has_resource_properties("Custom::CDKBucketDeployment", {
-        "DestinationBucketKeyPrefix": "lifecycle_scripts",
-        "Prune": True,
-        "SourceObjectKeys": Match.any_value(),
-    })
+    template.has_resource_properties(
+        "Custom::CDKBucketDeployment",
+        {
+            "DestinationBucketKeyPrefix": "lifecycle_scripts",
+            "Prune": True,
+            "SourceObjectKeys": Match.any_value(),
+        },
+    )
 
 
 def test_default_removal_empties_and_deletes_the_buckets():

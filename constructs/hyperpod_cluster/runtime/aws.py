@@ -10,6 +10,7 @@ simply waits for the next interval.
 from __future__ import annotations
 
 import re
+
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
@@ -27,20 +28,32 @@ BUDGETS = {
     # on_event / is_complete: up to 6 calls in all, well inside the 1-2 minute Lambda timeouts.
     "event": Config(
         retries={"mode": "adaptive", "total_max_attempts": 6},
-        connect_timeout=5, read_timeout=30, user_agent_extra=USER_AGENT,
+        connect_timeout=5,
+        read_timeout=30,
+        user_agent_extra=USER_AGENT,
     ),
     # poller: 3 calls in all (total_max_attempts counts the first one), backing off at most 1 s + 2 s;
     # the whole check must fit in wait.CHECK_TIMEOUT_SECONDS.
     "poll": Config(
         retries={"mode": "standard", "total_max_attempts": POLL_MAX_ATTEMPTS},
-        connect_timeout=2, read_timeout=4, user_agent_extra=USER_AGENT,
+        connect_timeout=2,
+        read_timeout=4,
+        user_agent_extra=USER_AGENT,
     ),
 }
 
 _THROTTLING = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "RequestLimitExceeded", "RequestThrottled", "SlowDown",
-    "ProvisionedThroughputExceededException", "LimitExceededException", "PriorRequestNotComplete",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "PriorRequestNotComplete",
 }
 _NETWORK = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 # moto and some SageMaker paths answer a missing cluster with ValidationException instead of ResourceNotFound.

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from typing import Any, Optional
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -41,10 +41,14 @@ class HandlerError(RuntimeError):
 
 def on_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     kind = event.get("RequestType")
-    LOG.info("custom resource event", extra={
-        "request_type": kind, "physical_id": event.get("PhysicalResourceId"),
-        "logical_id": event.get("LogicalResourceId"),
-    })
+    LOG.info(
+        "custom resource event",
+        extra={
+            "request_type": kind,
+            "physical_id": event.get("PhysicalResourceId"),
+            "logical_id": event.get("LogicalResourceId"),
+        },
+    )
     try:
         if kind == "Create":
             return _create(Properties.parse(event.get("ResourceProperties", {})), event["RequestId"])
@@ -152,10 +156,14 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
     _start_poller(props, "Update", event["RequestId"])
     if update_needed:
         request = spec.update_request(props.request, actual)
-        LOG.info("UpdateCluster", extra={
-            "cluster": name, "groups": spec.target_counts(props.request),
-            "deleting": request.get("InstanceGroupsToDelete", []),
-        })
+        LOG.info(
+            "UpdateCluster",
+            extra={
+                "cluster": name,
+                "groups": spec.target_counts(props.request),
+                "deleting": request.get("InstanceGroupsToDelete", []),
+            },
+        )
         _sagemaker().update_cluster(**request)
     if add:
         _sagemaker().add_tags(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in sorted(add.items())])
@@ -164,7 +172,7 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
     return _result(name, arn)
 
 
-def _previous_request(old_props: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def _previous_request(old_props: dict[str, Any] | None) -> dict[str, Any] | None:
     """The request from the previous deployment, if it parses; only used to spot in-place changes."""
     try:
         return Properties.parse(old_props or {}).request
@@ -238,7 +246,7 @@ def _sagemaker():
     return aws.client("sagemaker", "event")
 
 
-def _describe(name: str) -> Optional[dict[str, Any]]:
+def _describe(name: str) -> dict[str, Any] | None:
     try:
         return _sagemaker().describe_cluster(ClusterName=name)
     except ClientError as exc:
@@ -277,7 +285,9 @@ def _start_poller(props: Properties, operation: str, request_id: str) -> None:
     }
     try:
         execution = aws.client("stepfunctions", "event").start_execution(
-            stateMachineArn=state_machine, name=f"{props.cluster_name[:60]}-{digest}", input=json.dumps(payload),
+            stateMachineArn=state_machine,
+            name=f"{props.cluster_name[:60]}-{digest}",
+            input=json.dumps(payload),
         )
         LOG.info("poller started", extra={"cluster": props.cluster_name, "execution": execution["executionArn"]})
     except ClientError as exc:
@@ -295,7 +305,7 @@ def _api_failure(exc: ClientError, event: dict[str, Any]) -> str:
     return f"{exc.operation_name} failed for HyperPod cluster {name}: {aws.describe(exc)}"
 
 
-def _name_from(event: dict[str, Any]) -> Optional[str]:
+def _name_from(event: dict[str, Any]) -> str | None:
     try:
         return json.loads(event["ResourceProperties"]["ClusterRequest"])["ClusterName"]
     except (KeyError, TypeError, ValueError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -46,19 +46,27 @@ def check(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     verdict = evaluate(name, event["TargetCounts"], previous)
     if verdict.outcome == WAIT and time.time() >= event["DeadlineEpoch"]:
         verdict = Verdict(
-            FAILURE, verdict.status,
+            FAILURE,
+            verdict.status,
             f"HyperPod cluster {name} was not ready before the deployment's wait limit "
             f"(hyperpod.creation_timeout_hours); last state: {verdict.reason}",
         )
-    LOG.info("check", extra={"cluster": name, "outcome": verdict.outcome, "status": verdict.status, "reason": verdict.reason})
+    LOG.info(
+        "check", extra={"cluster": name, "outcome": verdict.outcome, "status": verdict.status, "reason": verdict.reason}
+    )
     if verdict.outcome != WAIT:
         wait_handle.send(
-            event["WaitHandleUrl"], success=verdict.outcome == SUCCESS, reason=verdict.reason,
-            unique_id=event["UniqueId"], data=json.dumps({"ClusterName": name, "Status": verdict.status, **verdict.data}),
+            event["WaitHandleUrl"],
+            success=verdict.outcome == SUCCESS,
+            reason=verdict.reason,
+            unique_id=event["UniqueId"],
+            data=json.dumps({"ClusterName": name, "Status": verdict.status, **verdict.data}),
         )
         LOG.info("signalled CloudFormation", extra={"cluster": name, "outcome": verdict.outcome})
     return {
-        "Outcome": verdict.outcome, "Status": verdict.status, "Reason": verdict.reason,
+        "Outcome": verdict.outcome,
+        "Status": verdict.status,
+        "Reason": verdict.reason,
         "RolledBack": verdict.rolled_back or bool(previous.get("RolledBack")),
     }
 
@@ -73,8 +81,13 @@ def report_error(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     except (ValueError, AttributeError):
         pass
     reason = f"waiting for HyperPod cluster {name} failed: {error.get('Error', 'error')}: {cause}"
-    wait_handle.send(event["WaitHandleUrl"], success=False, reason=reason, unique_id=event["UniqueId"],
-                     data=json.dumps({"ClusterName": name}))
+    wait_handle.send(
+        event["WaitHandleUrl"],
+        success=False,
+        reason=reason,
+        unique_id=event["UniqueId"],
+        data=json.dumps({"ClusterName": name}),
+    )
     LOG.error("poller failed; signalled FAILURE", extra={"cluster": name, "reason": reason})
     return {"Outcome": FAILURE, "Reason": reason}
 
@@ -86,9 +99,13 @@ def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Ve
         cluster = sagemaker.describe_cluster(ClusterName=name)
     except (ClientError, BotoCoreError) as exc:
         if aws.is_not_found(exc):
-            return Verdict(FAILURE, "NotFound", f"HyperPod cluster {name} no longer exists (deleted while CloudFormation waited)")
+            return Verdict(
+                FAILURE, "NotFound", f"HyperPod cluster {name} no longer exists (deleted while CloudFormation waited)"
+            )
         if aws.is_transient(exc):
-            return Verdict(WAIT, previous.get("Status", "Unknown"), f"DescribeCluster not answered yet ({aws.describe(exc)})")
+            return Verdict(
+                WAIT, previous.get("Status", "Unknown"), f"DescribeCluster not answered yet ({aws.describe(exc)})"
+            )
         return Verdict(FAILURE, "Unknown", f"DescribeCluster failed for HyperPod cluster {name}: {aws.describe(exc)}")
 
     status = cluster["ClusterStatus"]
@@ -101,7 +118,9 @@ def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Ve
     if status == "Deleting":
         return Verdict(FAILURE, status, f"HyperPod cluster {name} is being deleted", data)
     if status == "RollingBack":
-        return Verdict(WAIT, status, f"RollingBack ({message or 'no FailureMessage yet'}); {progress}", data, rolled_back=True)
+        return Verdict(
+            WAIT, status, f"RollingBack ({message or 'no FailureMessage yet'}); {progress}", data, rolled_back=True
+        )
     if status in _BUSY:
         return Verdict(WAIT, status, f"{status}; {progress}", data, rolled_back=rolled_back)
 
@@ -109,12 +128,24 @@ def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Ve
     failed = sorted(n for n, g in groups.items() if g.get("Status") == "Failed" and n in targets)
     if failed:
         nodes = _node_failures(sagemaker, name, failed)
-        return Verdict(FAILURE, status, f"HyperPod cluster {name}: instance group(s) {', '.join(failed)} failed; {nodes}", data)
+        return Verdict(
+            FAILURE, status, f"HyperPod cluster {name}: instance group(s) {', '.join(failed)} failed; {nodes}", data
+        )
     mismatched = sorted(n for n in set(targets) | set(groups) if groups.get(n, {}).get("TargetCount") != targets.get(n))
     if mismatched:
         if rolled_back or message:
-            return Verdict(FAILURE, status, f"HyperPod cluster {name} rolled back the update: {message or 'no FailureMessage'}; {progress}", data)
-        return Verdict(WAIT, status, f"{status}; waiting for HyperPod to take the new targets of {', '.join(mismatched)}; {progress}", data)
+            return Verdict(
+                FAILURE,
+                status,
+                f"HyperPod cluster {name} rolled back the update: {message or 'no FailureMessage'}; {progress}",
+                data,
+            )
+        return Verdict(
+            WAIT,
+            status,
+            f"{status}; waiting for HyperPod to take the new targets of {', '.join(mismatched)}; {progress}",
+            data,
+        )
     if any(groups[n].get("CurrentCount", 0) < count for n, count in targets.items()):
         return Verdict(WAIT, status, f"{status}; {progress}", data)
     running = _running_nodes(sagemaker, name)
@@ -123,8 +154,12 @@ def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Ve
         detail = ", ".join(f"{n} {have}/{want} Running" for n, (have, want) in sorted(short.items()))
         return Verdict(WAIT, status, f"{status}; nodes not all Running yet: {detail}", data)
     summary = ", ".join(f"{n} {running[n]}/{targets[n]}" for n in sorted(targets))
-    return Verdict(SUCCESS, status, f"HyperPod cluster {name} is InService with every node Running: {summary}",
-                   {**data, "Running": {n: running[n] for n in sorted(targets)}})
+    return Verdict(
+        SUCCESS,
+        status,
+        f"HyperPod cluster {name} is InService with every node Running: {summary}",
+        {**data, "Running": {n: running[n] for n in sorted(targets)}},
+    )
 
 
 def _progress(groups: dict[str, dict[str, Any]], targets: dict[str, int]) -> str:
@@ -132,7 +167,7 @@ def _progress(groups: dict[str, dict[str, Any]], targets: dict[str, int]) -> str
     return "nodes " + ", ".join(parts)
 
 
-def _list_nodes(sagemaker, name: str, group: Optional[str] = None) -> list[dict[str, Any]]:
+def _list_nodes(sagemaker, name: str, group: str | None = None) -> list[dict[str, Any]]:
     kwargs: dict[str, Any] = {"ClusterName": name, "MaxResults": 100}
     if group:
         kwargs["InstanceGroupNameContains"] = group
@@ -158,9 +193,11 @@ def _node_failures(sagemaker, name: str, groups: list[str]) -> str:
         nodes = _list_nodes(sagemaker, name)
     except (ClientError, BotoCoreError) as exc:
         return f"node details unavailable ({aws.describe(exc)})"
-    messages = sorted({
-        f"{n['InstanceGroupName']}/{n['InstanceId']}: {n['InstanceStatus'].get('Message') or 'Failure'}"
-        for n in nodes
-        if n["InstanceGroupName"] in groups and n.get("InstanceStatus", {}).get("Status") == "Failure"
-    })
+    messages = sorted(
+        {
+            f"{n['InstanceGroupName']}/{n['InstanceId']}: {n['InstanceStatus'].get('Message') or 'Failure'}"
+            for n in nodes
+            if n["InstanceGroupName"] in groups and n.get("InstanceStatus", {}).get("Status") == "Failure"
+        }
+    )
     return "; ".join(messages[:3]) or "no node reported a failure message"

@@ -16,8 +16,8 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Optional
+from functools import cache, lru_cache
+from typing import Any
 
 import botocore.session
 from botocore.validate import ParamValidator
@@ -31,7 +31,11 @@ class SpecError(ValueError):
 IMMUTABLE_GROUP_FIELDS = ("InstanceType", "ExecutionRole", "ThreadsPerCore", "InstanceStorageConfigs")
 # Fields UpdateCluster applies in place (besides adding and removing whole groups).
 IN_PLACE_GROUP_FIELDS = (
-    "InstanceCount", "LifeCycleConfig", "OnStartDeepHealthChecks", "TrainingPlanArn", "KubernetesConfig",
+    "InstanceCount",
+    "LifeCycleConfig",
+    "OnStartDeepHealthChecks",
+    "TrainingPlanArn",
+    "KubernetesConfig",
 )
 REPLACE_HINT = "change hyperpod.cluster_name to replace the cluster (CloudFormation then deletes the old one)"
 
@@ -47,7 +51,7 @@ class Properties:
 
     request: dict[str, Any]
     owner_tag_key: str
-    wait_handle_url: Optional[str]
+    wait_handle_url: str | None
     wait_timeout_seconds: int
 
     @property
@@ -59,7 +63,7 @@ class Properties:
         return tags_of(self.request)[self.owner_tag_key]
 
     @classmethod
-    def parse(cls, props: dict[str, Any]) -> "Properties":
+    def parse(cls, props: dict[str, Any]) -> Properties:
         raw = props.get("ClusterRequest")
         if not isinstance(raw, str):
             raise SpecError("property ClusterRequest is missing (expected the CreateCluster request as a JSON string)")
@@ -77,7 +81,9 @@ class Properties:
         try:
             timeout = int(props.get("WaitTimeoutSeconds", 0))
         except (TypeError, ValueError):
-            raise SpecError(f"property WaitTimeoutSeconds = {props.get('WaitTimeoutSeconds')!r} is not a whole number") from None
+            raise SpecError(
+                f"property WaitTimeoutSeconds = {props.get('WaitTimeoutSeconds')!r} is not a whole number"
+            ) from None
         if url is not None and not 60 <= timeout <= 43200:
             raise SpecError(f"property WaitTimeoutSeconds = {timeout} must be 60..43200 (a WaitCondition's limits)")
         return cls(request=request, owner_tag_key=owner_key, wait_handle_url=url, wait_timeout_seconds=timeout)
@@ -106,7 +112,9 @@ def validate_request(request: Any) -> None:
     for group in request["InstanceGroups"]:
         for key in ("InstanceType", "LifeCycleConfig", "ThreadsPerCore"):
             if key not in group:
-                raise SpecError(f"invalid CreateCluster request: instance group {group['InstanceGroupName']} has no {key}")
+                raise SpecError(
+                    f"invalid CreateCluster request: instance group {group['InstanceGroupName']} has no {key}"
+                )
 
 
 def _limits(value: Any, shape, path: str):
@@ -142,8 +150,8 @@ def _limits(value: Any, shape, path: str):
             yield f"{path} = {value} is above the maximum {meta['max']}"
 
 
-@lru_cache(maxsize=None)
-def _pattern(source: Optional[str]):
+@cache
+def _pattern(source: str | None):
     """Python ``re`` cannot compile Java-style ``\\p{L}`` classes; those patterns are left to the service."""
     if not source:
         return None
@@ -205,11 +213,13 @@ def in_place_projection(request: dict[str, Any]) -> dict[str, Any]:
     """The parts of a request UpdateCluster applies; equal projections mean no UpdateCluster is needed."""
     return {
         "NodeRecovery": request.get("NodeRecovery"),
-        "Groups": {name: {f: _normal(g.get(f)) for f in IN_PLACE_GROUP_FIELDS} for name, g in groups_of(request).items()},
+        "Groups": {
+            name: {f: _normal(g.get(f)) for f in IN_PLACE_GROUP_FIELDS} for name, g in groups_of(request).items()
+        },
     }
 
 
-def needs_update(desired: dict[str, Any], previous: Optional[dict[str, Any]], actual: dict[str, Any]) -> bool:
+def needs_update(desired: dict[str, Any], previous: dict[str, Any] | None, actual: dict[str, Any]) -> bool:
     """UpdateCluster is needed if the in-place spec changed, or the live cluster drifted from it."""
     if previous is None or in_place_projection(desired) != in_place_projection(previous):
         return True
@@ -243,7 +253,9 @@ def adoption_mismatches(desired: dict[str, Any], actual: dict[str, Any]) -> list
         problems.append(f"instance groups {sorted(have)} -> {sorted(want)}")
     for name in sorted(set(have) & set(want)):
         if have[name].get("TargetCount") != want[name]["InstanceCount"]:
-            problems.append(f"instance group {name}: InstanceCount {have[name].get('TargetCount')} -> {want[name]['InstanceCount']}")
+            problems.append(
+                f"instance group {name}: InstanceCount {have[name].get('TargetCount')} -> {want[name]['InstanceCount']}"
+            )
     return problems
 
 

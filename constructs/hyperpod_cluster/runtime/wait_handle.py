@@ -28,7 +28,10 @@ def send(url: str, *, success: bool, reason: str, unique_id: str, data: str, tim
         "Data": _cut(data, MAX_DATA),
     }
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode("utf-8"), method="PUT", headers={"Content-Type": ""},
+        url,
+        data=json.dumps(body).encode("utf-8"),
+        method="PUT",
+        headers={"Content-Type": ""},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL comes from CloudFormation

@@ -14,13 +14,12 @@ import logging
 import os
 import posixpath
 import re
-import socket
 import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 LOG = logging.getLogger(__name__)
 
@@ -54,8 +53,15 @@ def normalized_chart_path(chart_path: str) -> str:
     return clean
 
 
-def download(url: str, dest: Path, *, max_bytes: int = MAX_ARCHIVE_BYTES, timeout: float = 60,
-             attempts: int = 4, sleep: Callable[[float], None] = time.sleep) -> int:
+def download(
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int = MAX_ARCHIVE_BYTES,
+    timeout: float = 60,
+    attempts: int = 4,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Download ``url`` to ``dest``; retry transient faults, stop at ``max_bytes``. Returns the size."""
     for attempt in range(1, attempts + 1):
         try:
@@ -65,7 +71,7 @@ def download(url: str, dest: Path, *, max_bytes: int = MAX_ARCHIVE_BYTES, timeou
                 hint = " (unknown repository or commit?)" if exc.code == 404 else ""
                 raise ChartArchiveError(f"GET {url} returned HTTP {exc.code}{hint}") from None
             fault = f"HTTP {exc.code}"
-        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError) as exc:
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
             fault = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
         if attempt == attempts:
             raise ChartArchiveError(f"GET {url} failed after {attempts} attempts, last error {fault}")
@@ -93,8 +99,15 @@ def _download_once(url: str, dest: Path, max_bytes: int, timeout: float) -> int:
     return size
 
 
-def extract_chart(archive: Path, top_folder: str, chart_path: str, dest: Path, *,
-                  max_bytes: int = MAX_CHART_BYTES, max_files: int = MAX_CHART_FILES) -> Path:
+def extract_chart(
+    archive: Path,
+    top_folder: str,
+    chart_path: str,
+    dest: Path,
+    *,
+    max_bytes: int = MAX_CHART_BYTES,
+    max_files: int = MAX_CHART_FILES,
+) -> Path:
     """Write ``<top_folder>/<chart_path>/**`` from ``archive`` into ``dest``; return the chart root.
 
     Every member of the archive is checked (a hostile name anywhere means the archive is not
@@ -120,12 +133,16 @@ def extract_chart(archive: Path, top_folder: str, chart_path: str, dest: Path, *
                     continue
                 if not member.isreg():
                     kind = "symlink" if member.issym() else "hard link" if member.islnk() else "special file"
-                    raise ChartArchiveError(f"archive member {member.name!r} is a {kind}; only regular files are accepted")
+                    raise ChartArchiveError(
+                        f"archive member {member.name!r} is a {kind}; only regular files are accepted"
+                    )
                 files += 1
                 if files > max_files:
                     raise ChartArchiveError(f"chart {chart_path!r} has more than {max_files} files")
                 if total + member.size > max_bytes:
-                    raise ChartArchiveError(f"chart {chart_path!r} exceeds the {max_bytes}-byte size limit at {member.name!r}")
+                    raise ChartArchiveError(
+                        f"chart {chart_path!r} exceeds the {max_bytes}-byte size limit at {member.name!r}"
+                    )
                 total += _write_member(tar, member, target, dest)
     except tarfile.TarError as exc:
         raise ChartArchiveError(f"archive is not a readable tar.gz: {exc}") from None
@@ -150,7 +167,7 @@ def _checked_relative(name: str, top_folder: str, prefix: str) -> str | None:
     if clean == prefix:
         return ""
     if clean.startswith(prefix + "/"):
-        return clean[len(prefix) + 1:]
+        return clean[len(prefix) + 1 :]
     return None
 
 
@@ -176,9 +193,17 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, r
     return written
 
 
-def fetch_chart(repository: str, commit: str, chart_path: str, workdir: Path, *,
-                base_url: str = CODELOAD_BASE_URL, sleep: Callable[[float], None] = time.sleep,
-                max_archive_bytes: int = MAX_ARCHIVE_BYTES, max_chart_bytes: int = MAX_CHART_BYTES) -> Path:
+def fetch_chart(
+    repository: str,
+    commit: str,
+    chart_path: str,
+    workdir: Path,
+    *,
+    base_url: str = CODELOAD_BASE_URL,
+    sleep: Callable[[float], None] = time.sleep,
+    max_archive_bytes: int = MAX_ARCHIVE_BYTES,
+    max_chart_bytes: int = MAX_CHART_BYTES,
+) -> Path:
     """Download ``repository`` at ``commit`` and extract ``chart_path``; return the chart directory."""
     if not _REPOSITORY.match(repository):
         raise ChartArchiveError(f"Repository {repository!r} must be a GitHub owner/name")

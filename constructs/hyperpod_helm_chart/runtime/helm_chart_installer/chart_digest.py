@@ -28,8 +28,8 @@ import hashlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _CHUNK = 1 << 20
 
@@ -72,13 +72,12 @@ def chart_files_sha256(root: Path) -> str:
         raise ValueError(f"{root} is not a directory")
     outer = hashlib.sha256()
     for rel, full in chart_files(root):
-        outer.update(f"{file_sha256(full)}  {rel}\n".encode("utf-8"))
+        outer.update(f"{file_sha256(full)}  {rel}\n".encode())
     return outer.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Print the chart files sha256 to pin as eks.helm_chart.files_sha256.")
+    parser = argparse.ArgumentParser(description="Print the chart files sha256 to pin as eks.helm_chart.files_sha256.")
     parser.add_argument("chart_dir", nargs="?", help="an unpacked chart directory")
     parser.add_argument("--repository", help="GitHub owner/name, e.g. aws/sagemaker-hyperpod-cli")
     parser.add_argument("--commit", help="full 40-character commit id")
@@ -93,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     from .chart_archive import CODELOAD_BASE_URL, fetch_chart  # only the fetch mode needs it
 
     with tempfile.TemporaryDirectory() as work:
-        chart = fetch_chart(args.repository, args.commit, args.chart_path, Path(work),
-                            base_url=args.base_url or CODELOAD_BASE_URL)
+        chart = fetch_chart(
+            args.repository, args.commit, args.chart_path, Path(work), base_url=args.base_url or CODELOAD_BASE_URL
+        )
         print(chart_files_sha256(chart))
     return 0
 

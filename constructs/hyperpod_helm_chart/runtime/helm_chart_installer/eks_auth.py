@@ -32,8 +32,9 @@ def bearer_token(session: botocore.session.Session, cluster_name: str, region: s
         request.headers[CLUSTER_ID_HEADER] = cluster_name
 
     sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
-    url = sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=PRESIGN_EXPIRES_SECONDS,
-                                     HttpMethod="GET")
+    url = sts.generate_presigned_url(
+        "get_caller_identity", Params={}, ExpiresIn=PRESIGN_EXPIRES_SECONDS, HttpMethod="GET"
+    )
     return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode("utf-8")).decode("ascii").rstrip("=")
 
 
@@ -41,11 +42,16 @@ def kubeconfig(*, cluster_name: str, endpoint: str, certificate_authority_data: 
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster_name, "cluster": {
-            "server": endpoint, "certificate-authority-data": certificate_authority_data}}],
+        "clusters": [
+            {
+                "name": cluster_name,
+                "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority_data},
+            }
+        ],
         "users": [{"name": "hyperpod-helm-chart-installer", "user": {"token": token}}],
-        "contexts": [{"name": cluster_name, "context": {
-            "cluster": cluster_name, "user": "hyperpod-helm-chart-installer"}}],
+        "contexts": [
+            {"name": cluster_name, "context": {"cluster": cluster_name, "user": "hyperpod-helm-chart-installer"}}
+        ],
         "current-context": cluster_name,
     }
 

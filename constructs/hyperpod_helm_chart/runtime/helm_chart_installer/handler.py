@@ -18,9 +18,10 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import botocore.session
 from botocore.config import Config
@@ -66,8 +67,8 @@ class ReleaseSpec:
         return f"{self.cluster_name}/{self.namespace}/{self.release_name}"
 
     @classmethod
-    def from_properties(cls, props: dict[str, Any], *, for_delete: bool = False) -> "ReleaseSpec":
-        def text(key: str, pattern: Optional[re.Pattern] = None, *, empty_ok: bool = False) -> str:
+    def from_properties(cls, props: dict[str, Any], *, for_delete: bool = False) -> ReleaseSpec:
+        def text(key: str, pattern: re.Pattern | None = None, *, empty_ok: bool = False) -> str:
             value = props.get(key, "")
             if not isinstance(value, str) or (not value and not empty_ok):
                 raise ValueError(f"property {key} is missing or not a string: {value!r}")
@@ -78,8 +79,12 @@ class ReleaseSpec:
         release = text("ReleaseName", _RELEASE)
         if len(release) > 53:
             raise ValueError(f"property ReleaseName={release!r} is longer than helm's 53 characters")
-        common = dict(cluster_name=text("ClusterName"), region=text("Region"), release_name=release,
-                      namespace=text("Namespace", _NAMESPACE))
+        common = dict(
+            cluster_name=text("ClusterName"),
+            region=text("Region"),
+            release_name=release,
+            namespace=text("Namespace", _NAMESPACE),
+        )
         if for_delete:
             return cls(repository="", commit="", chart_path="", expected_files_sha256="", values={}, **common)
         try:
@@ -88,22 +93,36 @@ class ReleaseSpec:
             raise ValueError(f"property Values is not JSON: {exc}") from None
         if not isinstance(values, dict):
             raise ValueError("property Values must be a JSON object (the complete helm values)")
-        return cls(repository=text("Repository"), commit=text("Commit", _COMMIT), chart_path=text("ChartPath"),
-                   expected_files_sha256=text("ExpectedFilesSha256", _SHA256, empty_ok=True), values=values,
-                   **common)
+        return cls(
+            repository=text("Repository"),
+            commit=text("Commit", _COMMIT),
+            chart_path=text("ChartPath"),
+            expected_files_sha256=text("ExpectedFilesSha256", _SHA256, empty_ok=True),
+            values=values,
+            **common,
+        )
 
 
 class Installer:
     """The steps of one invocation; collaborators are injected so tests can run them for real."""
 
-    def __init__(self, *, session: botocore.session.Session, helm_binary: str, archive_base_url: str,
-                 scratch_root: Path, remaining_seconds: Callable[[], float],
-                 eks_client_for: Optional[Callable[[str], Any]] = None,
-                 reach_attempts: int = 12, reach_delay: float = 10.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        *,
+        session: botocore.session.Session,
+        helm_binary: str,
+        archive_base_url: str,
+        scratch_root: Path,
+        remaining_seconds: Callable[[], float],
+        eks_client_for: Callable[[str], Any] | None = None,
+        reach_attempts: int = 12,
+        reach_delay: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.session = session
         self.eks_client_for = eks_client_for or (
-            lambda region: session.create_client("eks", region_name=region, config=_EKS_CONFIG))
+            lambda region: session.create_client("eks", region_name=region, config=_EKS_CONFIG)
+        )
         self.helm_binary = helm_binary
         self.archive_base_url = archive_base_url
         self.scratch_root = scratch_root
@@ -123,26 +142,47 @@ class Installer:
             raise ValueError(f"unknown RequestType {request!r}")
         spec = ReleaseSpec.from_properties(props)
         digest = self.install(spec)
-        return {"PhysicalResourceId": spec.physical_id,
-                "Data": {"FilesSha256": digest, "ReleaseName": spec.release_name, "Namespace": spec.namespace}}
+        return {
+            "PhysicalResourceId": spec.physical_id,
+            "Data": {"FilesSha256": digest, "ReleaseName": spec.release_name, "Namespace": spec.namespace},
+        }
 
     def install(self, spec: ReleaseSpec) -> str:
         work = Path(tempfile.mkdtemp(prefix="helm-chart-", dir=self.scratch_root))
         try:
-            chart_dir = fetch_chart(spec.repository, spec.commit, spec.chart_path, work / "source",
-                                    base_url=self.archive_base_url, sleep=self.sleep)
+            chart_dir = fetch_chart(
+                spec.repository,
+                spec.commit,
+                spec.chart_path,
+                work / "source",
+                base_url=self.archive_base_url,
+                sleep=self.sleep,
+            )
             digest = self.verify(spec, chart_dir)
             helm = HelmCli(self.helm_binary, work / "helm", work / "kubeconfig")
             helm.build_dependencies_if_needed(chart_dir, timeout=min(300, self._helm_timeout()), sleep=self.sleep)
             values_files = self._values_files(spec, chart_dir, work)
             refresh = self._kubeconfig_writer(spec, helm.kubeconfig, self._describe(spec))
-            helm.wait_until_reachable(spec.namespace, attempts=self.reach_attempts, delay=self.reach_delay,
-                                      before_attempt=refresh, sleep=self.sleep)
+            helm.wait_until_reachable(
+                spec.namespace,
+                attempts=self.reach_attempts,
+                delay=self.reach_delay,
+                before_attempt=refresh,
+                sleep=self.sleep,
+            )
             refresh()
-            helm.upgrade_install(spec.release_name, chart_dir, spec.namespace, values_files,
-                                 timeout_seconds=self._helm_timeout())
-            LOG.info("release %s/%s installed from %s@%s:%s (chart files sha256 %s)", spec.namespace,
-                     spec.release_name, spec.repository, spec.commit, spec.chart_path, digest)
+            helm.upgrade_install(
+                spec.release_name, chart_dir, spec.namespace, values_files, timeout_seconds=self._helm_timeout()
+            )
+            LOG.info(
+                "release %s/%s installed from %s@%s:%s (chart files sha256 %s)",
+                spec.namespace,
+                spec.release_name,
+                spec.repository,
+                spec.commit,
+                spec.chart_path,
+                digest,
+            )
             return digest
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -151,13 +191,18 @@ class Installer:
         digest = chart_files_sha256(chart_dir)
         where = f"{spec.repository}@{spec.commit}:{spec.chart_path}"
         if not spec.expected_files_sha256:
-            LOG.warning("chart files sha256 of %s is %s; not enforced. Pin it as eks.helm_chart.files_sha256 "
-                        "to fail on any change.", where, digest)
+            LOG.warning(
+                "chart files sha256 of %s is %s; not enforced. Pin it as eks.helm_chart.files_sha256 "
+                "to fail on any change.",
+                where,
+                digest,
+            )
         elif digest != spec.expected_files_sha256:
             raise ChartIntegrityError(
                 f"chart files sha256 mismatch for {where}: expected {spec.expected_files_sha256}, got {digest}. "
                 "Nothing was installed. If the commit was changed on purpose, review the chart and pin the new "
-                "digest (python -m constructs.hyperpod_helm_chart.runtime.helm_chart_installer.chart_digest).")
+                "digest (python -m constructs.hyperpod_helm_chart.runtime.helm_chart_installer.chart_digest)."
+            )
         else:
             LOG.info("chart files sha256 of %s matches the pinned %s", where, digest)
         return digest
@@ -165,15 +210,21 @@ class Installer:
     def uninstall(self, spec: ReleaseSpec) -> None:
         cluster = self._describe(spec, missing_ok=True)
         if cluster is None:
-            LOG.info("EKS cluster %s no longer exists; release %s is gone with it", spec.cluster_name,
-                     spec.release_name)
+            LOG.info(
+                "EKS cluster %s no longer exists; release %s is gone with it", spec.cluster_name, spec.release_name
+            )
             return
         work = Path(tempfile.mkdtemp(prefix="helm-chart-", dir=self.scratch_root))
         try:
             helm = HelmCli(self.helm_binary, work / "helm", work / "kubeconfig")
             refresh = self._kubeconfig_writer(spec, helm.kubeconfig, cluster)
-            helm.wait_until_reachable(spec.namespace, attempts=self.reach_attempts, delay=self.reach_delay,
-                                      before_attempt=refresh, sleep=self.sleep)
+            helm.wait_until_reachable(
+                spec.namespace,
+                attempts=self.reach_attempts,
+                delay=self.reach_delay,
+                before_attempt=refresh,
+                sleep=self.sleep,
+            )
             refresh()
             helm.uninstall(spec.release_name, spec.namespace, timeout_seconds=self._helm_timeout())
         finally:
@@ -190,7 +241,7 @@ class Installer:
         files.append(values)
         return files
 
-    def _describe(self, spec: ReleaseSpec, *, missing_ok: bool = False) -> Optional[dict]:
+    def _describe(self, spec: ReleaseSpec, *, missing_ok: bool = False) -> dict | None:
         eks = self.eks_client_for(spec.region)
         try:
             return eks.describe_cluster(name=spec.cluster_name)["cluster"]
@@ -202,9 +253,13 @@ class Installer:
     def _kubeconfig_writer(self, spec: ReleaseSpec, path: Path, cluster: dict) -> Callable[[], None]:
         def write() -> None:
             eks_auth.write_kubeconfig(
-                path, cluster_name=spec.cluster_name, endpoint=cluster["endpoint"],
+                path,
+                cluster_name=spec.cluster_name,
+                endpoint=cluster["endpoint"],
                 certificate_authority_data=cluster["certificateAuthority"]["data"],
-                token=eks_auth.bearer_token(self.session, spec.cluster_name, spec.region))
+                token=eks_auth.bearer_token(self.session, spec.cluster_name, spec.region),
+            )
+
         return write
 
     def _helm_timeout(self) -> int:

@@ -14,16 +14,26 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 LOG = logging.getLogger(__name__)
 
 # Statuses from `helm dependency list` that mean the sub-chart is usable as it is.
 _PRESENT = {"ok", "unpacked"}
-_PASSTHROUGH_ENV = ("PATH", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
-                    "https_proxy", "http_proxy", "no_proxy")
+_PASSTHROUGH_ENV = (
+    "PATH",
+    "LANG",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
 _OUTPUT_TAIL = 4000
 
 
@@ -59,13 +69,15 @@ class HelmCli:
 
     def env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
-        env.update({
-            "HOME": str(self.home),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-            "KUBECONFIG": str(self.kubeconfig),
-        })
+        env.update(
+            {
+                "HOME": str(self.home),
+                "HELM_CACHE_HOME": str(self.home / "cache"),
+                "HELM_CONFIG_HOME": str(self.home / "config"),
+                "HELM_DATA_HOME": str(self.home / "data"),
+                "KUBECONFIG": str(self.kubeconfig),
+            }
+        )
         return env
 
     def run(self, args: Sequence[str], *, timeout: float) -> str:
@@ -91,8 +103,9 @@ class HelmCli:
     def dependencies(self, chart_dir: Path) -> list[Dependency]:
         return parse_dependency_list(self.run(["dependency", "list", str(chart_dir)], timeout=60))
 
-    def build_dependencies_if_needed(self, chart_dir: Path, *, timeout: float = 300, attempts: int = 3,
-                                     sleep: Callable[[float], None] = time.sleep) -> list[Dependency]:
+    def build_dependencies_if_needed(
+        self, chart_dir: Path, *, timeout: float = 300, attempts: int = 3, sleep: Callable[[float], None] = time.sleep
+    ) -> list[Dependency]:
         """Run `helm dependency build` only when a declared sub-chart is not in charts/ yet.
 
         Local ``file://charts/x`` sub-charts that are already unpacked are fine as they are;
@@ -105,8 +118,10 @@ class HelmCli:
         if not missing:
             LOG.info("all chart dependencies present, no dependency build needed")
             return []
-        LOG.info("building dependencies; not present: %s",
-                 ", ".join(f"{d.name} {d.version} from {d.repository} ({d.status})" for d in missing))
+        LOG.info(
+            "building dependencies; not present: %s",
+            ", ".join(f"{d.name} {d.version} from {d.repository} ({d.status})" for d in missing),
+        )
         for attempt in range(1, attempts + 1):
             try:
                 self.run(["dependency", "build", str(chart_dir)], timeout=timeout)
@@ -118,33 +133,55 @@ class HelmCli:
                 sleep(5 * attempt)
         still = [d for d in self.dependencies(chart_dir) if d.status not in _PRESENT]
         if still:
-            raise HelmError("helm dependency build left dependencies unresolved: "
-                            + ", ".join(f"{d.name} ({d.status})" for d in still))
+            raise HelmError(
+                "helm dependency build left dependencies unresolved: "
+                + ", ".join(f"{d.name} ({d.status})" for d in still)
+            )
         return missing
 
     @staticmethod
-    def upgrade_install_args(release: str, chart_dir: Path, namespace: str, values_files: Sequence[Path],
-                             timeout_seconds: int) -> list[str]:
-        args = ["upgrade", "--install", release, str(chart_dir), "--namespace", namespace, "--create-namespace",
-                "--reset-values"]
+    def upgrade_install_args(
+        release: str, chart_dir: Path, namespace: str, values_files: Sequence[Path], timeout_seconds: int
+    ) -> list[str]:
+        args = [
+            "upgrade",
+            "--install",
+            release,
+            str(chart_dir),
+            "--namespace",
+            namespace,
+            "--create-namespace",
+            "--reset-values",
+        ]
         for values in values_files:
             args += ["-f", str(values)]
         return args + ["--timeout", f"{timeout_seconds}s", "--history-max", "10"]
 
-    def upgrade_install(self, release: str, chart_dir: Path, namespace: str, values_files: Sequence[Path], *,
-                        timeout_seconds: int) -> str:
+    def upgrade_install(
+        self, release: str, chart_dir: Path, namespace: str, values_files: Sequence[Path], *, timeout_seconds: int
+    ) -> str:
         # The process gets a minute more than helm's own --timeout, so helm normally fails first and
         # records the release as failed instead of leaving it pending (which blocks the next upgrade).
-        return self.run(self.upgrade_install_args(release, chart_dir, namespace, values_files, timeout_seconds),
-                        timeout=timeout_seconds + 60)
+        return self.run(
+            self.upgrade_install_args(release, chart_dir, namespace, values_files, timeout_seconds),
+            timeout=timeout_seconds + 60,
+        )
 
     def uninstall(self, release: str, namespace: str, *, timeout_seconds: int) -> str:
-        return self.run(["uninstall", release, "--namespace", namespace, "--ignore-not-found",
-                         "--timeout", f"{timeout_seconds}s"], timeout=timeout_seconds + 60)
+        return self.run(
+            ["uninstall", release, "--namespace", namespace, "--ignore-not-found", "--timeout", f"{timeout_seconds}s"],
+            timeout=timeout_seconds + 60,
+        )
 
-    def wait_until_reachable(self, namespace: str, *, attempts: int, delay: float,
-                             before_attempt: Optional[Callable[[], None]] = None,
-                             sleep: Callable[[float], None] = time.sleep) -> None:
+    def wait_until_reachable(
+        self,
+        namespace: str,
+        *,
+        attempts: int,
+        delay: float,
+        before_attempt: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         """List releases until the API server answers with authorization.
 
         A new EKS access entry takes a little while to be honoured (401/403 at first), and a
@@ -164,4 +201,5 @@ class HelmCli:
                 sleep(delay)
         raise HelmError(
             f"the cluster API did not accept the handler after {attempts} attempts; check the handler role's "
-            f"EKS access entry and that its subnets reach the cluster endpoint. Last error: {last}")
+            f"EKS access entry and that its subnets reach the cluster endpoint. Last error: {last}"
+        )
