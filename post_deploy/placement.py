@@ -15,6 +15,11 @@ placed on a node HyperPod is about to take away. Two rules close that:
   ``submit`` adds it to each GPU resource of every task it launches (the user's own tasks
   included); the tasks in ``sky_tasks/`` also carry it, so ``sky launch`` without ``submit``
   is protected as well.
+* every CPU resource gets a required node-affinity term: EKS system nodes, or HyperPod nodes
+  without GPUs that HyperPod marks Schedulable (two terms, ORed). SkyPilot only *prefers* to keep
+  CPU pods off nodes with an accelerator label (``get_node_affinity``'s preferred term), so a CPU
+  task could otherwise take CPUs and memory of a p5 a GPU job is waiting for. A CPU pod has no
+  required term of SkyPilot's own that ours could be ORed with.
 * the managed-jobs controller gets a home on the EKS system nodes: SkyPilot's default controller
   asks for ``cpus: 4+``, ``memory: 4x`` and a 50 GB disk (``sky/jobs/constants.py``
   ``CONTROLLER_RESOURCES``; on Kubernetes ``disk_size`` becomes an ephemeral-storage request,
@@ -32,6 +37,8 @@ placed on a node HyperPod is about to take away. Two rules close that:
 from __future__ import annotations
 
 from typing import Any
+
+from config.gpu_types import ACCELERATOR_LABEL
 
 HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
 SCHEDULABLE = "Schedulable"
@@ -63,6 +70,26 @@ def off_hyperpod_affinity() -> dict[str, Any]:
     }
 
 
+def cpu_pod_affinity() -> dict[str, Any]:
+    """System nodes, or healthy HyperPod nodes without GPUs (``skypilot.co/accelerator`` is on every
+    HyperPod GPU node: the cluster construct and ``label-gpus`` put it there)."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": HYPERPOD_NODE_LABEL, "operator": "DoesNotExist"}]},
+                    {
+                        "matchExpressions": [
+                            {"key": ACCELERATOR_LABEL, "operator": "DoesNotExist"},
+                            {"key": HEALTH_LABEL, "operator": "In", "values": [SCHEDULABLE]},
+                        ]
+                    },
+                ]
+            }
+        }
+    }
+
+
 def jobs_controller_resources(context: str | None) -> dict[str, Any]:
     """``jobs.controller.resources`` for a controller on the EKS system nodes of ``context``."""
     return {
@@ -88,12 +115,14 @@ def selected_health(pod_config: dict[str, Any]) -> str | None:
     return ((pod_config.get("spec") or {}).get("nodeSelector") or {}).get(HEALTH_LABEL)
 
 
-def with_healthy_node_selector(resources: Any) -> Any:
-    """A copy of one ``sky.Resources`` whose pod config selects Schedulable nodes (GPU resources
-    only; CPU resources run on system nodes, which carry no health label)."""
-    if not resources.accelerators:
-        return resources
-    return resources.copy(_cluster_config_overrides={"kubernetes": {"pod_config": healthy_node_pod_config()}})
+def placed(resources: Any) -> Any:
+    """A copy of one ``sky.Resources`` whose pod config keeps it where it belongs: GPU pods on
+    Schedulable nodes, CPU pods off GPU nodes and off unhealthy HyperPod nodes."""
+    if resources.accelerators:
+        pod_config = healthy_node_pod_config()
+    else:
+        pod_config = {"spec": {"affinity": cpu_pod_affinity()}}
+    return resources.copy(_cluster_config_overrides={"kubernetes": {"pod_config": pod_config}})
 
 
 def task_pod_config(resources: Any) -> dict[str, Any]:

@@ -25,7 +25,8 @@ topology labels. An explicit count is refused when no instance type with that GP
 (``config.gpu_types``), since such a pod would stay Pending.
 
 The task comes back as ``submit`` launches it: each GPU resource selects healthy HyperPod nodes
-(``post_deploy.placement``), and the pods checked here include that selector.
+and each CPU resource stays off GPU and unhealthy nodes (``post_deploy.placement``); the pods
+checked here include those terms.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def validate_task_file(path: str | Path, k8s_version: str = DEFAULT_K8S_VERSION)
             f"{where}: spec.nodeSelector.{placement.HEALTH_LABEL} = {health}: GPU pods run only on "
             f"{placement.SCHEDULABLE} nodes (HyperPod is about to reboot or replace the others)"
         )
-    task.set_resources(type(task.resources)(placement.with_healthy_node_selector(r) for r in task.resources))
+    task.set_resources(type(task.resources)(placement.placed(r) for r in task.resources))
     pods = []
     for resources in task.resources:
         pod = merged_pod(task, placement.task_pod_config(resources), resources)

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import nullcontext
 import os
 import sys
+from contextlib import nullcontext
 
 
 def main(argv: list[str]) -> int:

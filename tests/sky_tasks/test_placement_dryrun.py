@@ -3,8 +3,8 @@ fit check, pod rendering with every pod_config merged) run up to pod creation ag
 Kubernetes doubles, then kube-scheduler's filters over the doubles' nodes (``scheduling``).
 
 Fleets (one double and kubeconfig context each; node sizes from EC2's data, ``seed.sized``):
-- ``mixed``: two healthy ml.p5.48xlarge, one ml.p5.48xlarge HyperPod marked
-  UnschedulablePendingReplacement by label only, one ml.g5.xlarge, one ml.m5.2xlarge HyperPod CPU
+- ``mixed``: two healthy ml.p5.48xlarge, one ml.g5.xlarge, one ml.p5.48xlarge and one ml.g5.xlarge
+  HyperPod marked UnschedulablePendingReplacement by label only, one ml.m5.2xlarge HyperPod CPU
   node (as in examples/cluster.yaml), two m7i.large EKS system nodes (the default node group);
 - ``g5`` / ``g6`` / ``g6e``: one 4-vCPU GPU node of that family plus the two system nodes.
 """
@@ -30,6 +30,8 @@ TASKS = sorted((REPO / "sky_tasks").glob("*.yaml"))
 SINGLE_GPU_TASKS = [REPO / "sky_tasks" / "smoke.yaml", REPO / "sky_tasks" / "dev.yaml"]
 HYPERPOD_DISK_GIB = 500  # the default instance group's ebs_volume_size_gb holds kubelet's root (on_create.sh)
 SMALL_GPU_TYPES = {"g5": "ml.g5.xlarge", "g6": "ml.g6.xlarge", "g6e": "ml.g6e.xlarge"}
+REPLACING = {"h100": "hyperpod-p5-replacing", "a10g": "hyperpod-g5-replacing"}
+CPU_TASK = Path(__file__).resolve().parent / "fixtures" / "cpu-task.yaml"
 
 
 def _hyperpod(instance_type: str, name: str, **kwargs) -> dict:
@@ -49,6 +51,7 @@ def _fleets() -> dict[str, list[dict]]:
             _hyperpod("ml.p5.48xlarge", "hyperpod-p5-b"),
             _hyperpod("ml.p5.48xlarge", "hyperpod-p5-replacing", health="UnschedulablePendingReplacement", taint=False),
             _hyperpod("ml.g5.xlarge", "hyperpod-g5"),
+            _hyperpod("ml.g5.xlarge", "hyperpod-g5-replacing", health="UnschedulablePendingReplacement", taint=False),
             seed.sized(seed.cpu_hyperpod_node("ml.m5.2xlarge", name="hyperpod-cpu"), disk_gib=100),
             _system("system-a"),
             _system("system-b"),
@@ -154,7 +157,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def launches(cluster):
     """Every task on the mixed fleet, the single-GPU tasks on each 4-vCPU GPU fleet (one process)."""
-    found = cluster.dryrun(["mixed"], TASKS)
+    found = cluster.dryrun(["mixed"], [*TASKS, CPU_TASK])
     found.update(cluster.dryrun(list(SMALL_GPU_TYPES), SINGLE_GPU_TASKS))
     return found
 
@@ -175,19 +178,33 @@ def _placement(cluster: Cluster, context: str, result: dict) -> list[str]:
 def test_every_task_lands_only_on_healthy_nodes_of_its_gpu_on_the_mixed_fleet(cluster, launches, task):
     nodes = _placement(cluster, "mixed", launches[("mixed", task, None)])
     assert nodes, f"{task} fits no node of the mixed fleet"
-    assert "hyperpod-p5-replacing" not in nodes
+    assert not set(REPLACING.values()) & set(nodes)
     assert not {"system-a", "system-b", "hyperpod-cpu"} & set(nodes)
+
+
+def _chosen_accelerator(pod: dict) -> str:
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    (expression,) = [e for e in term["matchExpressions"] if e["key"] == "skypilot.co/accelerator"]
+    (value,) = expression["values"]
+    return value
 
 
 @pytest.mark.parametrize("task", [p.name for p in TASKS])
 def test_without_the_health_selector_the_node_pending_replacement_would_take_the_pod(cluster, launches, task):
     """Why the selector exists: HyperPod's label alone does not keep SkyPilot's pod off the node."""
     pod = dict(launches[("mixed", task, None)]["pod"])
-    if "H100" not in json.dumps(pod["affinity"]).upper():
-        pytest.skip(f"{task} chose a non-H100 node here; the replaced node is a p5")
     assert pod["nodeSelector"] == {placement.HEALTH_LABEL: placement.SCHEDULABLE}
     pod["nodeSelector"] = {}
-    assert "hyperpod-p5-replacing" in scheduling.feasible_nodes(pod, cluster.fleets["mixed"])
+    assert REPLACING[_chosen_accelerator(pod)] in scheduling.feasible_nodes(pod, cluster.fleets["mixed"])
+
+
+def test_a_cpu_task_stays_off_gpu_nodes_and_unhealthy_nodes(cluster, launches):
+    result = launches[("mixed", CPU_TASK.name, None)]
+    assert set(_placement(cluster, "mixed", result)) == {"system-a", "system-b", "hyperpod-cpu"}
+    # SkyPilot's own terms alone (a preference away from accelerator-labelled nodes) would allow a p5.
+    pod = json.loads(json.dumps(result["pod"]))
+    pod["affinity"]["nodeAffinity"].pop("requiredDuringSchedulingIgnoredDuringExecution")
+    assert "hyperpod-p5-a" in scheduling.feasible_nodes(pod, cluster.fleets["mixed"])
 
 
 @pytest.mark.parametrize("family", sorted(SMALL_GPU_TYPES))

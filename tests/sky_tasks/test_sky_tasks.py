@@ -208,11 +208,12 @@ def test_train_requests_every_efa_interface_and_refuses_to_run_without_the_ofi_p
     )
 
 
-def test_cpu_resources_get_no_health_selector():
+def test_cpu_resources_get_no_health_selector_but_an_affinity_off_gpu_nodes():
     """System nodes carry no HyperPod label: a CPU pod selecting it would match nothing."""
     import sky
 
     from post_deploy import placement
 
-    cpu = sky.Resources(infra="k8s", cpus="1")
-    assert placement.with_healthy_node_selector(cpu) is cpu
+    pod_config = placement.task_pod_config(placement.placed(sky.Resources(infra="k8s", cpus="1")))
+    assert "nodeSelector" not in pod_config["spec"]
+    assert pod_config["spec"]["affinity"] == placement.cpu_pod_affinity()
