@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, gpu_spec
+from post_deploy import placement
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.labels import CLUSTER_NAME_LABEL, GPU_RESOURCE, kubeconfig_path
@@ -279,6 +280,32 @@ def check_api_server_path(exec_command: str | None) -> tuple[list[str], list[str
     )
 
 
+def controller_home_note(nodes: list[Any]) -> str | None:
+    """Whether some Ready EKS system node has the allocatable the managed-jobs controller that
+    ``submit --managed`` configures asks for (``placement.jobs_controller_resources``)."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    need = {
+        "cpu": str(placement.CONTROLLER_CPUS),
+        "memory": f"{placement.CONTROLLER_MEMORY_GB}G",
+        "ephemeral-storage": f"{placement.CONTROLLER_DISK_GB}G",
+    }
+    for node in nodes:
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        allocatable = node.status.allocatable or {}
+        if (
+            ready
+            and placement.HYPERPOD_NODE_LABEL not in (node.metadata.labels or {})
+            and all(parse_quantity(allocatable.get(k, "0")) >= parse_quantity(v) for k, v in need.items())
+        ):
+            return None
+    return (
+        f"no EKS system node has room for the managed-jobs controller ({need['cpu']} CPU, {need['memory']} memory, "
+        f"{need['ephemeral-storage']} ephemeral storage allocatable): `submit --managed` would stay Pending; give "
+        "eks.system_node_group at least one node (m7i.large or larger)"
+    )
+
+
 def _diagnose(node: Any, expected: NodeGpus) -> str | None:
     """Why SkyPilot does not show this node's GPUs as expected, most fundamental cause first."""
     labels = node.metadata.labels or {}
@@ -343,6 +370,8 @@ def check_skypilot(
             return report
 
         nodes = kubernetes_utils.get_kubernetes_nodes(context=chosen)
+        if note := controller_home_note(nodes):
+            report.notes.append(note)
         info = kubernetes_utils.get_kubernetes_node_info(chosen).node_info_dict
         try:
             for gpu in core.realtime_kubernetes_gpu_availability(context=chosen)[0][1]:

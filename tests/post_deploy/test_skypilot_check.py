@@ -44,7 +44,7 @@ def gpu_cluster(k8s_double, skypilot_env):
     ]:
         names[key] = k8s_double.add_node(seed.hyperpod_node(instance_type, gpus=gpus))["metadata"]["name"]
     names["cpu"] = k8s_double.add_node(seed.cpu_hyperpod_node())["metadata"]["name"]
-    names["system"] = k8s_double.add_node(seed.system_node())["metadata"]["name"]
+    names["system"] = k8s_double.add_node(seed.sized(seed.system_node("m7i.large")))["metadata"]["name"]
     k8s_double.add_pod(seed.pod("training", namespace="team-a", node_name=names["p5a"], gpus=2))
     return names
 
@@ -336,3 +336,18 @@ def test_a_remote_api_server_path_is_reported_as_not_verified(
     assert note.startswith("SkyPilot API server http://skypilot.example.internal:46580 is remote: its PATH was not")
     assert report["api_server"]["path_verified"] is False
     assert "note: SkyPilot API server http://skypilot.example.internal:46580 is remote" in err
+
+
+def test_no_system_node_for_the_managed_jobs_controller_is_noted(
+    skypilot_env, k8s_double, kubeconfig_for_double, k8s_api_client, capsys
+):
+    """eks.system_node_group.desired_size 0 is allowed; then `submit --managed` has nowhere to go."""
+    k8s_double.add_node(seed.hyperpod_node("ml.p5.48xlarge", gpus=8))
+    assert labels.reconcile_gpu_labels(k8s_api_client).ok
+
+    code, report, err = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.OK  # plain submit still works
+    (note,) = report["notes"]
+    assert note.startswith("no EKS system node has room for the managed-jobs controller (1 CPU, 4G memory, 10G")
+    assert "note: no EKS system node has room" in err
