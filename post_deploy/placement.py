@@ -101,13 +101,13 @@ def jobs_controller_resources(context: str | None) -> dict[str, Any]:
     }
 
 
-def with_jobs_controller_home(config: Any, context: str | None) -> Any:
-    """``config`` (a SkyPilot ``Config``) with our controller resources under the user's own:
-    keys the user set in ``jobs.controller.resources`` win."""
+def with_jobs_controller_home(config: Any, context: str | None) -> tuple[Any, list[str]]:
+    """``config`` (a SkyPilot ``Config``) with our controller resources under the user's own, and
+    the keys of ours the user's ``jobs.controller.resources`` replaced (theirs win)."""
     ours = jobs_controller_resources(context)
-    theirs = config.get_nested(("jobs", "controller", "resources"), None) or {}
-    config.set_nested(("jobs", "controller", "resources"), {**ours, **dict(theirs)})
-    return config
+    theirs = dict(config.get_nested(("jobs", "controller", "resources"), None) or {})
+    config.set_nested(("jobs", "controller", "resources"), {**ours, **theirs})
+    return config, sorted(k for k in theirs if k in ours and theirs[k] != ours[k])
 
 
 def selected_health(pod_config: dict[str, Any]) -> str | None:

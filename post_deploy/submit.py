@@ -317,7 +317,12 @@ def _jobs_controller_home(context: str | None) -> Iterator[None]:
     (``placement.jobs_controller_resources``); the user's own keys there win."""
     from sky import skypilot_config
 
-    config = placement.with_jobs_controller_home(skypilot_config.to_dict(), context)
+    config, replaced = placement.with_jobs_controller_home(skypilot_config.to_dict(), context)
+    if replaced:
+        say(
+            f"warning: your SkyPilot config sets jobs.controller.resources {', '.join(replaced)}; "
+            "the jobs controller may then not fit an EKS system node and take a GPU node instead"
+        )
     with skypilot_config.replace_skypilot_config_in_process(config):
         yield
 

@@ -176,7 +176,7 @@ def efa_offers(accelerator: str, count: int) -> dict[str, int]:
 
 def _offers_efa(resources) -> bool:
     gpu = _gpu_request(resources)
-    return bool(gpu) and any(efa_offers(*gpu).values())
+    return gpu is not None and any(efa_offers(*gpu).values())
 
 
 def check_efa_request(resources, requested: int, where: str) -> None:

@@ -237,6 +237,22 @@ def test_managed_job_sends_a_controller_home_on_the_system_nodes(sky_api):
     ]
 
 
+def test_users_own_controller_resources_win_with_a_warning(sky_api, sky_home, capsys):
+    (sky_home / ".sky").mkdir(exist_ok=True)
+    (sky_home / ".sky" / "config.yaml").write_text("jobs:\n  controller:\n    resources:\n      cpus: 4+\n")
+    from sky import skypilot_config
+
+    skypilot_config.reload_config()
+    try:
+        assert main(["submit", TRAIN, "--managed"]) == ExitCode.OK
+    finally:
+        (sky_home / ".sky" / "config.yaml").unlink()
+        skypilot_config.reload_config()
+    resources = sky_api.bodies("/jobs/launch")[0]["override_skypilot_config"]["jobs"]["controller"]["resources"]
+    assert (resources["cpus"], resources["memory"]) == ("4+", "4")
+    assert "warning: your SkyPilot config sets jobs.controller.resources cpus" in capsys.readouterr().err
+
+
 def test_launched_gpu_task_selects_schedulable_nodes(sky_api):
     assert main(["submit", SMOKE]) == ExitCode.OK
     for resources in launched_task(sky_api).resources:
