@@ -63,7 +63,7 @@ class TaskInvalid(ValueError):
 @dataclass
 class ValidatedTask:
     path: Path
-    task: Any  # sky.Task, as submit launches it (GPU resources select healthy nodes)
+    task: Any  # sky.Task, as submit launches it (with post_deploy.placement's terms)
     pod: dict  # the pod spec of its first resources (SkyPilot base pod + pod_config)
     warnings: list[str] = field(default_factory=list)
     pods: list[dict] = field(default_factory=list)  # one per resources alternative, in task order
@@ -84,7 +84,7 @@ def validate_task_file(path: str | Path, k8s_version: str = DEFAULT_K8S_VERSION)
     health = placement.selected_health(pod_config)
     if health not in (None, placement.SCHEDULABLE):
         raise TaskInvalid(
-            f"{where}: spec.nodeSelector.{placement.HEALTH_LABEL} = {health}: GPU pods run only on "
+            f"{where}: spec.nodeSelector.{placement.HEALTH_LABEL} = {health}: pods run only on "
             f"{placement.SCHEDULABLE} nodes (HyperPod is about to reboot or replace the others)"
         )
     task.set_resources(type(task.resources)(placement.placed(r) for r in task.resources))

@@ -27,11 +27,13 @@ from tests.sky_tasks import scheduling
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = sorted((REPO / "sky_tasks").glob("*.yaml"))
+GPU_TASKS = [p for p in TASKS if (yaml.safe_load(p.read_text()).get("resources") or {}).get("accelerators")]
 SINGLE_GPU_TASKS = [REPO / "sky_tasks" / "smoke.yaml", REPO / "sky_tasks" / "dev.yaml"]
 HYPERPOD_DISK_GIB = 500  # the default instance group's ebs_volume_size_gb holds kubelet's root (on_create.sh)
 SMALL_GPU_TYPES = {"g5": "ml.g5.xlarge", "g6": "ml.g6.xlarge", "g6e": "ml.g6e.xlarge"}
 REPLACING = {"h100": "hyperpod-p5-replacing", "a10g": "hyperpod-g5-replacing"}
 CPU_TASK = Path(__file__).resolve().parent / "fixtures" / "cpu-task.yaml"
+CPU_TASKS = [p for p in TASKS if p not in GPU_TASKS] + [CPU_TASK]
 
 
 def _hyperpod(instance_type: str, name: str, **kwargs) -> dict:
@@ -157,7 +159,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def launches(cluster):
     """Every task on the mixed fleet, the single-GPU tasks on each 4-vCPU GPU fleet (one process)."""
-    found = cluster.dryrun(["mixed"], [*TASKS, CPU_TASK])
+    found = cluster.dryrun(["mixed"], [*GPU_TASKS, *CPU_TASKS])
     found.update(cluster.dryrun(list(SMALL_GPU_TYPES), SINGLE_GPU_TASKS))
     return found
 
@@ -174,8 +176,8 @@ def _placement(cluster: Cluster, context: str, result: dict) -> list[str]:
     return scheduling.feasible_nodes(result["pod"], cluster.fleets[context])
 
 
-@pytest.mark.parametrize("task", [p.name for p in TASKS])
-def test_every_task_lands_only_on_healthy_nodes_of_its_gpu_on_the_mixed_fleet(cluster, launches, task):
+@pytest.mark.parametrize("task", [p.name for p in GPU_TASKS])
+def test_every_gpu_task_lands_only_on_healthy_nodes_of_its_gpu_on_the_mixed_fleet(cluster, launches, task):
     nodes = _placement(cluster, "mixed", launches[("mixed", task, None)])
     assert nodes, f"{task} fits no node of the mixed fleet"
     assert not set(REPLACING.values()) & set(nodes)
@@ -189,7 +191,7 @@ def _chosen_accelerator(pod: dict) -> str:
     return value
 
 
-@pytest.mark.parametrize("task", [p.name for p in TASKS])
+@pytest.mark.parametrize("task", [p.name for p in GPU_TASKS])
 def test_without_the_health_selector_the_node_pending_replacement_would_take_the_pod(cluster, launches, task):
     """Why the selector exists: HyperPod's label alone does not keep SkyPilot's pod off the node."""
     pod = dict(launches[("mixed", task, None)]["pod"])
@@ -198,8 +200,9 @@ def test_without_the_health_selector_the_node_pending_replacement_would_take_the
     assert REPLACING[_chosen_accelerator(pod)] in scheduling.feasible_nodes(pod, cluster.fleets["mixed"])
 
 
-def test_a_cpu_task_stays_off_gpu_nodes_and_unhealthy_nodes(cluster, launches):
-    result = launches[("mixed", CPU_TASK.name, None)]
+@pytest.mark.parametrize("task", [p.name for p in CPU_TASKS])
+def test_a_cpu_task_stays_off_gpu_nodes_and_unhealthy_nodes(cluster, launches, task):
+    result = launches[("mixed", task, None)]
     assert set(_placement(cluster, "mixed", result)) == {"system-a", "system-b", "hyperpod-cpu"}
     # SkyPilot's own terms alone (a preference away from accelerator-labelled nodes) would allow a p5.
     pod = json.loads(json.dumps(result["pod"]))
