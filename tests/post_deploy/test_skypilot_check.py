@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -351,3 +352,32 @@ def test_no_system_node_for_the_managed_jobs_controller_is_noted(
     (note,) = report["notes"]
     assert note.startswith("no EKS system node has room for the managed-jobs controller (1 CPU, 4G memory, 10G")
     assert "note: no EKS system node has room" in err
+
+
+@pytest.mark.skipif(
+    os.environ.get("POST_DEPLOY_REAL_SKY_SERVER") != "1",
+    reason="starts a real SkyPilot API server; set POST_DEPLOY_REAL_SKY_SERVER=1",
+)
+def test_a_real_api_server_started_without_the_tools_is_caught(
+    gpu_cluster, skypilot_env, kubeconfig_for_double, k8s_api_client, capsys, monkeypatch
+):
+    """The same check against SkyPilot's own server process, started (as `sky api start` does) from a
+    shell whose PATH has Python only; this process then gets the tools on its PATH."""
+    import sky
+
+    assert labels.reconcile_gpu_labels(k8s_api_client).ok
+    full_path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    _clear_server_caches()
+    try:
+        sky.api_start()
+        monkeypatch.setenv("PATH", full_path)
+        code, report, _ = _check(kubeconfig_for_double, capsys)
+    finally:
+        sky.api_stop()
+        _clear_server_caches()
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    (problem,) = report["problems"]
+    assert "cannot find socat, nc, kubectl on its PATH" in problem
+    assert report["api_server"]["path"] == str(Path(sys.executable).parent)
