@@ -110,6 +110,8 @@ class EksStack(Stack):
         self.system_nodes = self.cluster.add_nodegroup_capacity(
             "SystemNodes",
             instance_types=[ec2.InstanceType(cfg.system_node_group.instance_type)],
+            # Never CDK's default (AL2_x86_64), which EKS refuses from Kubernetes 1.33 on (config/compatibility.py).
+            ami_type=eks.NodegroupAmiType[cfg.system_node_group.resolved_ami_type.upper()],
             desired_size=cfg.system_node_group.desired_size,
             min_size=0,
             max_size=max(cfg.system_node_group.desired_size, 1),

@@ -149,3 +149,15 @@ def test_stack_exports_cluster_name_arn_and_region():
     _, template = _stacks()
     outputs = template.to_json()["Outputs"]
     assert {"EksClusterName", "EksClusterArn", "Region"} <= set(outputs)
+
+
+def test_system_nodes_get_an_explicit_al2023_ami_never_cdks_al2_default():
+    # CDK writes AL2_x86_64 when no AMI type is set; EKS refuses AL2 node groups from Kubernetes 1.33 on.
+    _, template = _stacks()
+    template.has_resource_properties("AWS::EKS::Nodegroup", {"AmiType": "AL2023_x86_64_STANDARD"})
+    _, graviton = _stacks(**{"eks.system_node_group.instance_type": "m7g.large"})
+    graviton.has_resource_properties(
+        "AWS::EKS::Nodegroup", {"AmiType": "AL2023_ARM_64_STANDARD", "InstanceTypes": ["m7g.large"]}
+    )
+    _, bottlerocket = _stacks(**{"eks.system_node_group.ami_type": "BOTTLEROCKET_x86_64"})
+    bottlerocket.has_resource_properties("AWS::EKS::Nodegroup", {"AmiType": "BOTTLEROCKET_x86_64"})
