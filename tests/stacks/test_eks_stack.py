@@ -161,3 +161,18 @@ def test_system_nodes_get_an_explicit_al2023_ami_never_cdks_al2_default():
     )
     _, bottlerocket = _stacks(**{"eks.system_node_group.ami_type": "BOTTLEROCKET_x86_64"})
     bottlerocket.has_resource_properties("AWS::EKS::Nodegroup", {"AmiType": "BOTTLEROCKET_x86_64"})
+
+
+def test_system_and_hyperpod_nodes_admit_each_other_with_fixed_logical_ids():
+    # Managed nodes carry only the EKS cluster group, HyperPod nodes only the HyperPod group: without
+    # these, HyperPod pods reach no coredns (reachability proof: tests/rules/test_network_reachability.py).
+    _, template = _stacks()
+    rules = template.find_resources("AWS::EC2::SecurityGroupIngress")
+    (cluster_id,) = template.find_resources("AWS::EKS::Cluster")
+    cluster_sg = {"Fn::GetAtt": [cluster_id, "ClusterSecurityGroupId"]}
+    into_cluster = rules["ClusterSecurityGroupFromHyperPodNodes"]["Properties"]
+    into_hyperpod = rules["HyperPodSecurityGroupFromSystemNodes"]["Properties"]
+    assert into_cluster["GroupId"] == cluster_sg and into_cluster["IpProtocol"] == "-1"
+    assert into_hyperpod["SourceSecurityGroupId"] == cluster_sg and into_hyperpod["IpProtocol"] == "-1"
+    assert into_cluster["SourceSecurityGroupId"] == into_hyperpod["GroupId"]
+    assert "Fn::ImportValue" in into_hyperpod["GroupId"]
