@@ -19,16 +19,24 @@ the destination's groups admits it from the source. Security groups are stateful
 initiating direction is checked. A group without ``SecurityGroupEgress`` has CloudFormation's
 default allow-all egress rule.
 
-Adding a flow (for a feature): append a ``Flow`` to ``FLOWS`` (or pass your own list to ``check``),
-naming the source and destination roles, protocol and port range. A role is a function from the
-``Network`` to a list of ``Interface``; add one to ``ROLES`` when a feature brings a new kind of
-interface, e.g. for FSx for Lustre::
+Adding a flow (for a feature): add ``Flow`` entries to ``FLOWS`` below (or pass your own list to
+``check``), naming the source and destination roles, protocol and port range. A role is a function
+from the ``Network`` to a list of ``Interface``; add one to ``ROLES`` when a feature brings a new kind
+of interface. For FSx for Lustre (clients and servers talk both ways on 988 and 1018-1023)::
 
-    ROLES["fsx_file_systems"] = lambda net: net.resources_with_groups("AWS::FSx::FileSystem", "SecurityGroupIds")
+    def fsx_file_systems(net):
+        return net.resources_with_groups("AWS::FSx::FileSystem", "SecurityGroupIds")
+
+    ROLES["fsx_file_systems"] = fsx_file_systems
     FLOWS += [
-        Flow("HyperPod nodes mount FSx (LNet)", "hyperpod_nodes", "fsx_file_systems", "tcp", (988, 988), optional=True),
-        Flow("HyperPod nodes mount FSx (LNet)", "hyperpod_nodes", "fsx_file_systems", "tcp", (1018, 1023), optional=True),
+        Flow("HyperPod nodes mount FSx", "hyperpod_nodes", "fsx_file_systems", "tcp", (988, 988), optional=True),
+        Flow("HyperPod nodes mount FSx", "hyperpod_nodes", "fsx_file_systems", "tcp", (1018, 1023), optional=True),
+        Flow("FSx answers HyperPod nodes", "fsx_file_systems", "hyperpod_nodes", "tcp", (988, 988), optional=True),
+        Flow("FSx answers HyperPod nodes", "fsx_file_systems", "hyperpod_nodes", "tcp", (1018, 1023), optional=True),
     ]
+
+Make such a flow required (drop ``optional``) in the feature's own test when the feature is on, so a
+missing file system fails instead of passing vacuously.
 
 ``optional=True`` means "only where the template has such interfaces"; a required flow whose role
 matches nothing fails, so a renamed resource cannot silently empty a check.

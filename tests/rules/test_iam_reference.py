@@ -81,6 +81,17 @@ def test_every_statement_of_the_default_templates_holds_up_against_the_reference
     assert iam_reference.check(templates) == []
 
 
+def test_the_pipeline_and_its_deployment_stage_hold_up_against_the_references(tmp_path):
+    # The pipeline stack plus the Stage's copies of the four stacks (nested cloud assembly).
+    result = run_cdk_synth(
+        tmp_path, "-c", "pipeline.enabled=true", "-c", "pipeline.source=codecommit", "-c", "pipeline.repository=hp"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    every = {str(p.relative_to(tmp_path)): json.loads(p.read_text()) for p in tmp_path.glob("**/*.template.json")}
+    assert "hyperpod-sky-pipeline.template.json" in every and len(every) == 9
+    assert iam_reference.check(every) == []
+
+
 def test_with_a_training_plan_the_plan_is_granted_and_every_statement_holds_up(with_training_plan):
     assert _request_training_plans(with_training_plan) == [PLAN]
     assert ungranted_training_plans(with_training_plan) == []
