@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config import compatibility, sagemaker_api
+from config.gpu_types import gpu_spec
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -479,6 +480,28 @@ class AppConfig(_Strict):
                     f"hyperpod.availability_zones[{i}]",
                     az,
                     f"must be one of network.availability_zones ({', '.join(self.network.availability_zones)})",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _efa_in_one_az(self) -> AppConfig:
+        """EFA traffic does not cross Availability Zones (AWS ParallelCluster user guide, "Elastic Fabric
+        Adapter": EFA isn't supported over different AZs; EC2: OS-bypass within a subnet), the cluster's
+        VpcConfig lists every HyperPod subnet, so HyperPod may spread a group over them, and SkyPilot keeps
+        a job's pods in one zone only for ``network_tier: best`` (``sky/templates/kubernetes-ray.yml.j2``
+        ``k8s_efa_same_az``), which ``post_deploy`` refuses. So a group with EFA gets one AZ."""
+        azs = self.hyperpod.availability_zones
+        if len(azs) < 2:
+            return self
+        for i, group in enumerate(self.hyperpod.instance_groups):
+            spec = gpu_spec(group.instance_type)
+            if spec and spec.efa_interfaces:
+                raise _KeyedError(
+                    "hyperpod.availability_zones",
+                    list(azs),
+                    f"instance group {group.name!r} ({group.instance_type}, {spec.efa_interfaces} EFA interfaces "
+                    f"per node; hyperpod.instance_groups[{i}]) needs a single AZ: EFA traffic does not cross "
+                    "Availability Zones, so multi-node NCCL would fall back to TCP or fail",
                 )
         return self
 

@@ -14,6 +14,14 @@ and need none, so nothing is left running. Found while building this step: besid
 ``nc``, SkyPilot 0.14.1 runs ``kubectl config view --minify`` while checking a context, so a
 missing kubectl disables the context.
 
+Those tools are looked up on this process's PATH, but ``submit`` runs them in the SkyPilot API
+server. A server the SDK starts copies the caller's environment (``sky/server/common.py``
+``_start_api_server``); one that is already running keeps the PATH it started with, and requests
+carry only KUBECONFIG, AWS_* and SKYPILOT_* variables (``sky/server/requests/payloads.py``
+``request_body_env_vars``). So when a local server is running, its PATH is read from
+``/proc/<pid>/environ`` and the same tools (plus the kubeconfig's exec-auth command) are looked up
+there; a remote server, or one whose environment cannot be read, is reported as not verified.
+
 Every problem is reported as one line naming the node or tool and the fix.
 """
 
@@ -66,6 +74,8 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     nodes: list[NodeGpus] = field(default_factory=list)
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)  # what `sky gpus list --infra k8s` shows
+    notes: list[str] = field(default_factory=list)  # what could not be verified (not failures)
+    api_server: dict[str, Any] = field(default_factory=dict)  # the SkyPilot API server submit will use
 
     @property
     def ok(self) -> bool:
@@ -179,6 +189,96 @@ def _tool_problems() -> list[str]:
     return problems
 
 
+SERVER_TOOLS = ("socat", "nc", "kubectl")
+
+
+def _exec_command(path: str, context: str) -> str | None:
+    """The exec-auth command the context's user runs (the API server runs it for every request)."""
+    import yaml
+
+    first = next((p for p in path.split(os.pathsep) if p and os.path.isfile(p)), None)
+    try:
+        with open(first or "") as f:
+            config = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    ctx = next((c.get("context") or {} for c in config.get("contexts") or [] if c.get("name") == context), {})
+    user = next((u.get("user") or {} for u in config.get("users") or [] if u.get("name") == ctx.get("user")), {})
+    return (user.get("exec") or {}).get("command")
+
+
+def _local_api_server_pids(port: int) -> list[int]:
+    """PIDs of local SkyPilot API servers on ``port``, matched as the SDK matches them
+    (``sky/client/sdk.py`` ``_local_api_server_running``), read from /proc."""
+    from sky.client import sdk
+    from sky.server import common as server_common
+
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(os.path.join(entry.path, "cmdline"), "rb") as f:
+                cmdline = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if server_common.API_SERVER_CMD in " ".join(cmdline) and sdk._cmdline_api_server_port(cmdline) == port:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def _process_path(pid: int) -> str:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        variables = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    return variables.get(b"PATH", b"").decode(errors="replace")
+
+
+def check_api_server_path(exec_command: str | None) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(problems, notes, facts) about the tools the SkyPilot API server ``submit`` uses can find."""
+    from sky.server import common as server_common
+
+    tools = [*SERVER_TOOLS, *([exec_command] if exec_command else [])]
+    url = server_common.get_server_url()
+    facts: dict[str, Any] = {"url": url, "local": server_common.is_api_server_local(), "path_verified": False}
+    if not facts["local"]:
+        return (
+            [],
+            [f"SkyPilot API server {url} is remote: its PATH was not verified ({', '.join(tools)} must be on it)"],
+            facts,
+        )
+    if not os.path.isdir("/proc"):
+        note = (
+            f"cannot read a running local SkyPilot API server's PATH here (no /proc): not verified ({', '.join(tools)})"
+        )
+        return [], [note], facts
+    pids = _local_api_server_pids(server_common.get_local_api_server_port())
+    facts["pids"] = pids
+    if not pids:  # submit's SDK call starts one with this process's environment, checked above
+        facts["path_verified"] = True
+        return [], [], facts
+    try:
+        path = _process_path(pids[0])
+    except OSError as err:
+        return (
+            [],
+            [f"SkyPilot API server (pid {pids[0]}) is running, but its PATH cannot be read ({err}): not verified"],
+            facts,
+        )
+    facts.update(path=path, path_verified=True)
+    missing = [tool for tool in tools if shutil.which(tool, path=path) is None]
+    if not missing:
+        return [], [], facts
+    return (
+        [
+            f"the running SkyPilot API server (pid {pids[0]}, {url}) cannot find {', '.join(missing)} on its PATH "
+            f"({path or 'empty'}): a running server keeps the PATH it was started with, not this shell's; "
+            "restart it from a shell that has them (`sky api stop`; the next submit starts one)"
+        ],
+        [],
+        facts,
+    )
+
+
 def _diagnose(node: Any, expected: NodeGpus) -> str | None:
     """Why SkyPilot does not show this node's GPUs as expected, most fundamental cause first."""
     labels = node.metadata.labels or {}
@@ -224,6 +324,8 @@ def check_skypilot(
 
     with _skypilot_session(path):
         report.problems += _tool_problems()
+        server_problems, report.notes, report.api_server = check_api_server_path(_exec_command(path, chosen))
+        report.problems += server_problems
         allowed = clouds.Kubernetes.existing_allowed_contexts(silent=True)
         if chosen not in allowed:
             report.problems.append(
@@ -324,6 +426,8 @@ def run(args: argparse.Namespace) -> int:
             f"  {name}: {gpu['capacity']} total, {gpu['available']} free, requestable per node: "
             f"{', '.join(map(str, gpu['requestable'])) or '-'}"
         )
+    for note in report.notes:
+        say(f"note: {note}")
     for problem in report.problems:
         say(f"problem: {problem}")
     say("check: ok" if report.ok else f"check FAILED: {len(report.problems)} problem(s)")

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from post_deploy import placement
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.task_validation import DEFAULT_K8S_VERSION, TaskInvalid, ValidatedTask, validate_task_file
@@ -167,7 +168,8 @@ def launch_task(item: ValidatedTask, args: argparse.Namespace) -> TaskResult:
     task = item.task
     with _pinned_to_context(task, args.context):
         if args.managed:
-            return _launch_managed(item, task)
+            with _jobs_controller_home(args.context):
+                return _launch_managed(item, task)
         return _launch_on_cluster(item, task, args)
 
 
@@ -305,6 +307,17 @@ def _pinned_to_context(task, context: str | None) -> Iterator[None]:
     allowed = config.get_nested(("kubernetes", "allowed_contexts"), None)
     if allowed != "all" and context not in (allowed or []):
         config.set_nested(("kubernetes", "allowed_contexts"), list(allowed or []) + [context])
+    with skypilot_config.replace_skypilot_config_in_process(config):
+        yield
+
+
+@contextlib.contextmanager
+def _jobs_controller_home(context: str | None) -> Iterator[None]:
+    """Send ``jobs.controller.resources`` that put the controller on an EKS system node
+    (``placement.jobs_controller_resources``); the user's own keys there win."""
+    from sky import skypilot_config
+
+    config = placement.with_jobs_controller_home(skypilot_config.to_dict(), context)
     with skypilot_config.replace_skypilot_config_in_process(config):
         yield
 

@@ -15,6 +15,17 @@ launch. Both are checked here:
 
 Every task must also target Kubernetes (``resources.infra: k8s``): this stack has no other cloud,
 and an unpinned task would let the optimizer consider clouds that are not configured.
+
+EFA is requested explicitly (``vpc.amazonaws.com/efa`` in the pod config), never through
+``resources.network_tier: best``: SkyPilot 0.14.1 then takes the EFA count from the first node
+that carries the accelerator label *key* and enough GPUs, whatever its GPU type
+(``sky/clouds/kubernetes.py`` ``_detect_network_type``: on a mixed fleet H100:8 can get 1 EFA and
+A10G:8 can get 32 and never schedule), and it silently runs over TCP when no node carries AWS
+topology labels. An explicit count is refused when no instance type with that GPU offers it
+(``config.gpu_types``), since such a pod would stay Pending.
+
+The task comes back as ``submit`` launches it: each GPU resource selects healthy HyperPod nodes
+(``post_deploy.placement``), and the pods checked here include that selector.
 """
 
 from __future__ import annotations
@@ -31,7 +42,9 @@ import kubernetes_validate
 import yaml
 from kubernetes_validate.utils import VersionNotSupportedError
 
+from config.gpu_types import GPU_INSTANCE_TYPES
 from config.model import EksConfig
+from post_deploy import placement
 
 # The EKS version the stacks deploy by default; the schema the pod is checked against.
 DEFAULT_K8S_VERSION = EksConfig.model_fields["version"].default
@@ -49,9 +62,10 @@ class TaskInvalid(ValueError):
 @dataclass
 class ValidatedTask:
     path: Path
-    task: Any  # sky.Task
-    pod: dict  # the pod spec the task's pod_config yields (SkyPilot base pod + pod_config)
+    task: Any  # sky.Task, as submit launches it (GPU resources select healthy nodes)
+    pod: dict  # the pod spec of its first resources (SkyPilot base pod + pod_config)
     warnings: list[str] = field(default_factory=list)
+    pods: list[dict] = field(default_factory=list)  # one per resources alternative, in task order
 
 
 def validate_task_file(path: str | Path, k8s_version: str = DEFAULT_K8S_VERSION) -> ValidatedTask:
@@ -61,13 +75,35 @@ def validate_task_file(path: str | Path, k8s_version: str = DEFAULT_K8S_VERSION)
     check_config_block(raw.get("config"), where=str(path))
     task = _parse_with_skypilot(path)
     _require_kubernetes(task, path)
+    _refuse_network_tier_best(task, path)
+    where = f"{path}: config.kubernetes.pod_config"
     pod_config = ((raw.get("config") or {}).get("kubernetes") or {}).get("pod_config") or {}
-    pod = merged_pod(task, pod_config)
-    check_pod(pod, k8s_version, where=f"{path}: config.kubernetes.pod_config")
+    if not isinstance(pod_config, dict):
+        raise TaskInvalid(f"{where} must be a mapping, got {type(pod_config).__name__}")
+    health = placement.selected_health(pod_config)
+    if health not in (None, placement.SCHEDULABLE):
+        raise TaskInvalid(
+            f"{where}: spec.nodeSelector.{placement.HEALTH_LABEL} = {health}: GPU pods run only on "
+            f"{placement.SCHEDULABLE} nodes (HyperPod is about to reboot or replace the others)"
+        )
+    task.set_resources(type(task.resources)(placement.with_healthy_node_selector(r) for r in task.resources))
+    pods = []
+    for resources in task.resources:
+        pod = merged_pod(task, placement.task_pod_config(resources), resources)
+        check_pod(pod, k8s_version, where=where)
+        check_efa_request(resources, efa_request(pod), where=where)
+        pods.append(pod)
     warnings = []
     if any(r.image_id is None for r in task.resources):
         warnings.append(f"{path}: resources.image_id is not pinned; SkyPilot will pick its default image")
-    return ValidatedTask(path=path, task=task, pod=pod, warnings=warnings)
+    if task.num_nodes > 1 and any(
+        efa_request(p) == 0 and _offers_efa(r) for r, p in zip(task.resources, pods, strict=True)
+    ):
+        warnings.append(
+            f"{path}: {task.num_nodes} nodes but no {EFA_RESOURCE} request: NCCL between the nodes will use TCP "
+            "although the instance type has EFA (request it in config.kubernetes.pod_config)"
+        )
+    return ValidatedTask(path=path, task=task, pod=pods[0], warnings=warnings, pods=pods)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -105,6 +141,58 @@ def _require_kubernetes(task, path: Path) -> None:
                 f"{path}: resources.infra must be k8s (this stack runs tasks on the HyperPod "
                 f"EKS cluster), got {resources.infra.to_str() if resources.infra else None!r}"
             )
+
+
+def _refuse_network_tier_best(task, path: Path) -> None:
+    from sky.utils import resources_utils
+
+    if any(r.network_tier == resources_utils.NetworkTier.BEST for r in task.resources):
+        raise TaskInvalid(
+            f"{path}: resources.network_tier = best: on HyperPod SkyPilot sizes EFA from whichever GPU node it "
+            f"lists first and falls back to TCP without telling; request {EFA_RESOURCE} in "
+            "config.kubernetes.pod_config instead (requests == limits; counts per instance type in config/gpu_types.py)"
+        )
+
+
+# --- EFA ---------------------------------------------------------------------------------------------
+
+
+def _gpu_request(resources) -> tuple[str, int] | None:
+    if not resources.accelerators:
+        return None
+    name, count = next(iter(resources.accelerators.items()))
+    return name, int(count)
+
+
+def efa_offers(accelerator: str, count: int) -> dict[str, int]:
+    """EFA interfaces of each ``ml.*`` type with ``count`` or more ``accelerator`` GPUs per node."""
+    return {
+        instance_type: spec.efa_interfaces
+        for instance_type, spec in GPU_INSTANCE_TYPES.items()
+        if spec.accelerator == accelerator.lower() and spec.count >= count
+    }
+
+
+def _offers_efa(resources) -> bool:
+    gpu = _gpu_request(resources)
+    return bool(gpu) and any(efa_offers(*gpu).values())
+
+
+def check_efa_request(resources, requested: int, where: str) -> None:
+    """Refuse an EFA count no instance type with this GPU request offers: the pod would never schedule."""
+    if not requested:
+        return
+    gpu = _gpu_request(resources)
+    if gpu is None:
+        raise TaskInvalid(f"{where}: {EFA_RESOURCE} = {requested}: EFA interfaces need a GPU request (accelerators)")
+    offers = efa_offers(*gpu)
+    most = max(offers.values(), default=0)
+    if requested > most:
+        best = ", ".join(f"{t}: {n}" for t, n in sorted(offers.items(), key=lambda kv: (-kv[1], kv[0])) if n == most)
+        raise TaskInvalid(
+            f"{where}: {EFA_RESOURCE} = {requested}: more than any instance type with {gpu[0]}:{gpu[1]} offers "
+            + (f"(at most {most}, {best})" if offers else "(no instance type in config/gpu_types.py has that many)")
+        )
 
 
 # --- config: block --------------------------------------------------------------------------------
@@ -163,10 +251,10 @@ def check_config_block(config: Any, where: str) -> None:
 # --- pod_config ------------------------------------------------------------------------------------
 
 
-def base_pod(task) -> dict:
+def base_pod(task, resources=None) -> dict:
     """The parts of SkyPilot's rendered pod (sky/templates/kubernetes-ray.yml.j2) a pod_config
     merges into: one ``ray-node`` container with the task's image and GPU request."""
-    resources = next(iter(task.resources))
+    resources = resources or next(iter(task.resources))
     image = None
     if resources.image_id:
         image = next(iter(resources.image_id.values()))
@@ -192,13 +280,13 @@ def base_pod(task) -> dict:
     }
 
 
-def merged_pod(task, pod_config: dict) -> dict:
+def merged_pod(task, pod_config: dict, resources=None) -> dict:
     """SkyPilot's base pod with ``pod_config`` merged the way SkyPilot merges it."""
     from sky.utils import config_utils
 
     if not isinstance(pod_config, dict):
         raise TaskInvalid(f"config.kubernetes.pod_config must be a mapping, got {type(pod_config).__name__}")
-    pod = base_pod(task)
+    pod = base_pod(task, resources)
     try:
         config_utils.merge_k8s_configs(pod, copy.deepcopy(pod_config))
     except (ValueError, TypeError, AttributeError) as exc:

@@ -109,11 +109,13 @@ def hyperpod_node(
     ready: bool = True,
     extra_labels: dict[str, str] | None = None,
     name: str | None = None,
+    taint: bool = True,
 ) -> dict[str, Any]:
     """A node HyperPod registered. ``accelerator`` sets ``skypilot.co/accelerator`` (absent by default).
 
     HyperPod taints nodes it marks Unschedulable*, so ``health`` other than Schedulable adds
-    the NoSchedule taint as well as the label.
+    the NoSchedule taint as well as the label; ``taint=False`` gives the label alone (how HyperPod
+    marks a node pending reboot or replacement, which only a node selector on the label avoids).
     """
     spec = gpu_spec(instance_type)
     gpus = (spec.count if spec else 0) if gpus is None else gpus
@@ -140,7 +142,7 @@ def hyperpod_node(
     if efa:
         capacity["vpc.amazonaws.com/efa"] = str(efa)
     taints = None
-    if health != "Schedulable":
+    if health != "Schedulable" and taint:
         taints = [{"key": HEALTH_TAINT_KEY, "value": health, "effect": "NoSchedule"}]
     return node(
         name or f"hyperpod-{iid}",
@@ -168,6 +170,58 @@ def system_node(
         {INSTANCE_TYPE_LABEL: instance_type, "eks.amazonaws.com/nodegroup": "system", **(labels or {})},
         capacity={"cpu": "2", "memory": "7910Mi", "pods": "29"},
     )
+
+
+# kubelet's view of an EC2 instance on the EKS AMI, for tests whose outcome depends on what fits:
+# capacity.memory is MemTotal, which is below the nominal size (the m5.large above: 7910Mi of 8192Mi);
+# allocatable subtracts the AMI's kube-reserved (memory 255Mi + 11Mi per pod, CPU 6% of the first
+# core, 1% of the second, 0.5% of the third and fourth, 0.25% of the rest) and the 100Mi hard
+# eviction threshold. vCPUs, memory and ENI limits come from EC2's instance-type data shipped with
+# moto, not from config.gpu_types.
+_MEMTOTAL_FRACTION = 7910 / 8192
+
+
+def kubelet_resources(instance_type: str, *, gpus: int = 0, efa: int = 0, disk_gib: int = 50) -> tuple[dict, dict]:
+    """(capacity, allocatable) of a node of ``instance_type`` (``ml.`` prefix allowed)."""
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    info = INSTANCE_TYPES[instance_type.removeprefix("ml.")]
+    vcpus = info["VCpuInfo"]["DefaultVCpus"]
+    network = info["NetworkInfo"]
+    max_pods = network["MaximumNetworkInterfaces"] * (network["Ipv4AddressesPerInterface"] - 1) + 2
+    max_pods = min(max_pods, 110 if vcpus < 30 else 250)  # the EKS max-pods recommendation caps
+    memory_mi = int(info["MemoryInfo"]["SizeInMiB"] * _MEMTOTAL_FRACTION)
+    reserved_cpu_m = 60 + (10 if vcpus > 1 else 0) + 5 * min(max(vcpus - 2, 0), 2) + 2.5 * max(vcpus - 4, 0)
+    capacity = {
+        "cpu": str(vcpus),
+        "memory": f"{memory_mi}Mi",
+        "pods": str(max_pods),
+        "ephemeral-storage": f"{disk_gib * 1024 * 1024 - 1024 * 1024}Ki",
+    }
+    allocatable = {
+        **capacity,
+        "cpu": f"{int(vcpus * 1000 - reserved_cpu_m)}m",
+        "memory": f"{memory_mi - 255 - 11 * max_pods - 100}Mi",
+        "ephemeral-storage": f"{int((disk_gib - 1) * 1024 * 0.9)}Mi",
+    }
+    for resource, count in (("nvidia.com/gpu", gpus), ("vpc.amazonaws.com/efa", efa)):
+        if count:
+            capacity[resource] = allocatable[resource] = str(count)
+    return capacity, allocatable
+
+
+def sized(node_obj: dict[str, Any], *, disk_gib: int = 50) -> dict[str, Any]:
+    """``node_obj`` with the capacity/allocatable kubelet reports for its instance type; GPU and EFA
+    counts are kept from the node as given."""
+    status = node_obj["status"]
+    capacity, allocatable = kubelet_resources(
+        node_obj["metadata"]["labels"][INSTANCE_TYPE_LABEL],
+        gpus=int(status["capacity"].get("nvidia.com/gpu", 0)),
+        efa=int(status["capacity"].get("vpc.amazonaws.com/efa", 0)),
+        disk_gib=disk_gib,
+    )
+    status["capacity"], status["allocatable"] = capacity, allocatable
+    return node_obj
 
 
 def pod(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tarfile
 import zipfile
@@ -78,6 +79,15 @@ def skypilot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sky_tools_bin:
     monkeypatch.setenv("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig_for_double.path))
     monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), str(sky_tools_bin)]))
+    # A port no SkyPilot API server listens on, so `check` never meets a server another process started.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("SKYPILOT_API_SERVER_LOCAL_PORT", str(sock.getsockname()[1]))
+    monkeypatch.delenv("SKYPILOT_API_SERVER_ENDPOINT", raising=False)
+    from sky.server import common as server_common
+
+    for cached in (server_common.get_server_url, server_common.is_api_server_local):
+        cached.cache_clear()
     return home
 
 

@@ -258,3 +258,81 @@ def test_json_stdout_stays_clean_in_a_fresh_process(k8s_double, kubeconfig_for_d
     assert result.returncode == ExitCode.SKYPILOT_CHECK, result.stderr
     assert "invalid value H100" in result.stderr  # SkyPilot's own warning, on stderr
     assert json.loads(result.stdout)["problems"][0].endswith("run `python -m post_deploy label-gpus`")
+
+
+# --- the API server submit will use: its own PATH, not this shell's -------------------------------
+
+
+def _clear_server_caches() -> None:
+    from sky.server import common as server_common
+
+    for cached in (server_common.get_server_url, server_common.is_api_server_local):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def running_api_server(skypilot_env, tmp_path):
+    """A process the SDK takes for the local API server on our port (``-m sky.server.server --port N``
+    in its command line, as ``sky/client/sdk.py`` matches it), started from a shell whose PATH has
+    only Python: what a server started before socat/nc/kubectl were installed looks like."""
+    import subprocess
+
+    port = os.environ["SKYPILOT_API_SERVER_LOCAL_PORT"]
+    bare = tmp_path / "bare-bin"
+    bare.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "-m", "sky.server.server", "--port", port],
+        env={"PATH": str(bare)},
+    )
+    yield server, str(bare)
+    server.kill()
+    server.wait()
+
+
+def test_a_running_api_server_without_the_tools_on_its_path_is_a_problem(
+    gpu_cluster, running_api_server, kubeconfig_for_double, k8s_api_client, capsys
+):
+    server, bare = running_api_server
+    assert labels.reconcile_gpu_labels(k8s_api_client).ok
+
+    code, report, err = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.SKYPILOT_CHECK
+    (problem,) = report["problems"]  # this process's own PATH has every tool
+    assert problem.startswith(
+        f"the running SkyPilot API server (pid {server.pid}, http://127.0.0.1:"
+        f"{os.environ['SKYPILOT_API_SERVER_LOCAL_PORT']}) cannot find socat, nc, kubectl on its PATH ({bare})"
+    )
+    assert "`sky api stop`" in problem
+    assert report["api_server"]["path_verified"] is True and report["api_server"]["pids"] == [server.pid]
+    assert "problem: the running SkyPilot API server" in err
+
+
+def test_no_running_api_server_means_submit_starts_one_with_this_path(
+    gpu_cluster, skypilot_env, kubeconfig_for_double, k8s_api_client, capsys
+):
+    assert labels.reconcile_gpu_labels(k8s_api_client).ok
+
+    code, report, _ = _check(kubeconfig_for_double, capsys)
+
+    assert code == ExitCode.OK, report["problems"]
+    assert report["notes"] == [] and report["api_server"]["pids"] == []
+
+
+def test_a_remote_api_server_path_is_reported_as_not_verified(
+    gpu_cluster, skypilot_env, kubeconfig_for_double, k8s_api_client, capsys, monkeypatch
+):
+    assert labels.reconcile_gpu_labels(k8s_api_client).ok
+    monkeypatch.setenv("SKYPILOT_API_SERVER_ENDPOINT", "http://skypilot.example.internal:46580")
+    _clear_server_caches()
+    try:
+        code, report, err = _check(kubeconfig_for_double, capsys)
+    finally:
+        monkeypatch.delenv("SKYPILOT_API_SERVER_ENDPOINT")
+        _clear_server_caches()
+
+    assert code == ExitCode.OK  # a note, not a failure: this host cannot see that server's PATH
+    (note,) = report["notes"]
+    assert note.startswith("SkyPilot API server http://skypilot.example.internal:46580 is remote: its PATH was not")
+    assert report["api_server"]["path_verified"] is False
+    assert "note: SkyPilot API server http://skypilot.example.internal:46580 is remote" in err

@@ -221,6 +221,29 @@ def test_managed_job_uses_jobs_launch_and_passes_its_exit_code(sky_api, capsys):
     assert sky_api.bodies("/jobs/logs")[0]["job_id"] == 7
 
 
+def test_managed_job_sends_a_controller_home_on_the_system_nodes(sky_api):
+    """The request's config reaches the server (jobs.controller.resources is a client-overridable key)."""
+    assert main(["submit", TRAIN, "--managed", "--context", "hyperpod-test"]) == ExitCode.OK
+    resources = sky_api.bodies("/jobs/launch")[0]["override_skypilot_config"]["jobs"]["controller"]["resources"]
+    assert (resources["infra"], resources["cpus"], resources["memory"], resources["disk_size"]) == (
+        "k8s/hyperpod-test",
+        "1",
+        "4",
+        10,
+    )
+    term = resources["_cluster_config_overrides"]["kubernetes"]["pod_config"]["spec"]["affinity"]["nodeAffinity"]
+    assert term["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchExpressions": [{"key": "sagemaker.amazonaws.com/cluster-name", "operator": "DoesNotExist"}]}
+    ]
+
+
+def test_launched_gpu_task_selects_schedulable_nodes(sky_api):
+    assert main(["submit", SMOKE]) == ExitCode.OK
+    for resources in launched_task(sky_api).resources:
+        pod_config = resources.cluster_config_overrides["kubernetes"]["pod_config"]
+        assert pod_config["spec"]["nodeSelector"] == {"sagemaker.amazonaws.com/node-health-status": "Schedulable"}
+
+
 def test_managed_with_down_is_a_usage_error(sky_api):
     assert main(["submit", TRAIN, "--managed", "--down"]) == ExitCode.USAGE
     assert sky_api.calls == []

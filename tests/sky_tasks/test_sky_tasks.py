@@ -141,6 +141,16 @@ def test_skypilot_alone_accepts_an_unknown_key_under_config():
         ),
         ("efa-request-below-limit.yaml", "vpc.amazonaws.com/efa request 16 must equal its limit 32"),
         ("not-kubernetes.yaml", "resources.infra must be k8s"),
+        (
+            "efa-more-than-a10g-offers.yaml",
+            "config.kubernetes.pod_config: vpc.amazonaws.com/efa = 32: more than any instance type with A10G:8 "
+            "offers (at most 1, ml.g5.48xlarge: 1)",
+        ),
+        ("network-tier-best.yaml", "resources.network_tier = best: on HyperPod SkyPilot sizes EFA from whichever"),
+        (
+            "unhealthy-node-selector.yaml",
+            "spec.nodeSelector.sagemaker.amazonaws.com/node-health-status = UnschedulablePendingReboot",
+        ),
         ("unknown-resources-key.yaml", "acelerators"),
     ],
 )
@@ -156,3 +166,53 @@ def test_offline_validation_rejects_the_mistake_with_one_line(fixture, message):
 def test_unknown_kubernetes_version_is_reported_not_ignored():
     with pytest.raises(TaskInvalid, match="cannot check against Kubernetes 0.99"):
         validate_task_file(REPO / "sky_tasks" / "smoke.yaml", k8s_version="0.99")
+
+
+# --- what submit adds to every task, and what the shipped tasks carry themselves -------------------
+
+
+def test_a_users_gpu_task_gets_the_health_selector_and_a_warning_for_tcp_between_nodes():
+    from post_deploy import placement
+
+    validated = validate_task_file(FIXTURES / "user-task-multi-node-no-efa.yaml", k8s_version=EKS_VERSION)
+    (resources,) = validated.task.resources
+    assert placement.task_pod_config(resources)["spec"]["nodeSelector"] == {
+        "sagemaker.amazonaws.com/node-health-status": "Schedulable"
+    }
+    assert validated.pod["spec"]["nodeSelector"] == {"sagemaker.amazonaws.com/node-health-status": "Schedulable"}
+    (warning,) = validated.warnings
+    assert "2 nodes but no vpc.amazonaws.com/efa request: NCCL between the nodes will use TCP" in warning
+
+
+@pytest.mark.parametrize("path", TASKS, ids=lambda p: p.name)
+def test_shipped_tasks_select_healthy_nodes_themselves_for_sky_launch_without_submit(path):
+    from post_deploy import placement
+
+    pod_config = raw(path)["config"]["kubernetes"]["pod_config"]
+    assert pod_config["spec"]["nodeSelector"] == placement.healthy_node_pod_config()["spec"]["nodeSelector"]
+
+
+@pytest.mark.parametrize("path", TASKS, ids=lambda p: p.name)
+def test_shipped_tasks_size_cpus_and_memory_explicitly(path):
+    resources = raw(path)["resources"]
+    assert {"cpus", "memory"} <= resources.keys()
+
+
+def test_train_requests_every_efa_interface_and_refuses_to_run_without_the_ofi_plugin():
+    validated = validate_task_file(REPO / "sky_tasks" / "train.yaml", k8s_version=EKS_VERSION)
+    assert efa_request(validated.pod) == gpu_spec("ml.p5.48xlarge").efa_interfaces
+    run = raw(REPO / "sky_tasks" / "train.yaml")["run"]
+    assert "libnccl-net*.so" in run and "fi_info -p efa" in run and "FI_PROVIDER=efa" in run
+    assert (
+        "deep-learning-containers/pytorch-training" in raw(REPO / "sky_tasks" / "train.yaml")["resources"]["image_id"]
+    )
+
+
+def test_cpu_resources_get_no_health_selector():
+    """System nodes carry no HyperPod label: a CPU pod selecting it would match nothing."""
+    import sky
+
+    from post_deploy import placement
+
+    cpu = sky.Resources(infra="k8s", cpus="1")
+    assert placement.with_healthy_node_selector(cpu) is cpu
