@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config import sagemaker_api
+from config import compatibility, sagemaker_api
 from config.gpu_types import gpu_spec
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
@@ -173,6 +173,18 @@ class HyperPodConfig(_Strict):
             raise ValueError(f"instance group names must be unique; repeated: {', '.join(dupes)}")
         return v
 
+    @model_validator(mode="after")
+    def _deep_health_checks(self) -> HyperPodConfig:
+        for i, group in enumerate(self.instance_groups):
+            problem = compatibility.deep_health_check_problem(
+                group.deep_health_checks, instance_type=group.instance_type, instance_count=group.instance_count
+            )
+            if problem:
+                raise _KeyedError(
+                    f"hyperpod.instance_groups[{i}].deep_health_checks", list(group.deep_health_checks), problem
+                )
+        return self
+
 
 class NetworkConfig(_Strict):
     vpc_cidr: str = "10.192.0.0/16"
@@ -213,13 +225,21 @@ class SystemNodeGroupConfig(_Strict):
     instance_type: str = "m7i.large"
     desired_size: int = Field(default=2, ge=0, le=20)
     disk_size_gb: int = Field(default=50, ge=20, le=1000)
+    # EKS API spelling (AL2023_x86_64_STANDARD, BOTTLEROCKET_ARM_64, ...); None: AL2023 standard for the
+    # instance type's architecture. Checked against eks.version in EksConfig.
+    ami_type: str | None = None
 
     @field_validator("instance_type")
     @classmethod
     def _type(cls, v: str) -> str:
         if not _EC2_TYPE.match(v) or v.startswith("ml."):
             raise ValueError("must be an EC2 instance type such as m7i.large (no ml. prefix)")
+        compatibility.ec2_architecture(v)  # raises for types no node group can use (Mac)
         return v
+
+    @property
+    def resolved_ami_type(self) -> str:
+        return self.ami_type or compatibility.default_node_ami_type(self.instance_type)
 
 
 class HelmChartConfig(_Strict):
@@ -338,6 +358,17 @@ class EksConfig(_Strict):
     def _endpoint(self) -> EksConfig:
         if self.public_access_cidrs and self.endpoint_access == "private":
             raise ValueError("public_access_cidrs needs endpoint_access public or public_and_private")
+        return self
+
+    @model_validator(mode="after")
+    def _node_ami(self) -> EksConfig:
+        nodes = self.system_node_group
+        if nodes.ami_type is not None:
+            problem = compatibility.node_ami_type_problem(
+                nodes.ami_type, kubernetes_version=self.version, instance_type=nodes.instance_type
+            )
+            if problem:
+                raise _KeyedError("eks.system_node_group.ami_type", nodes.ami_type, problem)
         return self
 
 

@@ -9,7 +9,8 @@
 # this script moves containerd's data and /var/lib/kubelet onto it before the
 # node starts running pods.
 #
-# Steps: wait for the volume -> detect Amazon Linux 2 or 2023 -> stop
+# Steps: detect Amazon Linux 2 or 2023 -> wait for the volume (none within
+# the wait: log it and leave everything on the root disk) -> stop
 # containerd/kubelet if they already run -> copy their data onto the volume and
 # point them at it -> start again whatever was running.
 #
@@ -84,16 +85,18 @@ provision() {
 
   validate_settings
   detect_os
-  wait_for_volume
-  log "secondary volume: $VOLUME, OS: $OS_FLAVOR"
-
-  if containerd_on_volume "$OS_FLAVOR" "$VOLUME" && kubelet_on_volume "$VOLUME"; then
-    log "containerd and kubelet already keep their data on $VOLUME; nothing to change"
+  if ! wait_for_volume; then
+    log "containerd and kubelet keep their data on the root disk (OS: $OS_FLAVOR)"
   else
-    stop_active_services
-    move_containerd "$OS_FLAVOR" "$VOLUME"
-    move_kubelet "$VOLUME"
-    start_stopped_services
+    log "secondary volume: $VOLUME, OS: $OS_FLAVOR"
+    if containerd_on_volume "$OS_FLAVOR" "$VOLUME" && kubelet_on_volume "$VOLUME"; then
+      log "containerd and kubelet already keep their data on $VOLUME; nothing to change"
+    else
+      stop_active_services
+      move_containerd "$OS_FLAVOR" "$VOLUME"
+      move_kubelet "$VOLUME"
+      start_stopped_services
+    fi
   fi
   log "[stop] $SCRIPT_NAME: success"
 }

@@ -3,7 +3,10 @@
 # Finding the secondary volume. HyperPod mounts it at /opt/sagemaker (the EBS
 # volume from InstanceStorageConfigs) or, on instances with NVMe instance
 # store, at /opt/dlami/nvme. The mount can land a little after the script
-# starts, so wait for it, but not forever.
+# starts, so wait for it, but not forever. A group without EBS volumes on a type
+# without instance storage gets no secondary volume at all: then the node keeps
+# its data on the root disk and provisioning goes on, as AWS's own lifecycle
+# scripts do.
 
 # is_mounted DIR: true when DIR is a mount point in the kernel's mount table.
 # (Reading the table directly also avoids the substring false positives of
@@ -38,13 +41,15 @@ first_mounted_candidate() {
   return 1
 }
 
-# wait_for_volume: sets VOLUME, or fails after VOLUME_WAIT_SECONDS.
+# wait_for_volume: sets VOLUME and succeeds, or logs and returns 1 when none is
+# mounted within VOLUME_WAIT_SECONDS.
 wait_for_volume() {
   local deadline=$((SECONDS + 10#$VOLUME_WAIT_SECONDS))
   [[ -r "$ROOT/proc/self/mounts" ]] || die "cannot read $ROOT/proc/self/mounts"
   until first_mounted_candidate; do
     if ((SECONDS >= deadline)); then
-      die "no secondary volume mounted at any of: $VOLUME_CANDIDATES (waited ${VOLUME_WAIT_SECONDS}s)"
+      log "[warning] no secondary volume mounted at any of: $VOLUME_CANDIDATES (waited ${VOLUME_WAIT_SECONDS}s)"
+      return 1
     fi
     log "waiting for a secondary volume at: $VOLUME_CANDIDATES"
     sleep "$VOLUME_POLL_SECONDS"

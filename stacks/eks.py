@@ -93,6 +93,7 @@ class EksStack(Stack):
         self.cluster.node.add_dependency(control_plane_logs)
         cfn_cluster = self.cluster.node.default_child
         cfn_cluster.add_property_override("AccessConfig.AuthenticationMode", cfg.authentication_mode)
+        self._connect_node_kinds(security_group)
 
         self.addons = {
             name: eks.Addon(
@@ -110,6 +111,8 @@ class EksStack(Stack):
         self.system_nodes = self.cluster.add_nodegroup_capacity(
             "SystemNodes",
             instance_types=[ec2.InstanceType(cfg.system_node_group.instance_type)],
+            # Never CDK's default (AL2_x86_64), which EKS refuses from Kubernetes 1.33 on (config/compatibility.py).
+            ami_type=eks.NodegroupAmiType[cfg.system_node_group.resolved_ami_type.upper()],
             desired_size=cfg.system_node_group.desired_size,
             min_size=0,
             max_size=max(cfg.system_node_group.desired_size, 1),
@@ -215,6 +218,37 @@ class EksStack(Stack):
             ],
         )
         return role, entry
+
+    def _connect_node_kinds(self, hyperpod_sg: ec2.ISecurityGroup) -> None:
+        """All traffic between the two kinds of nodes, as EKS allows among the nodes of one cluster group.
+
+        Managed nodes without a launch template carry only the cluster security group EKS creates
+        (ingress from itself only); HyperPod nodes carry only the HyperPod group (CreateCluster
+        ``VpcConfig``); pods use their node's groups (VPC CNI). Without these two rules a HyperPod pod
+        reaches neither coredns nor any webhook or service pod on a system node, and coredns replicas
+        that land on HyperPod nodes are unreachable from system pods. The control plane carries both
+        groups and needs nothing more. Both groups already allow all egress (EKS's default rule on the
+        cluster group, the inline allow-all rule on the HyperPod group). L1 resources with fixed ids:
+        the L2 ``connections`` API names rules after the peer's construct path, which differs inside
+        the pipeline's Stage. ``tests/rules/network.py`` proves the flows over the synthesized templates.
+        """
+        cluster_sg = self.cluster.cluster_security_group_id
+        ec2.CfnSecurityGroupIngress(
+            self,
+            "ClusterSecurityGroupFromHyperPodNodes",
+            group_id=cluster_sg,
+            ip_protocol="-1",
+            source_security_group_id=hyperpod_sg.security_group_id,
+            description="HyperPod nodes and pods to system nodes: coredns, webhooks, services",
+        )
+        ec2.CfnSecurityGroupIngress(
+            self,
+            "HyperPodSecurityGroupFromSystemNodes",
+            group_id=hyperpod_sg.security_group_id,
+            ip_protocol="-1",
+            source_security_group_id=cluster_sg,
+            description="System nodes and pods to HyperPod nodes: coredns replicas, webhooks, services",
+        )
 
     def _nag_partition(self) -> str:
         return "<AWS::Partition>" if Token.is_unresolved(self.partition) else self.partition

@@ -85,7 +85,7 @@ class NetworkStack(Stack):
 
         self.security_group = self._efa_security_group(config)
         if net.interface_endpoints:
-            self._interface_endpoints()
+            self._interface_endpoints(net.vpc_cidr)
 
         hyperpod_azs = set(config.hyperpod_azs)
         self.hyperpod_subnets = [
@@ -145,7 +145,7 @@ class NetworkStack(Stack):
                 )
         return sg
 
-    def _interface_endpoints(self) -> None:
+    def _interface_endpoints(self, vpc_cidr: str) -> None:
         endpoint_sg = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -153,7 +153,9 @@ class NetworkStack(Stack):
             allow_all_outbound=False,
             description="Interface endpoints: HTTPS from inside the VPC",
         )
-        endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(443), "HTTPS from the VPC")
+        # The configured CIDR, not the VPC's CidrBlock attribute: cdk-nag's EC23 check cannot evaluate a token
+        # and fails the synth.
+        endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
         for name, service in _INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
                 f"{name}Endpoint",
@@ -161,4 +163,5 @@ class NetworkStack(Stack):
                 security_groups=[endpoint_sg],
                 subnets=ec2.SubnetSelection(subnet_group_name=EKS_SUBNETS),
                 private_dns_enabled=True,
+                open=False,  # the rule above already admits the VPC; CDK's own names the CidrBlock token
             )

@@ -90,6 +90,7 @@ class HyperPodCluster(Construct):
             lifecycle_prefix=prefix,
             owner_tag_key=request.OWNER_TAG_KEY,
             owner_tag_value=owner,
+            training_plan_arns=[g.training_plan_arn for g in config.instance_groups if g.training_plan_arn],
         )
 
         self.execution_role = self._execution_role(perm_scope)

@@ -50,7 +50,12 @@ def test_all_botocore_instance_types_are_accepted():
     types = cluster_instance_types()
     assert "ml.p5.48xlarge" in types and len(types) > 100
     for instance_type in ("ml.g5.8xlarge", "ml.trn1.32xlarge", "ml.m5.large"):
-        make_config(**{"hyperpod.instance_groups[0].instance_type": instance_type})
+        make_config(
+            **{
+                "hyperpod.instance_groups[0].instance_type": instance_type,
+                "hyperpod.instance_groups[0].deep_health_checks": "[]",
+            }
+        )
 
 
 def test_a_version_like_value_is_not_read_as_a_float():

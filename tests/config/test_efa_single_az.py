@@ -25,6 +25,8 @@ def test_groups_without_efa_may_span_several_azs():
         **{
             "hyperpod.availability_zones": TWO_AZS,
             "hyperpod.instance_groups[0].instance_type": "ml.g5.xlarge",  # 0 EFA interfaces
+            # InstanceConnectivity needs EFA (config/compatibility.py)
+            "hyperpod.instance_groups[0].deep_health_checks": "[InstanceStress]",
         }
     )
     assert config.hyperpod_azs == ("us-east-1a", "us-east-1b")

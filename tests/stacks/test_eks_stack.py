@@ -149,3 +149,30 @@ def test_stack_exports_cluster_name_arn_and_region():
     _, template = _stacks()
     outputs = template.to_json()["Outputs"]
     assert {"EksClusterName", "EksClusterArn", "Region"} <= set(outputs)
+
+
+def test_system_nodes_get_an_explicit_al2023_ami_never_cdks_al2_default():
+    # CDK writes AL2_x86_64 when no AMI type is set; EKS refuses AL2 node groups from Kubernetes 1.33 on.
+    _, template = _stacks()
+    template.has_resource_properties("AWS::EKS::Nodegroup", {"AmiType": "AL2023_x86_64_STANDARD"})
+    _, graviton = _stacks(**{"eks.system_node_group.instance_type": "m7g.large"})
+    graviton.has_resource_properties(
+        "AWS::EKS::Nodegroup", {"AmiType": "AL2023_ARM_64_STANDARD", "InstanceTypes": ["m7g.large"]}
+    )
+    _, bottlerocket = _stacks(**{"eks.system_node_group.ami_type": "BOTTLEROCKET_x86_64"})
+    bottlerocket.has_resource_properties("AWS::EKS::Nodegroup", {"AmiType": "BOTTLEROCKET_x86_64"})
+
+
+def test_system_and_hyperpod_nodes_admit_each_other_with_fixed_logical_ids():
+    # Managed nodes carry only the EKS cluster group, HyperPod nodes only the HyperPod group: without
+    # these, HyperPod pods reach no coredns (reachability proof: tests/rules/test_network_reachability.py).
+    _, template = _stacks()
+    rules = template.find_resources("AWS::EC2::SecurityGroupIngress")
+    (cluster_id,) = template.find_resources("AWS::EKS::Cluster")
+    cluster_sg = {"Fn::GetAtt": [cluster_id, "ClusterSecurityGroupId"]}
+    into_cluster = rules["ClusterSecurityGroupFromHyperPodNodes"]["Properties"]
+    into_hyperpod = rules["HyperPodSecurityGroupFromSystemNodes"]["Properties"]
+    assert into_cluster["GroupId"] == cluster_sg and into_cluster["IpProtocol"] == "-1"
+    assert into_hyperpod["SourceSecurityGroupId"] == cluster_sg and into_hyperpod["IpProtocol"] == "-1"
+    assert into_cluster["SourceSecurityGroupId"] == into_hyperpod["GroupId"]
+    assert "Fn::ImportValue" in into_hyperpod["GroupId"]
