@@ -377,6 +377,99 @@ class LifecycleBucketConfig(_Strict):
     removal_policy: Literal["destroy", "retain"] = "destroy"
 
 
+# FSx for Lustre PERSISTENT_2 on SSD: 1200 GiB, 2400 GiB, then increments of 2400 GiB (FSx API
+# CreateFileSystem StorageCapacity); throughput tiers in MB/s per TiB (PerUnitStorageThroughput).
+FSX_PERSISTENT_2_THROUGHPUT = (125, 250, 500, 1000)
+_S3_PATH = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/([^/\s]+/)*)?$")
+_FSX_ID = re.compile(r"^fs-[0-9a-f]{8,}$")  # FileSystemId pattern of the FSx API
+_MOUNT_PATH = re.compile(r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")
+
+
+class FsxConfig(_Strict):
+    """FSx for Lustre shared by every HyperPod pod (``constructs/fsx_lustre``, ``stacks/storage.py``)."""
+
+    enabled: bool = True
+    storage_capacity_gib: int = 1200
+    throughput_per_unit_mib: int = 250
+    compression: Literal["LZ4", "NONE"] = "LZ4"
+    s3_import_path: str | None = None
+    existing_file_system_id: str | None = None
+    # snapshot: a final user backup before the file system is deleted; retain: keep it; destroy: delete it.
+    removal_policy: Literal["snapshot", "retain", "destroy"] = "snapshot"
+    mount_path: str = "/fsx"
+
+    @field_validator("storage_capacity_gib")
+    @classmethod
+    def _capacity(cls, v: int) -> int:
+        if v != 1200 and (v < 2400 or v % 2400):
+            raise ValueError("PERSISTENT_2 SSD capacity must be 1200 or a multiple of 2400 GiB (2400, 4800, 7200, ...)")
+        return v
+
+    @field_validator("throughput_per_unit_mib")
+    @classmethod
+    def _throughput(cls, v: int) -> int:
+        if v not in FSX_PERSISTENT_2_THROUGHPUT:
+            raise ValueError(
+                f"must be one of {', '.join(map(str, FSX_PERSISTENT_2_THROUGHPUT))} MB/s per TiB (PERSISTENT_2 tiers)"
+            )
+        return v
+
+    @field_validator("s3_import_path")
+    @classmethod
+    def _s3(cls, v: str | None) -> str | None:
+        if v is not None and not _S3_PATH.match(v):
+            raise ValueError(
+                "must be s3://bucket/ or s3://bucket/prefix/ (a bucket name, an optional prefix ending in /)"
+            )
+        return v
+
+    @field_validator("existing_file_system_id")
+    @classmethod
+    def _fs_id(cls, v: str | None) -> str | None:
+        if v is not None and not _FSX_ID.match(v):
+            raise ValueError("must be an FSx file system id such as fs-0123456789abcdef0")
+        return v
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount(cls, v: str) -> str:
+        if not _MOUNT_PATH.match(v) or ".." in v.split("/") or v in ("/", "/tmp", "/dev", "/proc", "/sys"):
+            raise ValueError("must be an absolute directory path such as /fsx (not /, /tmp, /dev, /proc or /sys)")
+        return v
+
+    @model_validator(mode="after")
+    def _combinations(self) -> FsxConfig:
+        if self.existing_file_system_id and self.s3_import_path:
+            raise _KeyedError(
+                "storage.fsx.s3_import_path",
+                self.s3_import_path,
+                "cannot be set with existing_file_system_id (link the existing file system to S3 yourself)",
+            )
+        if self.s3_import_path and self.removal_policy == "snapshot" and not self.existing_file_system_id:
+            raise _KeyedError(
+                "storage.fsx.removal_policy",
+                self.removal_policy,
+                "FSx for Lustre takes no backups of a file system linked to an S3 data repository "
+                "(s3_import_path); use retain or destroy (the S3 data stays in the bucket)",
+            )
+        return self
+
+    @property
+    def creates_file_system(self) -> bool:
+        return self.enabled and self.existing_file_system_id is None
+
+
+class StorageConfig(_Strict):
+    """Shared storage for pods: FSx for Lustre and the EBS CSI driver with a default gp3 StorageClass."""
+
+    fsx: FsxConfig = FsxConfig()
+    ebs_csi: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return self.fsx.enabled or self.ebs_csi
+
+
 class PipelineConfig(_Strict):
     """CodePipeline delivery (``stacks/pipeline.py``); off unless ``enabled``."""
 
@@ -444,6 +537,7 @@ class AppConfig(_Strict):
     eks: EksConfig = EksConfig()
     hyperpod: HyperPodConfig
     lifecycle_bucket: LifecycleBucketConfig = LifecycleBucketConfig()
+    storage: StorageConfig = StorageConfig()
     pipeline: PipelineConfig = PipelineConfig()
 
     @field_validator("account")

@@ -13,6 +13,7 @@ from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
 from stacks.lifecycle_bucket import LifecycleBucketStack
 from stacks.network import NetworkStack
+from stacks.storage import StorageStack
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,12 @@ class InfrastructureStacks:
     network: NetworkStack
     lifecycle_bucket: LifecycleBucketStack
     eks: EksStack
+    storage: StorageStack | None  # None when storage.fsx and storage.ebs_csi are both off
     hyperpod: HyperPodStack
 
     def all(self) -> list[Stack]:
-        return [self.network, self.lifecycle_bucket, self.eks, self.hyperpod]
+        layers = [self.network, self.lifecycle_bucket, self.eks, self.storage, self.hyperpod]
+        return [s for s in layers if s is not None]
 
 
 def stack_names(config: AppConfig) -> dict[str, str]:
@@ -32,6 +35,7 @@ def stack_names(config: AppConfig) -> dict[str, str]:
         "network": f"{p}-network",
         "lifecycle_bucket": f"{p}-lifecycle",
         "eks": f"{p}-eks",
+        "storage": f"{p}-storage",
         "hyperpod": f"{p}-hyperpod",
     }
 
@@ -60,6 +64,19 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         node_subnets=network.eks_subnets,
         security_group=network.security_group,
     )
+    storage = None
+    if config.storage.enabled:
+        storage = StorageStack(
+            scope,
+            names["storage"],
+            config=config,
+            env=env,
+            stack_name=names["storage"],
+            eks_stack=eks,
+            vpc=network.vpc,
+            subnet=network.hyperpod_subnets[0],
+            security_group=network.security_group,
+        )
     hyperpod = HyperPodStack(
         scope,
         names["hyperpod"],
@@ -73,7 +90,10 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         lifecycle_bucket=bucket.deployed_bucket,
         lifecycle_prefix=bucket.lifecycle_prefix,
     )
-    stacks = InfrastructureStacks(network, bucket, eks, hyperpod)
+    if storage is not None:
+        # Deleted before the storage stack: no HyperPod pod mounts the claim when it is released.
+        hyperpod.add_dependency(storage)
+    stacks = InfrastructureStacks(network, bucket, eks, storage, hyperpod)
     for stack in stacks.all():
         for key, value in config.tags.items():
             Tags.of(stack).add(key, value)

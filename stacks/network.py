@@ -131,7 +131,9 @@ class NetworkStack(Stack):
             destination_security_group_id=group,
             description="EFA traffic to itself",
         )
-        if config.network.fsx_lustre_ports:
+        # The file system this app creates sits on this group (constructs/fsx_lustre): Lustre clients
+        # connect to 988 and 1018-1023, and the servers to the clients' 1018-1023.
+        if config.network.fsx_lustre_ports or config.storage.fsx.creates_file_system:
             for name, (low, high) in {"FsxLustre": (988, 988), "FsxLustreLnet": (1018, 1023)}.items():
                 ec2.CfnSecurityGroupIngress(
                     self,

@@ -92,7 +92,7 @@ class HyperPodHelmChart(Construct):
         self.handler = lambda_.Function(
             self,
             "Handler",
-            description="Installs/upgrades/uninstalls the HyperPod dependency Helm chart (custom resource)",
+            description="HyperPod dependency Helm chart and Kubernetes objects in the EKS cluster (custom resources)",
             runtime=lambda_.Runtime.PYTHON_3_13,
             # helm and kubectl in the KubectlV33Layer are linux/amd64 binaries.
             architecture=lambda_.Architecture.X86_64,
@@ -138,6 +138,8 @@ class HyperPodHelmChart(Construct):
             self, "ProviderLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
         )
         provider = cr.Provider(self, "Provider", on_event_handler=self.handler, log_group=provider_logs)
+        # Also serves Custom::KubernetesObjects (constructs/kubernetes_objects): same function, same access.
+        self.service_token = provider.service_token
         framework_role = provider.node.find_child("framework-onEvent").node.find_child("ServiceRole")
         acknowledge(
             framework_role,

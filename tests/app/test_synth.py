@@ -7,7 +7,13 @@ import subprocess
 
 from tests.app.conftest import BIN, REPO, run_cdk_synth
 
-STACKS = {"hyperpod-sky-network", "hyperpod-sky-lifecycle", "hyperpod-sky-eks", "hyperpod-sky-hyperpod"}
+STACKS = {
+    "hyperpod-sky-network",
+    "hyperpod-sky-lifecycle",
+    "hyperpod-sky-eks",
+    "hyperpod-sky-storage",
+    "hyperpod-sky-hyperpod",
+}
 
 
 def test_every_layer_is_synthesized_without_lookups_or_credentials(templates):

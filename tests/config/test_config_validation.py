@@ -109,6 +109,18 @@ INVALID = [
     ("pipeline.source", "github", "'codeconnections', 'codecommit' or 's3'"),
     ("pipeline.post_deploy_timeout_minutes", "5", "greater than or equal to 30"),
     ("pipeline.pipeline_account", "tools", "12-digit"),
+    ("storage.fsx.storage_capacity_gib", "1300", "1200 or a multiple of 2400"),
+    ("storage.fsx.storage_capacity_gib", "3600", "1200 or a multiple of 2400"),
+    ("storage.fsx.throughput_per_unit_mib", "200", "125, 250, 500, 1000"),
+    ("storage.fsx.compression", "ZSTD", "'LZ4' or 'NONE'"),
+    ("storage.fsx.s3_import_path", "my-bucket/data/", "s3://bucket/"),
+    ("storage.fsx.s3_import_path", "s3://Bad_Bucket/", "s3://bucket/"),
+    ("storage.fsx.existing_file_system_id", "fs-12", "fs-0123456789abcdef0"),
+    ("storage.fsx.existing_file_system_id", "vol-0123456789abcdef0", "fs-0123456789abcdef0"),
+    ("storage.fsx.removal_policy", "keep", "'snapshot', 'retain' or 'destroy'"),
+    ("storage.fsx.mount_path", "fsx", "absolute directory path"),
+    ("storage.fsx.mount_path", "/", "absolute directory path"),
+    ("storage.fsx.size", "1", "unknown key"),
 ]
 
 
@@ -157,6 +169,46 @@ def test_invalid_value_gives_one_line_naming_key_value_and_rule(key, value, expe
     # The key named is the one at fault (or one of its list elements), followed by the value.
     assert message.startswith(f"config error: {key}")
     assert value.strip("[]").split(",")[0] in message
+
+
+def test_storage_defaults_match_the_official_hyperpod_stacks():
+    fsx = make_config().storage.fsx
+    assert (fsx.enabled, fsx.storage_capacity_gib, fsx.throughput_per_unit_mib) == (True, 1200, 250)
+    assert (fsx.removal_policy, fsx.mount_path, fsx.creates_file_system) == ("snapshot", "/fsx", True)
+    assert make_config().storage.ebs_csi is True
+
+
+def test_valid_storage_variants_are_accepted():
+    for capacity in ("1200", "2400", "4800", "100800"):
+        assert make_config(**{"storage.fsx.storage_capacity_gib": capacity}).storage.fsx.storage_capacity_gib == int(
+            capacity
+        )
+    linked = make_config(
+        **{"storage.fsx.s3_import_path": "s3://my.datasets-1/", "storage.fsx.removal_policy": "retain"}
+    )
+    assert linked.storage.fsx.s3_import_path == "s3://my.datasets-1/"
+    existing = make_config(**{"storage.fsx.existing_file_system_id": "fs-0123456789abcdef0"})
+    assert not existing.storage.fsx.creates_file_system
+
+
+def test_s3_linked_file_system_refuses_snapshot_which_fsx_cannot_back_up():
+    with pytest.raises(ConfigError) as err:
+        make_config(**{"storage.fsx.s3_import_path": "s3://my-datasets/imagenet/"})
+    assert str(err.value).startswith(
+        'config error: storage.fsx.removal_policy = "snapshot": FSx for Lustre takes no backups'
+    )
+    assert "\n" not in str(err.value)
+
+
+def test_existing_file_system_cannot_also_be_linked_to_s3():
+    with pytest.raises(ConfigError) as err:
+        make_config(
+            **{
+                "storage.fsx.existing_file_system_id": "fs-0123456789abcdef0",
+                "storage.fsx.s3_import_path": "s3://bkt/",
+            }
+        )
+    assert str(err.value).startswith('config error: storage.fsx.s3_import_path = "s3://bkt/": cannot be set')
 
 
 def test_duplicate_instance_group_names_are_refused():

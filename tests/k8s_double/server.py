@@ -12,6 +12,8 @@ What it serves (everything else is logged in ``unknown_requests`` and answered w
 - nodes: list (labelSelector, fieldSelector), get, patch (merge and strategic merge), put
 - namespaces: list, get, create
 - pods: list namespaced and across namespaces (label/field selectors), get
+- persistentvolumes, persistentvolumeclaims, storageclasses: list, get, server-side apply, delete
+  (binding and protection finalizers: ``tests/k8s_double/storage.py``)
 
 Behaviour pinned by ``tests/k8s_double/test_*.py`` against the real client:
 
@@ -48,6 +50,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.k8s_double.selectors import field_matcher, label_matcher, merge_patch
+from tests.k8s_double.storage import StorageObjects
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PATCH_TYPES = frozenset({"application/merge-patch+json", "application/strategic-merge-patch+json"})
@@ -128,9 +131,11 @@ class _Store:
     nodes: dict[str, dict] = field(default_factory=dict)
     namespaces: dict[str, dict] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # (plural, namespace or None, name) -> object: PVs, PVCs, StorageClasses (tests/k8s_double/storage.py)
+    objects: dict[tuple[str, str | None, str], dict] = field(default_factory=dict)
 
 
-class K8sDouble:
+class K8sDouble(StorageObjects):
     """The server plus its in-memory objects. Thread-safe; one lock guards state and the log."""
 
     def __init__(self, *, token: str | None = None, git_version: str = "v1.33.5-eks-3025e55", latency: float = 0.0):
@@ -366,7 +371,7 @@ class K8sDouble:
         }
 
     def _apis(self, request: Request) -> dict:
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": self.discovery_groups()}
 
     # listing
     def _list(self, kind: str, objects: list[dict], request: Request) -> dict:
@@ -494,6 +499,19 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., dict]]] = [
     ("GET", re.compile(rf"/api/v1/namespaces/(?P<namespace>{_NAME})/pods"), K8sDouble._list_pods),
     ("GET", re.compile(rf"/api/v1/namespaces/(?P<namespace>{_NAME})/pods/(?P<name>{_NAME})"), K8sDouble._get_pod),
 ]
+# Storage objects (tests/k8s_double/storage.py): cluster-scoped PVs and StorageClasses, namespaced PVCs.
+for _prefix in (
+    r"/api/v1/(?P<plural>persistentvolumes)",
+    r"/apis/storage\.k8s\.io/v1/(?P<plural>storageclasses)",
+    rf"/api/v1/namespaces/(?P<namespace>{_NAME})/(?P<plural>persistentvolumeclaims)",
+):
+    _ROUTES += [
+        ("GET", re.compile(_prefix), K8sDouble._storage_list),
+        ("GET", re.compile(rf"{_prefix}/(?P<name>{_NAME})"), K8sDouble._storage_get),
+        ("PATCH", re.compile(rf"{_prefix}/(?P<name>{_NAME})"), K8sDouble._storage_apply),
+        ("DELETE", re.compile(rf"{_prefix}/(?P<name>{_NAME})"), K8sDouble._storage_delete),
+    ]
+_ROUTES.append(("GET", re.compile(r"/api/v1/(?P<plural>persistentvolumeclaims)"), K8sDouble._storage_list))
 
 
 class _Server(ThreadingHTTPServer):

@@ -5,7 +5,7 @@ Which resources are created:
 
 - eagerly, for every resource of the type in a deployed stack: VPCs, subnets, security groups,
   S3 buckets, ``Custom::CDKBucketDeployment`` (the real asset folder is uploaded under the
-  declared prefix), EKS clusters, the HyperPod custom resource (through the replayed Provider
+  declared prefix), EKS clusters, FSx file systems (moto's FSx, with the mount name FSx would generate), the HyperPod custom resource (through the replayed Provider
   framework, ``provider.py``) and WaitConditions (the poller state machine is replayed until it
   signals the handle);
 - on demand, when a value being resolved refers to them: IAM roles (with their inline policies;
@@ -48,6 +48,7 @@ EAGER_TYPES = (
     "AWS::S3::Bucket",
     BUCKET_DEPLOYMENT_TYPE,
     "AWS::EKS::Cluster",
+    "AWS::FSx::FileSystem",
     *PROVIDER_BACKED,
     "AWS::CloudFormation::WaitCondition",
 )
@@ -459,6 +460,45 @@ class MotoStacks:
             },
         )
 
+    def _fsx_file_system(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
+        p = self._props(
+            stack,
+            logical_id,
+            resource,
+            "FileSystemType",
+            "StorageCapacity",
+            "StorageType",
+            "SubnetIds",
+            "SecurityGroupIds",
+            "LustreConfiguration",
+            "FileSystemTypeVersion",
+            "Tags",
+        )
+        fsx = self.client("fsx", self.region(stack))
+        created = fsx.create_file_system(
+            FileSystemType=p["FileSystemType"],
+            StorageCapacity=int(p["StorageCapacity"]),
+            StorageType=p.get("StorageType", "SSD"),
+            SubnetIds=p["SubnetIds"],
+            SecurityGroupIds=p.get("SecurityGroupIds", []),
+            LustreConfiguration=p.get("LustreConfiguration", {}),
+            FileSystemTypeVersion=p.get("FileSystemTypeVersion", "2.15"),
+            Tags=p.get("Tags", []),
+        )["FileSystem"]
+        fs_id = created["FileSystemId"]
+        # FSx generates an 8-character mount name; moto does not, so one is made the same way.
+        mount_name = hashlib.sha256(fs_id.encode()).hexdigest()[:8]
+        from moto.fsx.models import fsx_backends
+
+        fsx_backends[self.account][self.region(stack)].file_systems[fs_id].lustre_configuration["MountName"] = (
+            mount_name
+        )
+        return Physical(
+            resource["Type"],
+            fs_id,
+            {"DNSName": created["DNSName"], "LustreMountName": mount_name, "ResourceARN": created["ResourceARN"]},
+        )
+
     def _provider_backed(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
         from tests.rehearsal.provider import ProviderFramework
 
@@ -506,6 +546,7 @@ _CREATORS: dict[str, Callable[..., Physical]] = {
     "AWS::CloudFormation::WaitConditionHandle": MotoStacks._wait_handle,
     "AWS::CloudFormation::WaitCondition": MotoStacks._wait_condition,
     "AWS::EKS::Cluster": MotoStacks._eks_cluster,
+    "AWS::FSx::FileSystem": MotoStacks._fsx_file_system,
 }
 
 

@@ -22,21 +22,9 @@ default allow-all egress rule.
 Adding a flow (for a feature): add ``Flow`` entries to ``FLOWS`` below (or pass your own list to
 ``check``), naming the source and destination roles, protocol and port range. A role is a function
 from the ``Network`` to a list of ``Interface``; add one to ``ROLES`` when a feature brings a new kind
-of interface. For FSx for Lustre (clients and servers talk both ways on 988 and 1018-1023)::
-
-    def fsx_file_systems(net):
-        return net.resources_with_groups("AWS::FSx::FileSystem", "SecurityGroupIds")
-
-    ROLES["fsx_file_systems"] = fsx_file_systems
-    FLOWS += [
-        Flow("HyperPod nodes mount FSx", "hyperpod_nodes", "fsx_file_systems", "tcp", (988, 988), optional=True),
-        Flow("HyperPod nodes mount FSx", "hyperpod_nodes", "fsx_file_systems", "tcp", (1018, 1023), optional=True),
-        Flow("FSx answers HyperPod nodes", "fsx_file_systems", "hyperpod_nodes", "tcp", (988, 988), optional=True),
-        Flow("FSx answers HyperPod nodes", "fsx_file_systems", "hyperpod_nodes", "tcp", (1018, 1023), optional=True),
-    ]
-
-Make such a flow required (drop ``optional``) in the feature's own test when the feature is on, so a
-missing file system fails instead of passing vacuously.
+of interface. FSx for Lustre is the worked example: the ``fsx_file_systems`` role and ``FSX_FLOWS``
+below (optional in ``FLOWS``; ``tests/rules/test_network_reachability.py`` requires them when the file
+system is on, so a missing file system fails instead of passing vacuously).
 
 ``optional=True`` means "only where the template has such interfaces"; a required flow whose role
 matches nothing fails, so a renamed resource cannot silently empty a check.
@@ -279,12 +267,19 @@ def interface_endpoints(net: Network) -> list[Interface]:
     return net.resources_with_groups("AWS::EC2::VPCEndpoint", "SecurityGroupIds")
 
 
+def fsx_file_systems(net: Network) -> list[Interface]:
+    """FSx for Lustre's interfaces carry the file system's ``SecurityGroupIds`` (an existing file system
+    configured by ``storage.fsx.existing_file_system_id`` is in no template and not checked here)."""
+    return net.resources_with_groups("AWS::FSx::FileSystem", "SecurityGroupIds")
+
+
 ROLES: dict[str, Callable[[Network], list[Interface]]] = {
     "control_plane": control_plane,
     "system_nodes": system_nodes,
     "hyperpod_nodes": hyperpod_nodes,
     "vpc_lambdas": vpc_lambdas,
     "interface_endpoints": interface_endpoints,
+    "fsx_file_systems": fsx_file_systems,
 }
 
 
@@ -342,6 +337,16 @@ HTTPS = (443, 443)
 # Admission webhooks listen on whatever port their pod chooses (443, 8443, 9443, ...).
 WEBHOOK_PORTS = (1025, 65535)
 
+LUSTRE = (988, 988)
+LUSTRE_LNET = (1018, 1023)
+FSX_FLOWS = [
+    Flow("HyperPod nodes mount FSx", "hyperpod_nodes", "fsx_file_systems", "tcp", LUSTRE, True),
+    Flow("HyperPod nodes mount FSx", "hyperpod_nodes", "fsx_file_systems", "tcp", LUSTRE_LNET, True),
+    Flow("FSx answers HyperPod nodes", "fsx_file_systems", "hyperpod_nodes", "tcp", LUSTRE_LNET, True),
+    Flow("FSx servers talk to each other", "fsx_file_systems", "fsx_file_systems", "tcp", LUSTRE, True),
+    Flow("FSx servers talk to each other", "fsx_file_systems", "fsx_file_systems", "tcp", LUSTRE_LNET, True),
+]
+
 FLOWS: list[Flow] = [
     # coredns runs wherever the scheduler puts it: on system nodes and, when they are busy or absent,
     # on HyperPod nodes. Every pod must reach it.
@@ -373,6 +378,9 @@ FLOWS: list[Flow] = [
     Flow("HyperPod nodes reach interface endpoints", "hyperpod_nodes", "interface_endpoints", "tcp", HTTPS, True),
     Flow("system nodes reach interface endpoints", "system_nodes", "interface_endpoints", "tcp", HTTPS, True),
     Flow("VPC Lambdas reach interface endpoints", "vpc_lambdas", "interface_endpoints", "tcp", HTTPS, True),
+    # FSx for Lustre (FSx Lustre user guide, "File system access control with Amazon VPC"): clients connect
+    # to 988 and 1018-1023 on the file servers, and the servers to 1018-1023 on the clients.
+    *FSX_FLOWS,
 ]
 
 

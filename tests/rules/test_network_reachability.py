@@ -97,3 +97,36 @@ def test_a_closed_network_reaches_its_interface_endpoints(tmp_path):
     net = network.Network(closed)
     assert len(network.interface_endpoints(net)) == 11
     assert network.check(closed) == []
+
+
+def _required(flows):
+    return [network.Flow(f.name, f.source, f.destination, f.protocol, f.ports) for f in flows]
+
+
+def test_hyperpod_nodes_and_the_file_system_reach_each_other_on_the_lustre_ports(templates):
+    net = network.Network(templates)
+    (fs,) = network.fsx_file_systems(net)
+    assert fs.groups == {network.Group("hyperpod-sky-network/HyperPodSecurityGroup1A747A0A")}
+    assert network.check(templates, _required(network.FSX_FLOWS)) == []
+
+
+def test_the_lustre_port_rules_alone_carry_the_fsx_flows(templates):
+    # Without the EFA all-traffic self rule, the 988 and 1018-1023 rules still admit Lustre...
+    no_efa_rule = copy.deepcopy(templates)
+    del no_efa_rule["hyperpod-sky-network"]["Resources"]["HyperPodSecurityGroupSelfIngress"]
+    assert network.check(no_efa_rule, _required(network.FSX_FLOWS)) == []
+    # ...and without them too, every FSx flow is blocked.
+    for rule in ("HyperPodSecurityGroupFsxLustreIngress", "HyperPodSecurityGroupFsxLustreLnetIngress"):
+        del no_efa_rule["hyperpod-sky-network"]["Resources"][rule]
+    problems = network.check(no_efa_rule, _required(network.FSX_FLOWS))
+    assert len(problems) == len(network.FSX_FLOWS)
+    assert problems[0].startswith("HyperPod nodes mount FSx (tcp/988): ")
+
+
+def test_without_a_file_system_the_fsx_flows_fail_when_required(templates):
+    none = copy.deepcopy(templates)
+    none["hyperpod-sky-storage"]["Resources"] = {
+        k: v for k, v in none["hyperpod-sky-storage"]["Resources"].items() if v["Type"] != "AWS::FSx::FileSystem"
+    }
+    problems = network.check(none, _required(network.FSX_FLOWS[:1]))
+    assert problems == ["HyperPod nodes mount FSx (tcp/988): the templates have no fsx_file_systems interfaces"]

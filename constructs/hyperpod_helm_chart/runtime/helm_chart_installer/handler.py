@@ -26,7 +26,7 @@ from typing import Any
 import botocore.session
 from botocore.config import Config
 
-from . import eks_auth
+from . import eks_auth, kubernetes_objects
 from .chart_archive import CODELOAD_BASE_URL, fetch_chart
 from .chart_digest import chart_files_sha256
 from .helm_cli import HelmCli
@@ -132,6 +132,8 @@ class Installer:
         self.sleep = sleep
 
     def handle(self, event: dict) -> dict:
+        if event.get("ResourceType") == kubernetes_objects.RESOURCE_TYPE:
+            return self.handle_objects(event)
         request = event["RequestType"]
         props = event["ResourceProperties"]
         if request == "Delete":
@@ -146,6 +148,27 @@ class Installer:
             "PhysicalResourceId": spec.physical_id,
             "Data": {"FilesSha256": digest, "ReleaseName": spec.release_name, "Namespace": spec.namespace},
         }
+
+    def handle_objects(self, event: dict) -> dict:
+        """``Custom::KubernetesObjects`` (``kubernetes_objects.py``), with this installer's EKS auth."""
+
+        def api_for(props: dict) -> kubernetes_objects.KubeApi | None:
+            spec = ReleaseSpec.from_properties(
+                {**props, "ReleaseName": "objects", "Namespace": "default"}, for_delete=True
+            )
+            cluster = self._describe(spec, missing_ok=True)
+            if cluster is None:
+                return None
+            return kubernetes_objects.KubeApi(
+                cluster["endpoint"],
+                cluster["certificateAuthority"]["data"],
+                lambda: eks_auth.bearer_token(self.session, spec.cluster_name, spec.region),
+                delay=self.reach_delay,
+                sleep=self.sleep,
+            )
+
+        deadline = time.monotonic() + self.remaining_seconds() - _RESERVE_SECONDS
+        return kubernetes_objects.handle(event, api_for, deadline=deadline)
 
     def install(self, spec: ReleaseSpec) -> str:
         work = Path(tempfile.mkdtemp(prefix="helm-chart-", dir=self.scratch_root))

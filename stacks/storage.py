@@ -1,0 +1,90 @@
+"""The storage layer, between EKS and HyperPod: the shared FSx for Lustre file system, the CSI drivers,
+the PersistentVolume/Claim SkyPilot tasks mount and the default gp3 StorageClass.
+
+A stack of its own because data outlives compute: the HyperPod cluster can be replaced (or its stack
+deleted and redeployed) without touching the file system, and ``cdk destroy`` deletes the HyperPod
+stack first, so no pod still mounts the claim when this stack releases it. On delete CloudFormation
+goes: Kubernetes objects (claim and volume released, waited for), then the final backup (``snapshot``),
+then the file system, then the CSI add-ons.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+
+from config import AppConfig, outputs
+from constructs import Construct
+from constructs.csi_drivers.infrastructure import CsiDrivers
+from constructs.csi_drivers.manifests import PVC_NAME, PVC_NAMESPACE, STORAGE_CLASS_NAME, fsx_volume, gp3_storage_class
+from constructs.fsx_lustre.infrastructure import FsxLustre
+from constructs.kubernetes_objects.infrastructure import KubernetesObjects
+from stacks.eks import EksStack
+from stacks.log_retention import retention
+
+
+class StorageStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        eks_stack: EksStack,
+        vpc: ec2.IVpc,
+        subnet: ec2.ISubnet,
+        security_group: ec2.ISecurityGroup,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        storage = config.storage
+        cluster = eks_stack.cluster
+        manifests: list[dict] = []
+        self.file_system: FsxLustre | None = None
+        if storage.fsx.enabled:
+            self.file_system = FsxLustre(
+                self,
+                "Fsx",
+                config=storage.fsx,
+                name=f"{config.prefix}-fsx",
+                vpc=vpc,
+                subnet=subnet,
+                security_group=security_group,
+                tags=config.tags,
+                log_retention=retention(config.eks.log_retention_days),
+            )
+            manifests += fsx_volume(
+                file_system_id=self.file_system.file_system_id,
+                dns_name=self.file_system.dns_name,
+                mount_name=self.file_system.mount_name,
+                capacity_gib=storage.fsx.storage_capacity_gib,
+            )
+        if storage.ebs_csi:
+            manifests.append(gp3_storage_class())
+
+        self.csi_drivers = CsiDrivers(self, "CsiDrivers", cluster=cluster, ebs=storage.ebs_csi, fsx=storage.fsx.enabled)
+        self.kubernetes_objects = KubernetesObjects(
+            self,
+            "KubernetesObjects",
+            service_token=eks_stack.helm_chart.service_token,
+            cluster_name=cluster.cluster_name,
+            manifests=manifests,
+        )
+        for addon in self.csi_drivers.addons:
+            self.kubernetes_objects.node.add_dependency(addon)
+        if self.file_system is not None:
+            self.kubernetes_objects.node.add_dependency(self.file_system.resource)
+            fs = self.file_system
+            removal = "existing" if storage.fsx.existing_file_system_id else storage.fsx.removal_policy
+            for key, value in (
+                (outputs.FSX_FILE_SYSTEM_ID, fs.file_system_id),
+                (outputs.FSX_DNS_NAME, fs.dns_name),
+                (outputs.FSX_MOUNT_NAME, fs.mount_name),
+                (outputs.FSX_MOUNT_PATH, storage.fsx.mount_path),
+                (outputs.FSX_PVC_NAME, PVC_NAME),
+                (outputs.FSX_PVC_NAMESPACE, PVC_NAMESPACE),
+                (outputs.FSX_REMOVAL_POLICY, removal),
+            ):
+                CfnOutput(self, key, value=value)
+        if storage.ebs_csi:
+            CfnOutput(self, outputs.DEFAULT_STORAGE_CLASS, value=STORAGE_CLASS_NAME)
