@@ -26,6 +26,13 @@ FIELDS: dict[str, str] = {
     keys.HYPERPOD_CLUSTER_NAME: "hyperpod_cluster_name",
     keys.HYPERPOD_CLUSTER_ARN: "hyperpod_cluster_arn",
     keys.LIFECYCLE_BUCKET_NAME: "lifecycle_bucket_name",
+    # The storage stack (absent when storage is off).
+    keys.FSX_FILE_SYSTEM_ID: "fsx_file_system_id",
+    keys.FSX_MOUNT_PATH: "fsx_mount_path",
+    keys.FSX_PVC_NAME: "fsx_pvc_name",
+    keys.FSX_PVC_NAMESPACE: "fsx_pvc_namespace",
+    keys.FSX_REMOVAL_POLICY: "fsx_removal_policy",
+    keys.DEFAULT_STORAGE_CLASS: "default_storage_class",
 }
 
 
@@ -41,6 +48,12 @@ class StackOutputs:
     hyperpod_cluster_name: str | None = None
     hyperpod_cluster_arn: str | None = None
     lifecycle_bucket_name: str | None = None
+    fsx_file_system_id: str | None = None
+    fsx_mount_path: str | None = None
+    fsx_pvc_name: str | None = None
+    fsx_pvc_namespace: str | None = None
+    fsx_removal_policy: str | None = None
+    default_storage_class: str | None = None
     # output key -> where it came from ("cdk-outputs.json:StackName" or "environment")
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

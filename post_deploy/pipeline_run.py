@@ -117,7 +117,7 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
         ("kubeconfig", [*common, "--cluster-name", outs.eks_cluster_name, *aws]),
         ("wait-nodes", [*common, *wait]),
         ("label-gpus", [*common, "--cluster-name", outs.hyperpod_cluster_name]),
-        ("check", [*common, "--cluster-name", outs.hyperpod_cluster_name]),
+        ("check", [*common, "--cluster-name", outs.hyperpod_cluster_name, *storage_args(outs)]),
     ]
     if args.tasks:
         plan.append(
@@ -127,6 +127,16 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
             )
         )
     return plan
+
+
+def storage_args(outs) -> list[str]:
+    """What ``check`` verifies of the storage stack, from its outputs (nothing when it is not deployed)."""
+    args = []
+    if outs.fsx_pvc_name:
+        args += ["--fsx-claim", f"{outs.fsx_pvc_namespace or 'default'}/{outs.fsx_pvc_name}"]
+    if outs.default_storage_class:
+        args += ["--storage-class", outs.default_storage_class]
+    return args
 
 
 def run_step(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[int, dict | None]:

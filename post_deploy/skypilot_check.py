@@ -430,12 +430,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="only check nodes of this HyperPod cluster (default: every HyperPod node)",
     )
+    parser.add_argument(
+        "--fsx-claim",
+        metavar="NAMESPACE/NAME",
+        help="also check this PersistentVolumeClaim is Bound and the FSx CSI node pod is Ready on every "
+        "HyperPod node (run passes the storage stack's FsxPvcNamespace/FsxPvcName)",
+    )
+    parser.add_argument(
+        "--storage-class",
+        metavar="NAME",
+        help="also check NAME is the one default StorageClass and the EBS CSI controller is Ready "
+        "(run passes the storage stack's DefaultStorageClass)",
+    )
     parser.set_defaults(func=run)
+
+
+def _storage(args: argparse.Namespace, report: CheckReport) -> dict[str, Any] | None:
+    """The storage checks (``post_deploy/storage_check.py``) when asked for; problems join the report's."""
+    claim = getattr(args, "fsx_claim", None)
+    storage_class = getattr(args, "storage_class", None)
+    if not claim and not storage_class:
+        return None
+    from post_deploy.labels import kube_api_client
+    from post_deploy.storage_check import check_storage
+
+    namespace, _, name = (claim or "").rpartition("/")
+    if claim and not (namespace and name):
+        raise StepError(ExitCode.USAGE, f"--fsx-claim {claim!r}: expected NAMESPACE/NAME, e.g. default/fsx-claim")
+    with kube_api_client(args.kubeconfig, report.context) as api:
+        storage = check_storage(
+            api,
+            claim=(namespace, name) if claim else None,
+            storage_class=storage_class,
+            cluster_name=getattr(args, "cluster_name", None),
+        )
+    report.problems += storage.problems
+    return storage.to_dict()
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         report = check_skypilot(args.kubeconfig, args.context, cluster_name=getattr(args, "cluster_name", None))
+        storage = _storage(args, report)
     except StepError as err:
         say(f"check FAILED: {err.message}")
         emit_json(args, {"step": "check", "ok": False, "exit_code": int(err.code), "problems": [err.message]})
@@ -455,6 +491,14 @@ def run(args: argparse.Namespace) -> int:
             f"  {name}: {gpu['capacity']} total, {gpu['available']} free, requestable per node: "
             f"{', '.join(map(str, gpu['requestable'])) or '-'}"
         )
+    if storage is not None:
+        if storage["claim"]:
+            say(
+                f"  storage: claim {storage['claim']} {storage['claim_phase'] or 'missing'}; FSx CSI ready on "
+                f"{len(storage['fsx_nodes_ready'])} HyperPod node(s)"
+            )
+        if storage["default_storage_class"]:
+            say(f"  storage: default StorageClass {storage['default_storage_class']}")
     for note in report.notes:
         say(f"note: {note}")
     for problem in report.problems:
@@ -462,6 +506,11 @@ def run(args: argparse.Namespace) -> int:
     say("check: ok" if report.ok else f"check FAILED: {len(report.problems)} problem(s)")
     emit_json(
         args,
-        {"step": "check", "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK), **report.to_dict()},
+        {
+            "step": "check",
+            "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK),
+            **report.to_dict(),
+            "storage": storage,
+        },
     )
     return ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK

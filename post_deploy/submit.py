@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.OK
     results: list[TaskResult] = []
     with skypilot_environment(args.kubeconfig), local_api_server_lifecycle():
+        register_volumes(validated, args.context)
         for item in validated:
             result = launch_task(item, args)
             results.append(result)
@@ -112,6 +113,31 @@ def validate_tasks(paths: list[str], k8s_version: str) -> list[ValidatedTask]:
         validated.append(item)
     say(f"submit: {len(validated)} task(s) passed offline validation")
     return validated
+
+
+def register_volumes(validated: list[ValidatedTask], context: str | None) -> list[str]:
+    """Register the SkyPilot volumes the tasks mount (``post_deploy/volumes.py``) before any launch."""
+    import yaml
+
+    from post_deploy import volumes
+
+    paths = [item.path for item in validated]
+    try:
+        needed = volumes.needed_definitions(paths, [yaml.safe_load(p.read_text()) or {} for p in paths])
+    except volumes.VolumeError as exc:
+        raise StepError(ExitCode.TASK_INVALID, str(exc)) from None
+    for definition in needed:
+        say(f"submit: registering SkyPilot volume {definition.name!r} from {definition.path}")
+        try:
+            with _sky_output_to_stderr():
+                volumes.register(definition, context)
+        except Exception as exc:  # noqa: BLE001 - e.g. the claim does not exist on the context
+            raise StepError(
+                ExitCode.LAUNCH_FAILED,
+                f"could not register SkyPilot volume {definition.name!r} ({definition.path}): {_one_line(exc)}; "
+                "is the storage stack deployed? (`python -m post_deploy check` reports the claim)",
+            ) from None
+    return [d.name for d in needed]
 
 
 def cluster_name_for(item: ValidatedTask, requested: str | None) -> str:

@@ -15,8 +15,10 @@ SkyPilot's ``controller_utils.get_controller_resources`` for the task (``home``:
 ``submit --managed`` sends; ``default``: SkyPilot's defaults), launched the way
 ``sky/jobs/server/core.py`` ``_ensure_controller_up`` launches it.
 
-Printed per pod: labels, nodeSelector, affinity, tolerations and container resources (the
-scheduling-relevant parts; the rest is SkyPilot's start-up script).
+Printed per pod: labels, nodeSelector, affinity, tolerations, container resources, volumes and volume
+mounts (the scheduling- and storage-relevant parts; the rest is SkyPilot's start-up script). The
+SkyPilot volumes a task mounts are registered first, as ``submit`` does (``post_deploy/volumes.py``),
+through the server-side ``volume_apply``, which reads the claim from the context.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def main(argv: list[str]) -> int:
     from sky.backends import backend_utils
     from sky.utils import controller_utils
 
-    from post_deploy import submit
+    from post_deploy import submit, volumes
     from post_deploy.task_validation import validate_task_file
 
     rendered: list[str] = []
@@ -66,6 +68,7 @@ def main(argv: list[str]) -> int:
             item = validate_task_file(path)
             cluster = submit.cluster_name_for(item, None)
             with submit.skypilot_environment(args.kubeconfig), submit._pinned_to_context(item.task, context):
+                out["volumes_registered"] = _register_volumes(volumes, item.path, context)
                 if mode:
                     home = submit._jobs_controller_home(context) if mode == "home" else nullcontext()
                     with home:
@@ -89,12 +92,44 @@ def main(argv: list[str]) -> int:
                 "affinity": spec.get("affinity") or {},
                 "tolerations": spec.get("tolerations") or [],
                 "resources": [c.get("resources") or {} for c in spec["containers"]],
+                "volumes": spec.get("volumes") or [],
+                "volumeMounts": [c.get("volumeMounts") or [] for c in spec["containers"]],
             }
         except Exception as exc:  # noqa: BLE001 - reported as data for the test to judge
             out["error"] = f"{type(exc).__name__}: {exc}"
             exit_code = 1
         print(json.dumps(out, default=str), file=result, flush=True)
     return exit_code
+
+
+def _register_volumes(volumes, path, context: str) -> list[str]:
+    """What ``submit.register_volumes`` sends to the API server, run in-process as the server runs it."""
+    from pathlib import Path
+
+    import yaml
+    from sky.volumes import volume as volume_lib
+    from sky.volumes.server import core
+
+    task_path = Path(path)
+    registered = []
+    for definition in volumes.needed_definitions([task_path], [yaml.safe_load(task_path.read_text()) or {}]):
+        volume = volume_lib.Volume.from_yaml_config(definition.for_context(context))
+        volume.validate()
+        # The /volumes/apply endpoint folds use_existing into the config before calling core
+        # (sky/volumes/server/server.py volume_apply); core reads it from there.
+        core.volume_apply(
+            volume.name,
+            volume.type,
+            volume.cloud,
+            volume.region,
+            volume.zone,
+            volume.size,
+            {**volume.config, "use_existing": volume.use_existing},
+            labels=volume.labels,
+            use_existing=volume.use_existing,
+        )
+        registered.append(volume.name)
+    return registered
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from config.gpu_types import gpu_spec
+from constructs.csi_drivers.manifests import PVC_NAME, fsx_volume
+from constructs.hyperpod_helm_chart.runtime.helm_chart_installer import kubernetes_objects
 from post_deploy import placement
 from tests.k8s_double import seed
 from tests.k8s_double.server import K8sDouble
@@ -89,6 +91,16 @@ def _seed_catalog(home: Path) -> None:
     (images / "images.csv").write_text("Tag,ImageId\nskypilot:custom-cpu-ubuntu-2204-v1,skypilot-default-cpu-image\n")
 
 
+def _storage_stack_objects(double: K8sDouble) -> None:
+    """The FSx PersistentVolume and claim, applied as the storage stack's custom resource applies them."""
+    api = kubernetes_objects.KubeApi(double.url, None, lambda: double.token, delay=0, sleep=lambda _: None)
+    fs = "fs-0123456789abcdef0"
+    for manifest in fsx_volume(
+        file_system_id=fs, dns_name=f"{fs}.fsx.us-east-1.amazonaws.com", mount_name="abcdefgh", capacity_gib=1200
+    ):
+        kubernetes_objects.apply(api, manifest)
+
+
 class Cluster:
     def __init__(self, tmp: Path):
         self.fleets = _fleets()
@@ -96,6 +108,7 @@ class Cluster:
         for context, nodes in self.fleets.items():
             double = K8sDouble().start()
             double.add_nodes(nodes)
+            _storage_stack_objects(double)
             self.doubles[context] = double
         self.home = tmp / "home"
         self.home.mkdir()
@@ -250,3 +263,20 @@ def test_skypilots_default_controller_would_take_a_training_node(cluster, contro
     _, default = controllers
     nodes = _placement(cluster, "mixed", default)
     assert nodes and all(n.startswith("hyperpod-") for n in nodes)
+
+
+def test_train_mounts_the_fsx_claim_at_fsx_through_the_skypilot_volume(launches):
+    result = launches[("mixed", "train.yaml", None)]
+    assert "error" not in result, result.get("error")
+    assert result["volumes_registered"] == [PVC_NAME]
+    claims = {v["name"]: v["persistentVolumeClaim"] for v in result["pod"]["volumes"] if "persistentVolumeClaim" in v}
+    assert list(claims.values()) == [{"claimName": PVC_NAME}]
+    (volume_name,) = claims
+    mounts = [m for container in result["pod"]["volumeMounts"] for m in container if m["name"] == volume_name]
+    assert [m["mountPath"] for m in mounts] == ["/fsx"]
+
+
+def test_tasks_that_mount_nothing_register_no_volume(launches):
+    result = launches[("mixed", "smoke.yaml", None)]
+    assert result["volumes_registered"] == []
+    assert not [v for v in result["pod"]["volumes"] if "persistentVolumeClaim" in v]
