@@ -8,10 +8,13 @@ things CloudFormation cannot see make it fail or leak in practice, and this comm
    its state keeps ghost clusters, and a ``LoadBalancer`` Service it created leaves a load balancer
    (with ENIs) in the VPC. They are listed with ``sky.status`` and torn down with ``sky.down`` first.
    Without a kubeconfig context for the cluster there is nothing SkyPilot could reach: skipped, said.
-2. ``cdk destroy`` of the HyperPod stack, then EKS, then the lifecycle bucket, one at a time
+2. ``cdk destroy`` of the HyperPod stack, then storage, EKS, then the lifecycle bucket, one at a time
    (``--exclusively``), each waiting for CloudFormation, with the real ``cdk`` CLI. When the config
    enables the pipeline, its stack goes first (a live pipeline would redeploy the rest); a pipeline
-   in another account cannot be reached with these credentials and is only named.
+   in another account cannot be reached with these credentials and is only named. After the storage
+   stack it says what happened to the FSx file system (``storage.fsx.removal_policy``): the final
+   backup's id, retained (then it stops before the network stack, which the file system's interfaces
+   keep from deleting), deleted, or an existing file system left alone.
 3. **Network interfaces left in the VPC.** VPC Lambda functions (the Helm installer) release their
    ENIs up to ~45 minutes after deletion; HyperPod, EFA and the VPC CNI can leave ENIs ``available``.
    Any of them makes subnet deletion fail after CloudFormation's own retries and leaves the network
@@ -74,7 +77,12 @@ STEP_NETWORK_INTERFACES = ExitCode.NODES_TIMEOUT
 STEP_NETWORK_STACK = ExitCode.AWS_API
 
 # Workload stacks in the order they are destroyed (reverse of creation; each depends on the next).
-WORKLOAD_ORDER = ("hyperpod", "eks", "lifecycle_bucket")
+# The storage stack exists only when the config enables storage (make_plan drops it otherwise).
+WORKLOAD_ORDER = ("hyperpod", "storage", "eks", "lifecycle_bucket")
+
+# The tag the storage stack's final-backup handler puts on the backup it takes (its value: the file
+# system id); constructs/fsx_lustre/runtime/fsx_lustre_runtime/handler.py, kept equal by a test.
+FINAL_BACKUP_TAG = "hyperpod-sky:final-backup-of"
 
 DEFAULT_ENI_TIMEOUT_MINUTES = 60  # AWS cites up to ~45 min for Lambda to delete a VPC function's ENIs
 DEFAULT_POLL_SECONDS = 15.0
@@ -163,6 +171,9 @@ class Plan:
     kube_context: str | None
     retained_buckets: bool
     outputs: StackOutputs
+    # What deleting the storage stack does to the FSx file system: snapshot, retain, destroy, existing
+    # (None: no file system).
+    fsx_removal: str | None = None
     # The pipeline stack when it lives in this account (destroyed first: it would redeploy the rest);
     # a pipeline in another account is only named, it must be destroyed there.
     pipeline_stack: str | None = None
@@ -206,10 +217,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
             f"the outputs say region {outputs.region} but the config says "
             f"{config.region}: pass the -c config of that deployment",
         )
+    names = stack_names(config)
+    if not config.storage.enabled:
+        names.pop("storage")
+    fsx = config.storage.fsx
     return Plan(
         prefix=config.prefix,
         region=config.region,
-        stacks=stack_names(config),
+        stacks=names,
+        fsx_removal=None if not fsx.enabled else ("existing" if fsx.existing_file_system_id else fsx.removal_policy),
         cdk_context=tuple(f"{k}={v}" for k, v in overrides.items()),
         kube_context=args.context or outputs.eks_cluster_name,
         retained_buckets=config.lifecycle_bucket.removal_policy == "retain",
@@ -222,7 +238,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 def confirm(plan: Plan, assume_yes: bool, stdin=None) -> None:
     stdin = stdin or sys.stdin
     order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [
-        plan.stacks[r] for r in (*WORKLOAD_ORDER, "network")
+        plan.stacks[r] for r in (*WORKLOAD_ORDER, "network") if r in plan.stacks
     ]
     say(f"teardown: region {plan.region}; stacks, in order: {', '.join(order)}")
     if plan.foreign_pipeline:
@@ -651,13 +667,17 @@ def run(
                 cdk, plan.pipeline_stack, plan, profile=args.profile, timeout_s=stack_timeout, code=STEP_WORKLOAD_STACKS
             )
             summary["destroyed"].append(plan.pipeline_stack)
+        session = aws_session(args.profile, plan.region)
         for role in WORKLOAD_ORDER:
+            if role not in plan.stacks:
+                continue
             cdk_destroy(
                 cdk, plan.stacks[role], plan, profile=args.profile, timeout_s=stack_timeout, code=STEP_WORKLOAD_STACKS
             )
             summary["destroyed"].append(plan.stacks[role])
+            if role == "storage":
+                summary["file_system"] = file_system_outcome(session.client("fsx", config=AWS_RETRY_CONFIG), plan)
 
-        session = aws_session(args.profile, plan.region)
         report = clear_network_interfaces(
             session.client("ec2", config=AWS_RETRY_CONFIG),
             session.client("cloudformation", config=AWS_RETRY_CONFIG),
@@ -684,6 +704,63 @@ def run(
     say("teardown: done")
     emit_json(args, {**summary, "ok": True, "left_behind": leftovers})
     return ExitCode.OK
+
+
+def file_system_outcome(fsx, plan: Plan) -> dict[str, Any]:
+    """Say what deleting the storage stack did to the FSx file system, by asking FSx.
+
+    ``snapshot``: the final backup the stack's custom resource took (found by its tag); ``retain``: the
+    file system, still there, and why the network stack then cannot go (its interfaces stay in the VPC);
+    ``destroy``: gone; ``existing``: not ours, untouched. A retained file system stops the teardown
+    before the network stack with that reason instead of waiting an hour on interfaces that stay.
+    """
+    fs_id = plan.outputs.fsx_file_system_id
+    outcome: dict[str, Any] = {"policy": plan.fsx_removal, "file_system_id": fs_id}
+    if plan.fsx_removal is None:
+        return outcome
+    if not fs_id:
+        say(f"storage: file system id unknown (no FsxFileSystemId output); removal policy was {plan.fsx_removal}")
+        return outcome
+    try:
+        found = fsx.describe_file_systems(FileSystemIds=[fs_id]).get("FileSystems", [])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "FileSystemNotFound":
+            raise StepError(STEP_WORKLOAD_STACKS, f"storage: cannot describe {fs_id}: {_aws_error(exc)}") from None
+        found = []
+    if plan.fsx_removal == "snapshot":
+        backups = [
+            b
+            for page in fsx.get_paginator("describe_backups").paginate(
+                Filters=[{"Name": "file-system-id", "Values": [fs_id]}]
+            )
+            for b in page.get("Backups", [])
+            if {t["Key"]: t["Value"] for t in b.get("Tags", [])}.get(FINAL_BACKUP_TAG) == fs_id
+        ]
+        if backups:
+            latest = max(backups, key=lambda b: str(b.get("CreationTime", "")))
+            outcome["final_backup_id"] = latest["BackupId"]
+            say(
+                f"storage: file system {fs_id} deleted after final backup {latest['BackupId']} "
+                f"({latest.get('Lifecycle')}); restore it with `aws fsx create-file-system-from-backup "
+                f"--backup-id {latest['BackupId']} ...`"
+            )
+        else:
+            say(f"storage: WARNING: no final backup of {fs_id} found (tag {FINAL_BACKUP_TAG})")
+    elif plan.fsx_removal == "retain" and found:
+        enis = found[0].get("NetworkInterfaceIds") or []
+        outcome["network_interfaces"] = enis
+        say(f"storage: file system {fs_id} retained ({found[0].get('Lifecycle')})")
+        raise StepError(
+            STEP_NETWORK_INTERFACES,
+            f"storage: the retained file system {fs_id} keeps network interfaces {', '.join(enis) or '(none listed)'} "
+            f"in the VPC, so the network stack {plan.stacks['network']} cannot be deleted while it exists: delete it "
+            f"when its data is safe (`aws fsx delete-file-system --file-system-id {fs_id}`), then rerun teardown",
+        )
+    elif plan.fsx_removal == "existing":
+        say(f"storage: file system {fs_id} is not this app's (storage.fsx.existing_file_system_id); left as it was")
+    else:
+        say(f"storage: file system {fs_id} {'deleted' if not found else 'still ' + str(found[0].get('Lifecycle'))}")
+    return outcome
 
 
 def _validate_args(args: argparse.Namespace) -> None:

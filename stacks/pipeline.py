@@ -74,6 +74,8 @@ POST_DEPLOY_OUTPUTS = {
     outputs.HYPERPOD_CLUSTER_ARN: "hyperpod",
     outputs.LIFECYCLE_BUCKET_NAME: "lifecycle_bucket",
 }
+# ...and those of the storage stack, when the config has one (`check` then verifies the claim and class).
+STORAGE_POST_DEPLOY_OUTPUTS = (outputs.FSX_PVC_NAME, outputs.FSX_PVC_NAMESPACE, outputs.DEFAULT_STORAGE_CLASS)
 POST_DEPLOY_PROFILE = "post-deploy"
 POST_DEPLOY_AWS_CONFIG = "/tmp/post-deploy-aws-config"
 # Build logs are for debugging a failed run, not an audit trail.
@@ -304,6 +306,10 @@ class PipelineStack(Stack):
         config = self._config
         stacks = {role: getattr(self.stage.stacks, role) for role in set(POST_DEPLOY_OUTPUTS.values())}
         env_from_outputs = {key: stacks[role].node.find_child(key) for key, role in POST_DEPLOY_OUTPUTS.items()}
+        if self.stage.stacks.storage is not None:
+            for key in STORAGE_POST_DEPLOY_OUTPUTS:
+                if (output := self.stage.stacks.storage.node.try_find_child(key)) is not None:
+                    env_from_outputs[key] = output
         tasks = " ".join(shlex.quote(t) for t in config.pipeline.post_deploy_tasks)
         return pipelines.CodeBuildStep(
             "PostDeploy",

@@ -155,7 +155,7 @@ def test_handler_asset_holds_only_the_runtime_package(tmp_path):
     files = {p.relative_to(asset_dir).as_posix() for p in asset_dir.rglob("*") if p.is_file()}
     assert files == {
         f"helm_chart_installer/{m}.py"
-        for m in ("__init__", "handler", "chart_archive", "chart_digest", "eks_auth", "helm_cli")
+        for m in ("__init__", "handler", "chart_archive", "chart_digest", "eks_auth", "helm_cli", "kubernetes_objects")
     }
 
 

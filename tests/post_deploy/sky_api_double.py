@@ -19,7 +19,7 @@ not exist fail with ``ClusterDoesNotExist`` the way ``sky.core.tail_logs`` does.
 
 Endpoints (from ``sky/client/sdk.py`` and ``sky/jobs/client/sdk.py``): GET /api/health,
 POST /validate, POST /launch, POST /down, POST /logs, POST /jobs/launch, POST /jobs/logs,
-GET /api/stream, GET /api/get, POST /api/cancel. Anything else is recorded in ``unknown`` and
+POST /volumes/apply, GET /api/stream, GET /api/get, POST /api/cancel. Anything else is recorded in ``unknown`` and
 answered 404, so a new SDK call shows up in the test instead of passing silently.
 """
 
@@ -44,6 +44,7 @@ from sky.server import versions
 from sky.server.requests import payloads
 from sky.server.requests import requests as requests_lib
 from sky.utils import dag_utils
+from sky.volumes.server import core as volumes_core
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Scenario:
     job_log: list[str] = field(default_factory=lambda: ["hello from the job\n"])
     job_exit_code: int = 0
     down_error: BaseException | None = None
+    volume_error: BaseException | None = None  # /volumes/apply fails with this (e.g. the PVC is missing)
 
 
 @dataclass
@@ -72,6 +74,7 @@ _ENDPOINTS: dict[str, tuple[type[payloads.RequestBody], str, Callable]] = {
     "/logs": (payloads.ClusterJobBody, "logs", core.tail_logs),
     "/jobs/launch": (payloads.JobsLaunchBody, "jobs.launch", jobs_core.launch),
     "/jobs/logs": (payloads.JobsLogsBody, "jobs.logs", jobs_core.tail_logs),
+    "/volumes/apply": (payloads.VolumeApplyBody, "volume_apply", volumes_core.volume_apply),
 }
 
 
@@ -84,6 +87,7 @@ class SkyApiDouble:
         self.unknown: list[tuple[str, str]] = []
         self.clusters: dict[str, dict] = {}  # cluster name -> {"task": dict, "jobs": {id: exit}}
         self.managed_jobs: dict[int, int] = {}  # job id -> exit code
+        self.volumes: dict[str, dict] = {}  # volume name -> the VolumeApplyBody it was registered with
         self._requests: dict[str, _Req] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -176,6 +180,16 @@ class SkyApiDouble:
         job_id = self.scenario.job_id or 1
         self.managed_jobs[job_id] = self.scenario.job_exit_code
         return ([job_id], None), ["Submitted managed job (fake)\n"]
+
+    def _run_volume_apply(self, body: payloads.VolumeApplyBody):
+        """Registers the volume as the server's volume table would; applying a known name again is a
+        no-op (``volume_apply``: "Volume ... already exists")."""
+        if self.scenario.volume_error is not None:
+            raise self.scenario.volume_error
+        if body.name in self.volumes:
+            return None, [f"Volume {body.name} already exists.\n"]
+        self.volumes[body.name] = body.model_dump()
+        return None, [f"Created volume {body.name} on cloud {body.cloud}\n"]
 
     def _run_jobs_logs(self, body: payloads.JobsLogsBody):
         if body.job_id not in self.managed_jobs:

@@ -325,3 +325,39 @@ def test_real_local_api_server_started_by_submit_is_stopped_again(sky_home, monk
             import sky
 
             sky.api_stop()  # only matters if the assertions above failed
+
+
+# --- SkyPilot volumes the tasks mount ------------------------------------------------------------------
+
+
+def test_the_fsx_volume_is_registered_before_the_task_that_mounts_it(sky_api):
+    assert main(["submit", SMOKE, TRAIN, "--context", "hyperpod-test"]) == ExitCode.OK
+    paths = [p for p in sky_api.paths() if p.startswith("POST /volumes") or p.startswith("POST /launch")]
+    assert paths == ["POST /volumes/apply", "POST /launch", "POST /launch"]
+    (body,) = sky_api.bodies("/volumes/apply")
+    assert (body["name"], body["volume_type"], body["use_existing"]) == ("fsx-claim", "k8s-pvc", True)
+    assert body["cloud"] == "kubernetes" and body["region"] == "hyperpod-test"  # pinned to the launch context
+    assert body["config"] == {"namespace": "default", "access_mode": "ReadWriteMany"}
+    assert "fsx-claim" in sky_api.volumes
+
+
+def test_a_rerun_registers_the_volume_again_without_harm(sky_api):
+    assert main(["submit", TRAIN]) == ExitCode.OK
+    assert main(["submit", TRAIN]) == ExitCode.OK
+    assert len(sky_api.bodies("/volumes/apply")) == 2 and list(sky_api.volumes) == ["fsx-claim"]
+
+
+def test_tasks_that_mount_nothing_register_no_volume(sky_api):
+    assert main(["submit", SMOKE]) == ExitCode.OK
+    assert sky_api.bodies("/volumes/apply") == []
+
+
+def test_a_volume_that_cannot_be_registered_stops_before_any_launch(sky_api, capsys):
+    sky_api.scenario = Scenario(
+        volume_error=ValueError("PVC with name or label skypilot-name=fsx-claim does not exist in namespace 'default'")
+    )
+    assert main(["submit", TRAIN]) == ExitCode.LAUNCH_FAILED
+    assert sky_api.bodies("/launch") == []
+    err = capsys.readouterr().err
+    assert "could not register SkyPilot volume 'fsx-claim'" in err and "does not exist in namespace" in err
+    assert "is the storage stack deployed?" in err

@@ -30,6 +30,7 @@ STACKS = {
     "network": "hyperpod-sky-network",
     "lifecycle_bucket": "hyperpod-sky-lifecycle",
     "eks": "hyperpod-sky-eks",
+    "storage": "hyperpod-sky-storage",
     "hyperpod": "hyperpod-sky-hyperpod",
 }
 CONTEXT = "hyperpod-sky-eks"  # the kubeconfig step names the context after the EKS cluster
@@ -183,12 +184,18 @@ def enis_in(ec2, vpc: str) -> set[str]:
 
 
 # ----- the whole order ----------------------------------------------------------------------------
-def test_stacks_are_destroyed_hyperpod_eks_lifecycle_then_network_each_exclusively(
+def test_stacks_are_destroyed_hyperpod_storage_eks_lifecycle_then_network_each_exclusively(
     cdk_recorder, network, tmp_path, capsys
 ):
     assert run_teardown("-c", "prefix=hyperpod-sky", tmp_path=tmp_path) == ExitCode.OK
     calls = cdk_calls(cdk_recorder)
-    assert [c[2] for c in calls] == [STACKS["hyperpod"], STACKS["eks"], STACKS["lifecycle_bucket"], STACKS["network"]]
+    assert [c[2] for c in calls] == [
+        STACKS["hyperpod"],
+        STACKS["storage"],
+        STACKS["eks"],
+        STACKS["lifecycle_bucket"],
+        STACKS["network"],
+    ]
     for call in calls:
         assert call[0] == str(teardown.PROJECT_ROOT)  # cdk.json (the app) is found there
         assert call[1:] == ["destroy", call[2], "--exclusively", "--force", "-c", "prefix=hyperpod-sky"]
@@ -202,12 +209,20 @@ def test_stack_names_come_from_the_same_function_the_app_uses(cdk_recorder, netw
 
     assert run_teardown(tmp_path=tmp_path) == ExitCode.OK
     expected = stack_names(make_config())
-    assert destroyed_stacks(cdk_recorder) == [expected[r] for r in ("hyperpod", "eks", "lifecycle_bucket", "network")]
+    assert destroyed_stacks(cdk_recorder) == [
+        expected[r] for r in ("hyperpod", "storage", "eks", "lifecycle_bucket", "network")
+    ]
 
 
 def test_another_prefix_destroys_that_deployment_only(cdk_recorder, aws, tmp_path):
     assert run_teardown("-c", "prefix=team-a", tmp_path=tmp_path) == ExitCode.OK
-    assert destroyed_stacks(cdk_recorder) == ["team-a-hyperpod", "team-a-eks", "team-a-lifecycle", "team-a-network"]
+    assert destroyed_stacks(cdk_recorder) == [
+        "team-a-hyperpod",
+        "team-a-storage",
+        "team-a-eks",
+        "team-a-lifecycle",
+        "team-a-network",
+    ]
 
 
 PIPELINE = [
@@ -222,7 +237,7 @@ def test_a_pipeline_in_this_account_is_destroyed_first(cdk_recorder, network, tm
     assert run_teardown(*PIPELINE, tmp_path=tmp_path) == ExitCode.OK
     assert destroyed_stacks(cdk_recorder) == [
         "hyperpod-sky-pipeline",
-        *(STACKS[r] for r in ("hyperpod", "eks", "lifecycle_bucket", "network")),
+        *(STACKS[r] for r in ("hyperpod", "storage", "eks", "lifecycle_bucket", "network")),
     ]
 
 
@@ -247,9 +262,10 @@ def test_a_pipeline_in_another_account_is_named_not_destroyed(cdk_recorder, netw
     "failing, code, expected_calls",
     [
         ("hyperpod", ExitCode.CLUSTER_NOT_READY, ["hyperpod"]),
-        ("eks", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "eks"]),
-        ("lifecycle_bucket", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "eks", "lifecycle_bucket"]),
-        ("network", ExitCode.AWS_API, ["hyperpod", "eks", "lifecycle_bucket", "network"]),
+        ("storage", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "storage"]),
+        ("eks", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "storage", "eks"]),
+        ("lifecycle_bucket", ExitCode.CLUSTER_NOT_READY, ["hyperpod", "storage", "eks", "lifecycle_bucket"]),
+        ("network", ExitCode.AWS_API, ["hyperpod", "storage", "eks", "lifecycle_bucket", "network"]),
     ],
 )
 def test_a_failed_cdk_destroy_stops_the_later_ones_with_its_step_code(
@@ -270,7 +286,7 @@ def test_json_summary_is_the_only_stdout(cdk_recorder, network, tmp_path, capsys
     assert len(out) == 1
     summary = json.loads(out[0])
     assert summary["ok"] is True
-    assert summary["destroyed"] == [STACKS[r] for r in ("hyperpod", "eks", "lifecycle_bucket", "network")]
+    assert summary["destroyed"] == [STACKS[r] for r in ("hyperpod", "storage", "eks", "lifecycle_bucket", "network")]
     assert summary["network_interfaces"]["vpc_id"] == network["Vpc"]
 
 
@@ -291,7 +307,12 @@ def test_in_use_lambda_eni_is_waited_for_then_deleted_once_available(cdk_recorde
     assert clock.sleeps == [20, 20, 20]
     assert lambda_eni not in enis_in(ec2, network["Vpc"])
     # waited after the workload stacks were gone and before the network stack was touched
-    assert destroyed_before_release == [STACKS["hyperpod"], STACKS["eks"], STACKS["lifecycle_bucket"]]
+    assert destroyed_before_release == [
+        STACKS["hyperpod"],
+        STACKS["storage"],
+        STACKS["eks"],
+        STACKS["lifecycle_bucket"],
+    ]
     assert destroyed_stacks(cdk_recorder)[-1] == STACKS["network"]
     err = capsys.readouterr().err
     assert err.count("network interfaces: waiting for 1 in use") == 3
@@ -514,7 +535,7 @@ def test_without_the_context_in_the_kubeconfig_skypilot_is_skipped_with_a_reason
     assert teardown.run(args, clock=FakeClock(), sleep=FakeClock().sleep) == ExitCode.OK
     assert sky_double.calls == []  # SkyPilot was not even asked
     assert f"has no context '{CONTEXT}'" in capsys.readouterr().err
-    assert len(cdk_calls(cdk_recorder)) == 4
+    assert len(cdk_calls(cdk_recorder)) == 5
 
 
 # ----- before anything is deleted -----------------------------------------------------------------
@@ -674,7 +695,11 @@ def test_custom_resources_are_the_known_ones_whose_delete_paths_were_reviewed(in
     # (constructs/hyperpod_cluster/runtime/handler.py); Custom::HyperPodHelmChart: `helm uninstall`,
     # an absent release or cluster counting as success (hyperpod_helm_chart runtime handler.py);
     # BucketDeployment with RetainOnDelete false deletes the uploaded scripts; S3AutoDeleteObjects
-    # empties its bucket. A new custom resource type fails here until its Delete path is reviewed.
+    # empties its bucket; Custom::KubernetesObjects deletes its objects and waits until they are gone
+    # (a claim still mounted fails the delete by name), an absent cluster counting as success;
+    # Custom::FsxFinalBackup backs the file system up and waits for AVAILABLE, a failed backup failing
+    # the delete (constructs/fsx_lustre/runtime). A new custom resource type fails here until its Delete
+    # path is reviewed.
     found = {
         r["Type"]: r
         for t in infrastructure_templates["default"].values()
@@ -686,5 +711,95 @@ def test_custom_resources_are_the_known_ones_whose_delete_paths_were_reviewed(in
         "Custom::HyperPodHelmChart",
         "Custom::CDKBucketDeployment",
         "Custom::S3AutoDeleteObjects",
+        "Custom::KubernetesObjects",
+        "Custom::FsxFinalBackup",
     }
     assert found["Custom::CDKBucketDeployment"]["Properties"].get("RetainOnDelete") is False
+
+
+# ----- the storage stack: what happened to the FSx file system -------------------------------------
+def _file_system(fsx) -> str:
+    return fsx.create_file_system(
+        FileSystemType="LUSTRE",
+        StorageCapacity=1200,
+        SubnetIds=["subnet-12345678"],
+        LustreConfiguration={"DeploymentType": "PERSISTENT_2", "PerUnitStorageThroughput": 250},
+    )["FileSystem"]["FileSystemId"]
+
+
+def _storage_outputs(tmp_path: Path, fs_id: str) -> Path:
+    path = tmp_path / "cdk-outputs.json"
+    path.write_text(
+        json.dumps(
+            {
+                STACKS["eks"]: {"EksClusterName": CONTEXT, "Region": REGION},
+                STACKS["storage"]: {"FsxFileSystemId": fs_id, "FsxRemovalPolicy": "snapshot"},
+            }
+        )
+    )
+    return path
+
+
+def _teardown_with(tmp_path: Path, fs_id: str, *cdk_context: str) -> int:
+    args = parse(
+        "--yes", "--outputs", str(_storage_outputs(tmp_path, fs_id)), "--skip-skypilot", "--json", *cdk_context
+    )
+    return teardown.run(args, clock=FakeClock(), sleep=FakeClock().sleep)
+
+
+def test_the_final_backup_tag_is_the_one_the_backup_handler_sets():
+    from constructs.fsx_lustre.runtime.fsx_lustre_runtime import handler
+
+    assert teardown.FINAL_BACKUP_TAG == handler.FINAL_BACKUP_TAG
+
+
+def test_snapshot_names_the_final_backup_the_stack_took(cdk_recorder, network, tmp_path, capsys):
+    fsx = boto3.client("fsx", region_name=REGION)
+    fs_id = _file_system(fsx)
+    # What deleting the storage stack leaves: the handler's tagged backup, the file system gone.
+    backup = fsx.create_backup(FileSystemId=fs_id, Tags=[{"Key": teardown.FINAL_BACKUP_TAG, "Value": fs_id}])["Backup"]
+    fsx.create_backup(FileSystemId=fs_id)  # a user's own backup is not the final one
+    fsx.delete_file_system(FileSystemId=fs_id)
+    assert _teardown_with(tmp_path, fs_id) == ExitCode.OK
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["file_system"] == {
+        "policy": "snapshot",
+        "file_system_id": fs_id,
+        "final_backup_id": backup["BackupId"],
+    }
+    assert f"storage: file system {fs_id} deleted after final backup {backup['BackupId']}" in captured.err
+
+
+def test_retain_keeps_the_file_system_and_stops_before_the_network_stack(cdk_recorder, network, tmp_path, capsys):
+    fsx = boto3.client("fsx", region_name=REGION)
+    fs_id = _file_system(fsx)
+    code = _teardown_with(tmp_path, fs_id, "-c", "storage.fsx.removal_policy=retain")
+    assert code == ExitCode.NODES_TIMEOUT
+    assert STACKS["network"] not in destroyed_stacks(cdk_recorder)
+    assert destroyed_stacks(cdk_recorder)[:2] == [STACKS["hyperpod"], STACKS["storage"]]
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"the retained file system {fs_id} keeps network interfaces" in last
+    assert f"aws fsx delete-file-system --file-system-id {fs_id}" in last
+
+
+def test_destroy_says_the_file_system_is_deleted(cdk_recorder, network, tmp_path, capsys):
+    fsx = boto3.client("fsx", region_name=REGION)
+    fs_id = _file_system(fsx)
+    fsx.delete_file_system(FileSystemId=fs_id)  # as CloudFormation does with DeletionPolicy Delete
+    assert _teardown_with(tmp_path, fs_id, "-c", "storage.fsx.removal_policy=destroy") == ExitCode.OK
+    assert f"storage: file system {fs_id} deleted" in capsys.readouterr().err
+
+
+def test_an_existing_file_system_is_left_alone_and_said_so(cdk_recorder, network, tmp_path, capsys):
+    fsx = boto3.client("fsx", region_name=REGION)
+    fs_id = _file_system(fsx)
+    assert _teardown_with(tmp_path, fs_id, "-c", f"storage.fsx.existing_file_system_id={fs_id}") == ExitCode.OK
+    assert f"storage: file system {fs_id} is not this app's" in capsys.readouterr().err
+    assert fsx.describe_file_systems()["FileSystems"][0]["FileSystemId"] == fs_id
+
+
+def test_without_storage_no_storage_stack_is_destroyed(cdk_recorder, network, tmp_path):
+    off = ["-c", "storage.fsx.enabled=false", "-c", "storage.ebs_csi=false"]
+    assert run_teardown(*off, tmp_path=tmp_path) == ExitCode.OK
+    assert STACKS["storage"] not in destroyed_stacks(cdk_recorder)

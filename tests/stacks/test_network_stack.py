@@ -99,12 +99,19 @@ def _sg_rules(template: Template):
 
 
 def test_efa_security_group_allows_all_traffic_to_and_from_itself_and_egress_to_internet():
-    sg_id, props, ingress, egress = _sg_rules(_template())
+    # Without the FSx file system (storage.fsx off), which adds the Lustre ports (test below).
+    sg_id, props, ingress, egress = _sg_rules(_template(**{"storage.fsx.enabled": "false"}))
     self_ref = {"Fn::GetAtt": [sg_id, "GroupId"]}
     assert [(r["IpProtocol"], r["SourceSecurityGroupId"]) for r in ingress] == [("-1", self_ref)]
     # The self-egress rule is the one CDK drops silently when allow_all_outbound=True.
     assert [(r["IpProtocol"], r["DestinationSecurityGroupId"]) for r in egress] == [("-1", self_ref)]
     assert [(e["IpProtocol"], e["CidrIp"]) for e in props["SecurityGroupEgress"]] == [("-1", "0.0.0.0/0")]
+
+
+def test_fsx_lustre_ports_are_opened_when_the_app_creates_the_file_system():
+    sg_id, _, ingress, _ = _sg_rules(_template())
+    ports = {(r["FromPort"], r["ToPort"]) for r in ingress if r["IpProtocol"] == "tcp"}
+    assert ports == {(988, 988), (1018, 1023)}
 
 
 def test_fsx_lustre_ports_are_opened_from_itself_when_asked():

@@ -27,6 +27,7 @@ from stacks.infrastructure import add_infrastructure, stack_names
 from stacks.pipeline import (
     APT_INSTALL,
     POST_DEPLOY_OUTPUTS,
+    STORAGE_POST_DEPLOY_OUTPUTS,
     PipelineStack,
     deploy_time_cdk_args,
     kubectl_from_layer,
@@ -52,7 +53,7 @@ CROSS_ACCOUNT = {
 }
 CODECOMMIT = {"pipeline.enabled": "true", "pipeline.source": "codecommit", "pipeline.repository": "hyperpod-skypilot"}
 NAMES = stack_names(load_config(cdk_context()))
-ORDER = ("network", "lifecycle_bucket", "eks", "hyperpod")
+ORDER = ("network", "lifecycle_bucket", "eks", "storage", "hyperpod")
 
 
 @dataclass
@@ -420,8 +421,12 @@ def test_post_deploy_env_vars_are_the_stack_outputs_under_their_own_names(same_a
         keys.HYPERPOD_CLUSTER_NAME,
         keys.HYPERPOD_CLUSTER_ARN,
         keys.LIFECYCLE_BUCKET_NAME,
+        # The storage stack's, so `run` checks the claim and the default StorageClass.
+        keys.FSX_PVC_NAME,
+        keys.FSX_PVC_NAMESPACE,
+        keys.DEFAULT_STORAGE_CLASS,
     }
-    for key, role in POST_DEPLOY_OUTPUTS.items():
+    for key, role in {**POST_DEPLOY_OUTPUTS, **dict.fromkeys(STORAGE_POST_DEPLOY_OUTPUTS, "storage")}.items():
         assert variables[key] == f"#{{{namespaces[NAMES[role]]}.{key}}}"
         assert key in same_account.stage_template(role)["Outputs"]
 
