@@ -254,6 +254,7 @@ def test_update_of_a_quota_deleted_outside_cloudformation_creates_it_again(stubs
 
 
 def test_delete_asks_once_then_waits_until_the_quota_is_gone(stubs):
+    stubs.sagemaker.add_response("describe_compute_quota", described(quota_request()))
     stubs.sagemaker.add_response("delete_compute_quota", {}, expected_params={"ComputeQuotaId": QUOTA_ID})
     assert handler.on_event(event("Delete", properties(), physical_id=QUOTA_ID)) == {}
     stubs.sagemaker.add_response("describe_compute_quota", described(quota_request(), status="Deleting"))
@@ -268,9 +269,9 @@ def test_delete_asks_once_then_waits_until_the_quota_is_gone(stubs):
     stubs.assert_done()
 
 
-def test_deleting_a_missing_quota_succeeds(stubs):
+def test_deleting_a_missing_quota_succeeds_without_calling_delete(stubs):
     stubs.sagemaker.add_client_error(
-        "delete_compute_quota",
+        "describe_compute_quota",
         service_error_code="ResourceNotFound",
         service_message=f"Compute quota {QUOTA_ID} does not exist",
         http_status_code=400,
@@ -289,7 +290,17 @@ def test_delete_of_a_create_that_never_returned_an_id_calls_nothing(stubs):
     stubs.assert_done()
 
 
+def test_a_quota_that_vanishes_between_describe_and_delete_is_deleted(stubs):
+    stubs.sagemaker.add_response("describe_compute_quota", described(quota_request()))
+    stubs.sagemaker.add_client_error(
+        "delete_compute_quota", service_error_code="ResourceNotFound", service_message="not found", http_status_code=400
+    )
+    assert handler.on_event(event("Delete", properties(), physical_id=QUOTA_ID)) == {}
+    stubs.assert_done()
+
+
 def test_a_delete_refused_while_busy_is_asked_again_until_it_is_deleting(stubs):
+    stubs.sagemaker.add_response("describe_compute_quota", described(quota_request(), status="Updating"))
     stubs.sagemaker.add_client_error(
         "delete_compute_quota", service_error_code="ConflictException", service_message="busy", http_status_code=400
     )

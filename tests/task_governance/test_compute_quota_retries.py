@@ -56,6 +56,8 @@ def test_throttling_that_outlasts_the_retry_budget_means_poll_again_in_is_comple
 
 
 def test_delete_is_retried_through_throttling(endpoint):
-    server = endpoint(1, {"SageMaker.DeleteComputeQuota": {}})
+    server = endpoint(
+        1, {"SageMaker.DescribeComputeQuota": described(quota_request()), "SageMaker.DeleteComputeQuota": {}}
+    )
     assert handler.on_event(event("Delete", properties(), physical_id=QUOTA_ID)) == {}
-    assert server.calls == ["SageMaker.DeleteComputeQuota"] * 2
+    assert server.calls == ["SageMaker.DescribeComputeQuota"] * 2 + ["SageMaker.DeleteComputeQuota"]

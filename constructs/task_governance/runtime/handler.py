@@ -249,6 +249,12 @@ def _delete(quota_id: str) -> dict[str, Any]:
     if not _QUOTA_ID.match(quota_id or ""):
         LOG.info("nothing to delete: physical id is not a compute quota id", extra={"physical_id": quota_id})
         return {}
+    # Describe first: DeleteComputeQuota is granted only on quotas carrying the owner tag, and IAM cannot
+    # evaluate that condition for a quota that no longer exists (AccessDenied instead of not found).
+    current = _describe(quota_id)
+    if current is None or current.get("Status") in ("Deleted", "Deleting"):
+        LOG.info("compute quota already gone or going", extra={"quota_id": quota_id})
+        return {}
     _request_delete(quota_id)
     return {}
 
