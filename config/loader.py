@@ -84,7 +84,7 @@ def _set_path(data: dict, dotted: str, value: Any) -> None:
     """Set ``a.b[0].c`` in nested dicts/lists; missing intermediate mappings are created."""
     node: Any = data
     parts = _split(dotted)
-    for part, nxt in zip(parts, parts[1:]):
+    for part, nxt in zip(parts, parts[1:], strict=False):
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise ConfigError(f"config error: {dotted}: index [{part}] does not exist")
