@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from config import pricing
 from post_deploy.common import AWS_RETRY_CONFIG, StepError, aws_session, emit_json, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.preflight_checks import (
@@ -83,6 +84,12 @@ def run_checks(clients: Clients, target: Target) -> list[Finding]:
     return findings
 
 
+def cost_lines(cost: pricing.CostEstimate) -> list[str]:
+    """The itemized estimate, then where each known price came from and when it was read."""
+    sources = sorted({(i.unit_price.source, i.unit_price.read_on) for i in cost.items if i.unit_price})
+    return [*cost.lines(), *(f"  price source (read {read_on}): {source}" for source, read_on in sources)]
+
+
 def exit_code(findings: list[Finding]) -> ExitCode:
     levels = {f.level for f in findings}
     if BLOCKED in levels:
@@ -92,10 +99,10 @@ def exit_code(findings: list[Finding]) -> ExitCode:
     return ExitCode.OK
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, clients: Clients | None = None) -> int:
+    """``clients``: the tests' stubbed clients; otherwise one session with ``--profile``."""
     config = load_deploy_config(args.cdk_context)
-    session = aws_session(args.profile, config.region)
-    clients = Clients(session, AWS_RETRY_CONFIG)
+    clients = clients or Clients(aws_session(args.profile, config.region), AWS_RETRY_CONFIG)
     account = clients("sts").get_caller_identity()["Account"]
     if config.account and config.account != account:
         raise StepError(
@@ -112,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
     verdict = {ExitCode.OK: "ready to deploy", ExitCode.PREFLIGHT_WARNINGS: "deployable, with warnings"}.get(
         code, "BLOCKED: fix the lines above before `make deploy`"
     )
+    cost = pricing.estimate_hourly(config)
+    for line in cost_lines(cost):
+        say(line)
     say(f"preflight: {counts[BLOCKED]} blocked, {counts[WARNING]} warnings, {counts[OK]} ok: {verdict}")
     emit_json(
         args,
@@ -123,6 +133,20 @@ def run(args: argparse.Namespace) -> int:
             "region": config.region,
             "az_ids": list(target.az_ids),
             "findings": [f.as_dict() for f in findings],
+            "cost": {
+                "on": cost.on.isoformat(),
+                "known_hourly_usd": round(cost.known_hourly_usd, 4),
+                "lower_bound": bool(cost.unknown),
+                "items": [
+                    {
+                        "what": i.what,
+                        "hourly_usd": i.hourly_usd,
+                        "source": i.unit_price.source if i.unit_price else None,
+                        "read_on": i.unit_price.read_on if i.unit_price else None,
+                    }
+                    for i in cost.items
+                ],
+            },
         },
     )
     return int(code)
