@@ -282,7 +282,7 @@ class HelmChartConfig(_Strict):
                 "eks.helm_chart.files_sha256",
                 self.files_sha256,
                 f"is the digest of {PINNED_CHART_COMMIT[:12]}'s chart, not of {self.repository}@{self.commit[:12]}; "
-                "set that commit's digest, or \"\" to have the deploy log it",
+                'set that commit\'s digest, or "" to have the deploy log it',
             )
         return self
 
