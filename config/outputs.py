@@ -7,3 +7,5 @@ EKS_CLUSTER_ARN = "EksClusterArn"
 HYPERPOD_CLUSTER_NAME = "HyperPodClusterName"
 HYPERPOD_CLUSTER_ARN = "HyperPodClusterArn"
 LIFECYCLE_BUCKET_NAME = "LifecycleBucketName"
+# Only with hyperpod.autoscaling: karpenter: comma-separated names of the groups Karpenter scales from 0.
+HYPERPOD_KARPENTER_GROUPS = "HyperPodKarpenterGroups"
