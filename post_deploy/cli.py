@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 from post_deploy.exit_codes import INTERRUPTED, ExitCode, exit_codes_epilog
 
-# In the order a first-time user runs them; `teardown` undoes it all; `token` is the kubeconfig's
+# In the order a first-time user runs them (`preflight` before `cdk deploy`); `teardown` undoes it all; `token` is the kubeconfig's
 # exec plugin.
 STEP_MODULES = (
+    "post_deploy.preflight",
     "post_deploy.kubeconfig",
     "post_deploy.nodes",
     "post_deploy.labels",

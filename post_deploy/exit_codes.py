@@ -23,6 +23,8 @@ class ExitCode(IntEnum):
     SKYPILOT_CHECK = 8  # SkyPilot does not see the context or the expected GPUs
     TASK_INVALID = 9  # a task YAML failed offline validation
     LAUNCH_FAILED = 10  # SkyPilot could not provision or submit the task
+    PREFLIGHT_BLOCKED = 11  # preflight: the deployment would fail (quota, capacity, plan, network, ...)
+    PREFLIGHT_WARNINGS = 12  # preflight: deployable, but with warnings to read
 
 
 EXIT_CODE_HELP: dict[ExitCode, str] = {
@@ -37,6 +39,8 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.SKYPILOT_CHECK: "SkyPilot does not see the context or the expected GPUs",
     ExitCode.TASK_INVALID: "a SkyPilot task YAML failed validation",
     ExitCode.LAUNCH_FAILED: "SkyPilot could not provision, submit, follow or tear down the task",
+    ExitCode.PREFLIGHT_BLOCKED: "preflight: the deployment would fail; each blocked line says the fix",
+    ExitCode.PREFLIGHT_WARNINGS: "preflight: deployable, with warnings to read",
 }
 JOB_EXIT_CODES = (
     "100+ submit/run: the SkyPilot job's own exit code, passed through "
