@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     from sky.backends import backend_utils
     from sky.utils import controller_utils
 
-    from post_deploy import submit
+    from post_deploy import skypilot_env, submit
     from post_deploy.task_validation import validate_task_file
 
     rendered: list[str] = []
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
             item = validate_task_file(path)
             cluster = submit.cluster_name_for(item, None)
             with (
-                submit.skypilot_environment(args.kubeconfig),
+                skypilot_env.skypilot_environment(args.kubeconfig),
                 submit._pinned_to_context(item.task, context),
                 submit.team_queue(team, context),
             ):
