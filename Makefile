@@ -17,7 +17,7 @@ CDK_ARGS ?=
 OUTPUTS ?= cdk-outputs.json
 PREFIX ?= hyperpod-sky  # must match the config's `prefix`
 
-.PHONY: venv lock system-tools lint synth test rehearse bench preflight deploy post-deploy pipeline destroy clean
+.PHONY: venv lock system-tools lint synth test rehearse bench preflight deploy post-deploy pipeline destroy canary clean
 
 venv: $(VENV)/.installed
 
@@ -87,6 +87,12 @@ pipeline: venv
 ## SkyPilot clusters, then hyperpod -> eks -> lifecycle stacks, left-over ENIs, then the network.
 destroy: venv
 	$(BIN)/python -m post_deploy teardown --outputs $(OUTPUTS) $(if $(YES),--yes) $(TEARDOWN_ARGS)
+
+## The canary (needs AWS credentials, about an hour): estimated hourly cost, confirmation (YES=1 skips), deploy
+## examples/canary.yaml (one CPU HyperPod node), every post-deploy step and a CPU SkyPilot task, destroy, then
+## each phase's duration and anything left behind. Exit 0 clean, 13 something left behind.
+canary: venv
+	$(BIN)/python -m post_deploy canary $(if $(YES),--yes) $(CDK_ARGS)
 
 clean:
 	rm -rf cdk.out cdk.out.* .pytest_cache .mypy_cache

@@ -22,6 +22,7 @@ from post_deploy.exit_codes import ExitCode
 # exec plugin.
 STEP_MODULES = (
     "post_deploy.preflight",
+    "post_deploy.canary",
     "post_deploy.kubeconfig",
     "post_deploy.nodes",
     "post_deploy.labels",
@@ -46,6 +47,7 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.LAUNCH_FAILED: "SkyPilot could not provision, submit, follow or tear down the task",
     ExitCode.PREFLIGHT_BLOCKED: "preflight: the deployment would fail; each blocked line says the fix",
     ExitCode.PREFLIGHT_WARNINGS: "preflight: deployable, with warnings to read",
+    ExitCode.CANARY_LEFTOVERS: "canary: every phase passed, but something it created is still there",
 }
 
 

@@ -21,3 +21,4 @@ class ExitCode(IntEnum):
     LAUNCH_FAILED = 10  # SkyPilot could not provision or submit the task
     PREFLIGHT_BLOCKED = 11  # preflight: the deployment would fail (quota, capacity, plan, network, ...)
     PREFLIGHT_WARNINGS = 12  # preflight: deployable, but with warnings to read
+    CANARY_LEFTOVERS = 13  # canary: every phase passed, but something it created still exists
