@@ -841,10 +841,28 @@ class AppConfig(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _physical_names_fit(self) -> AppConfig:
+        """Names built from several keys (``sagemaker-<prefix>-lifecycle-<account>-<region>``) can pass
+        an AWS limit that no single field sees; ``config.names`` lists them with their limits."""
+        from config import names
+
+        too_long = names.first_too_long(self)
+        if too_long:
+            raise _KeyedError(too_long.key, _lookup_key(self, too_long.key), names.too_long_message(too_long))
+        return self
+
     @property
     def hyperpod_azs(self) -> tuple[str, ...]:
         """AZs that get HyperPod subnets: the configured ones, else the first VPC AZ."""
         return self.hyperpod.availability_zones or self.network.availability_zones[:1]
+
+
+def _lookup_key(config: AppConfig, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 class _KeyedError(ValueError):
