@@ -16,3 +16,8 @@ FSX_PVC_NAMESPACE = "FsxPvcNamespace"
 # snapshot | retain | destroy | existing: what deleting the storage stack does to the file system.
 FSX_REMOVAL_POLICY = "FsxRemovalPolicy"
 DEFAULT_STORAGE_CLASS = "DefaultStorageClass"
+# Only with hyperpod.autoscaling: karpenter: comma-separated names of the groups Karpenter scales from 0.
+HYPERPOD_KARPENTER_GROUPS = "HyperPodKarpenterGroups"
+# Only with task_governance.enabled: team names, and the cluster policy's priority classes as name=weight.
+TASK_GOVERNANCE_TEAMS = "TaskGovernanceTeams"
+TASK_GOVERNANCE_PRIORITY_CLASSES = "TaskGovernancePriorityClasses"

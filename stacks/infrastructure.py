@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from aws_cdk import Environment, Stack, Stage, Tags
 
-from config import AppConfig
+from config import AppConfig, ConfigError
+from config.names import stack_names
 from constructs import Construct
 from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
@@ -29,18 +30,16 @@ class InfrastructureStacks:
         return [s for s in layers if s is not None]
 
 
-def stack_names(config: AppConfig) -> dict[str, str]:
-    p = config.prefix
-    return {
-        "network": f"{p}-network",
-        "lifecycle_bucket": f"{p}-lifecycle",
-        "eks": f"{p}-eks",
-        "storage": f"{p}-storage",
-        "hyperpod": f"{p}-hyperpod",
-    }
-
-
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
+    # Until the stacks wire existing resources and AZ ids in, refuse them rather than ignore them.
+    for key, value in (
+        ("network.existing", config.network.existing),
+        ("eks.existing", config.eks.existing),
+        ("lifecycle_bucket.existing_bucket_name", config.lifecycle_bucket.existing_bucket_name),
+        ("hyperpod.availability_zone_ids", config.hyperpod.availability_zone_ids),
+    ):
+        if value:
+            raise ConfigError(f"config error: {key}: checked by `make preflight`, not yet deployed by the stacks")
     env = Environment(account=config.account, region=config.region)
     names = stack_names(config)
     # stack_name pinned: inside a Stage (the pipeline) CDK would otherwise prefix the stage name, and
