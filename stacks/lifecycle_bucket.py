@@ -10,6 +10,7 @@ from aws_cdk import aws_s3_deployment as s3deploy
 
 from config import AppConfig, outputs
 from constructs import Construct
+from constructs.access_log_bucket.infrastructure import AccessLogBucket
 from constructs.nag_acknowledgment import acknowledge
 
 LIFECYCLE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "lifecycle_scripts"
@@ -24,22 +25,15 @@ class LifecycleBucketStack(Stack):
         destroy = config.lifecycle_bucket.removal_policy == "destroy"
         removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
 
-        access_logs = s3.Bucket(
+        # Deleted only after the lifecycle bucket and its last access logs (constructs/access_log_bucket).
+        access_logs = AccessLogBucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
+            removal_policy=removal,
             versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[
                 s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
             ],
-            removal_policy=removal,
-            auto_delete_objects=destroy,
-        )
-        acknowledge(
-            access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
         )
 
         # The managed AmazonSageMakerClusterInstanceRolePolicy only reads buckets named sagemaker-*.
@@ -51,11 +45,12 @@ class LifecycleBucketStack(Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
-            server_access_logs_bucket=access_logs,
+            server_access_logs_bucket=access_logs.bucket,
             server_access_logs_prefix="lifecycle-bucket/",
             removal_policy=removal,
             auto_delete_objects=destroy,
         )
+        access_logs.log_source(self.bucket)
         # The whole folder: on_create.sh sources helpers that live beside it.
         self.deployment = s3deploy.BucketDeployment(
             self,
