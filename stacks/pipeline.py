@@ -43,13 +43,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
-from config import AppConfig, ConfigError, outputs
+from config import AppConfig, ConfigError, names, outputs
 from constructs import Construct
 from constructs.access_log_bucket.infrastructure import AccessLogBucket
 from constructs.nag_acknowledgment import acknowledge
-from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
 from stacks.infrastructure import PIPELINE_STAGE_ID, HyperPodStage
-from stacks.infrastructure import pipeline_stack_name as pipeline_stack_name  # re-exported for app.py, teardown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CODECOMMIT_NAME = re.compile(r"[\w.-]{1,100}")
@@ -193,7 +191,7 @@ class PipelineStack(Stack):
         self.pipeline = pipelines.CodePipeline(
             self,
             "Pipeline",
-            pipeline_name=config.prefix,
+            pipeline_name=names.pipeline_name(config),
             synth=self.synth_step,
             pipeline_type=codepipeline.PipelineType.V2,
             artifact_bucket=self.artifact_bucket,
@@ -237,7 +235,7 @@ class PipelineStack(Stack):
             "ArtifactKey",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
-            alias=f"alias/{config.prefix}-pipeline-artifacts",
+            alias=names.pipeline_artifact_key_alias(config),
             description=f"Pipeline artifacts of {config.prefix}",
         )
         # Deleted only after the artifact bucket and its last access logs (constructs/access_log_bucket).
@@ -279,14 +277,14 @@ class PipelineStack(Stack):
         return self._config.account or self.account
 
     def post_deploy_role_arn(self) -> str:
-        return f"arn:{Aws.PARTITION}:iam::{self._workload_account()}:role/{post_deploy_role_name(self._config)}"
+        return f"arn:{Aws.PARTITION}:iam::{self._workload_account()}:role/{names.post_deploy_role_name(self._config)}"
 
     def _post_deploy_codebuild_role(self) -> iam.Role:
         # A fixed name: the workload role's trust policy names it (see stacks/eks.py).
         return iam.Role(
             self,
             "PostDeployCodeBuildRole",
-            role_name=post_deploy_codebuild_role_name(self._config),
+            role_name=names.post_deploy_codebuild_role_name(self._config),
             assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
             description="The pipeline's post-deploy step; it acts only by assuming the workload's PostDeployRole",
         )
@@ -297,6 +295,9 @@ class PipelineStack(Stack):
         config = self._config
         stacks = {role: getattr(self.stage.stacks, role) for role in set(POST_DEPLOY_OUTPUTS.values())}
         env_from_outputs = {key: stacks[role].node.find_child(key) for key, role in POST_DEPLOY_OUTPUTS.items()}
+        if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
+            karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
+            env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
         tasks = " ".join(shlex.quote(t) for t in config.pipeline.post_deploy_tasks)
         return pipelines.CodeBuildStep(
             "PostDeploy",

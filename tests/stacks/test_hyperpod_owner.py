@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 
+from config.names import pipeline_stack_name, stack_names
 from constructs import Construct
 from constructs.hyperpod_cluster.ownership import address_of, owner_tag_value
-from stacks.infrastructure import (
-    HYPERPOD_CLUSTER_ID,
-    PIPELINE_STAGE_ID,
-    legacy_owner_tag_values,
-    pipeline_stack_name,
-    stack_names,
-)
+from stacks.infrastructure import HYPERPOD_CLUSTER_ID, PIPELINE_STAGE_ID, legacy_owner_tag_values
 from tests.conftest import make_config
 
 CONFIG = make_config(prefix="team-a")
