@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from config import AppConfig, outputs
 from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
+from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
 from stacks.eks import EksStack
 from stacks.existing_network import Network, imported_network
 from stacks.log_retention import retention
@@ -50,3 +51,21 @@ class HyperPodStack(Stack):
 
         CfnOutput(self, outputs.HYPERPOD_CLUSTER_NAME, value=self.cluster.cluster_name)
         CfnOutput(self, outputs.HYPERPOD_CLUSTER_ARN, value=self.cluster.cluster_arn)
+
+        self.task_governance: TaskGovernance | None = None
+        if config.task_governance.enabled:
+            self.task_governance = TaskGovernance(
+                self,
+                "TaskGovernance",
+                config=config.task_governance,
+                prefix=config.prefix,
+                tags=config.tags,
+                eks_cluster_name=eks_stack.cluster.cluster_name,
+                hyperpod_cluster_arn=self.cluster.cluster_arn,
+                hyperpod_ready=self.cluster.ready,
+                log_retention=retention(config.eks.log_retention_days),
+            )
+            CfnOutput(self, outputs.TASK_GOVERNANCE_TEAMS, value=teams_output(config.task_governance))
+            CfnOutput(
+                self, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES, value=priority_classes_output(config.task_governance)
+            )

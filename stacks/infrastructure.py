@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aws_cdk import Environment, Stack, Stage, Tags
 
 from config import AppConfig
+from config.names import stack_names
 from constructs import Construct
 from stacks.eks import EksStack
 from stacks.existing_network import created_network
@@ -25,16 +26,6 @@ class InfrastructureStacks:
 
     def all(self) -> list[Stack]:
         return [s for s in (self.network, self.lifecycle_bucket, self.eks, self.hyperpod) if s is not None]
-
-
-def stack_names(config: AppConfig) -> dict[str, str]:
-    p = config.prefix
-    return {
-        "network": f"{p}-network",
-        "lifecycle_bucket": f"{p}-lifecycle",
-        "eks": f"{p}-eks",
-        "hyperpod": f"{p}-hyperpod",
-    }
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
