@@ -10,28 +10,51 @@ export CDK_CLI_NOTICES := false
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export SKYPILOT_DISABLE_USAGE_COLLECTION := 1
 PYTEST_WORKERS ?= 2
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.6.2
 # Extra CDK arguments, e.g. CDK_ARGS="-c config=deploy/prod.yaml". The pipeline passes its own here.
 CDK_ARGS ?=
 OUTPUTS ?= cdk-outputs.json
 PREFIX ?= hyperpod-sky  # must match the config's `prefix`
 
-.PHONY: venv synth test rehearse bench deploy post-deploy pipeline destroy clean
+.PHONY: venv lock system-tools lint synth test rehearse bench deploy post-deploy pipeline destroy clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Installs from the locks (every transitive version pinned), so a clean install next year gets today's versions.
+# checkov pins its own boto3/botocore, so it gets a venv of its own inside $(VENV).
+$(VENV)/.installed: requirements.lock requirements-checkov.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	test -x $(VENV)/checkov/bin/python || $(BIN)/python -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(VENV)/checkov/bin/python -m pip install --quiet -r requirements-checkov.lock
 	touch $@
+
+## Refresh the locks from requirements*.txt (the only files to edit by hand), then `make venv`.
+lock:
+	test -x $(VENV)-lock/bin/pip-compile || ($(PYTHON) -m venv $(VENV)-lock && \
+	  $(VENV)-lock/bin/pip install --quiet pip==$(PIP_VERSION) pip-tools==$(PIP_TOOLS_VERSION))
+	$(VENV)-lock/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --allow-unsafe -o requirements.lock requirements-dev.txt
+	$(VENV)-lock/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --allow-unsafe -o requirements-checkov.lock requirements-checkov.txt
+
+## socat, nc and rsync, which SkyPilot shells out to: installed when this machine allows it, else one line saying how.
+system-tools:
+	scripts/system_tools.sh
 
 ## Synthesize every stack offline (no AWS credentials, no lookups).
 synth: venv
 	cdk synth --no-lookups --quiet $(CDK_ARGS)
 
-## Unit, construct, synth, cdk-nag, cfn-lint, shellcheck and integration tests.
-test: venv
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+## Lint, then unit, construct, synth, cdk-nag, cfn-lint, checkov, shellcheck and integration tests.
+test: venv system-tools lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+## ruff (pyflakes, import order, pyupgrade, bugbear) and its formatter, in check mode.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Local rehearsal: synthesized stacks into moto_server, HyperPod handlers run from cdk.out,
 ## the real post-deploy CLI against the Kubernetes API double; offline, about a minute.
@@ -60,4 +83,4 @@ destroy: venv
 	$(BIN)/python -m post_deploy teardown --outputs $(OUTPUTS) $(if $(YES),--yes) $(TEARDOWN_ARGS)
 
 clean:
-	rm -rf cdk.out cdk.out.* .pytest_cache
+	rm -rf cdk.out cdk.out.* .pytest_cache .mypy_cache

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,10 +34,24 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
     top_level = set(AppConfig.model_fields)
     for key, raw in context.items():
         head = key.split(".", 1)[0].split("[", 1)[0]
-        if key in (DEFAULTS_KEY, FILE_KEY) or head not in top_level:
+        if key in (DEFAULTS_KEY, FILE_KEY):
+            continue
+        if head not in top_level:
+            _refuse_unknown_section(key, head, top_level)
             continue
         _set_path(data, key, _parse_scalar(raw))
     return validate(data)
+
+
+def _refuse_unknown_section(key: str, head: str, sections: set[str]) -> None:
+    """``-c hyperpd.cluster_name=x`` must not synthesize silently. A dotted (or indexed) key is meant for the
+    config; CDK's own context keys (``@aws-cdk/...``, ``aws:cdk:...``, ``availability-zones:...``) carry a
+    ``:`` or start with ``@`` and pass through untouched."""
+    if key.startswith("@") or ":" in key or not ("." in key or "[" in key):
+        return
+    close = difflib.get_close_matches(head, sorted(sections), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else f"; sections are {', '.join(sorted(sections))}"
+    raise ConfigError(f"config error: {key}: {head!r} is not a config section{hint}")
 
 
 def validate(data: dict) -> AppConfig:
@@ -84,7 +99,7 @@ def _set_path(data: dict, dotted: str, value: Any) -> None:
     """Set ``a.b[0].c`` in nested dicts/lists; missing intermediate mappings are created."""
     node: Any = data
     parts = _split(dotted)
-    for part, nxt in zip(parts, parts[1:]):
+    for part, nxt in zip(parts, parts[1:], strict=False):
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise ConfigError(f"config error: {dotted}: index [{part}] does not exist")

@@ -242,14 +242,21 @@ class SystemNodeGroupConfig(_Strict):
         return self.ami_type or compatibility.default_node_ami_type(self.instance_type)
 
 
+# The chart's files at this commit hash to this digest (`python -m helm_chart_installer.chart_digest --commit ...`
+# from constructs/hyperpod_helm_chart/runtime prints it; tests/hyperpod_helm_chart checks the vendored copy).
+PINNED_CHART_COMMIT = "0e32919013e957dc9bd2051bca645a4d60df9e8e"
+PINNED_CHART_FILES_SHA256 = "26fc72dde401b2bfac8a6c7a9b2af03ab8ab363794fb3cad83756cd423249330"
+
+
 class HelmChartConfig(_Strict):
     """The HyperPod dependency chart, fetched at deploy time from a pinned upstream commit."""
 
     repository: str = "aws/sagemaker-hyperpod-cli"
-    commit: str = "0e32919013e957dc9bd2051bca645a4d60df9e8e"
+    commit: str = PINNED_CHART_COMMIT
     chart_path: str = "helm_chart/HyperPodHelmChart"
-    # sha256 over the extracted chart files (see the construct); empty: log the digest, do not enforce.
-    files_sha256: str = ""
+    # sha256 over the extracted chart files (the construct's chart_digest.py); the deploy fails on any other
+    # digest. Empty: log the digest, do not enforce (only for trying a new commit, before pinning its digest).
+    files_sha256: str = PINNED_CHART_FILES_SHA256
     release_name: str = "dependencies"
     namespace: str = "kube-system"
 
@@ -266,6 +273,18 @@ class HelmChartConfig(_Strict):
         if v and not _SHA256.match(v):
             raise ValueError("must be empty or a 64-character lowercase hex sha256")
         return v
+
+    @model_validator(mode="after")
+    def _digest_matches_commit(self) -> HelmChartConfig:
+        moved = self.commit != PINNED_CHART_COMMIT or self.repository != "aws/sagemaker-hyperpod-cli"
+        if moved and self.files_sha256 == PINNED_CHART_FILES_SHA256:
+            raise _KeyedError(
+                "eks.helm_chart.files_sha256",
+                self.files_sha256,
+                f"is the digest of {PINNED_CHART_COMMIT[:12]}'s chart, not of {self.repository}@{self.commit[:12]}; "
+                'set that commit\'s digest, or "" to have the deploy log it',
+            )
+        return self
 
     @field_validator("repository")
     @classmethod

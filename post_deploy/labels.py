@@ -195,7 +195,7 @@ class _Labeler:
     def apply(self, change: LabelChange, resource_version: str) -> tuple[str, Any]:
         for _ in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                call_with_retries(lambda: self._patch(change, resource_version), sleep=self.sleep)
+                call_with_retries(lambda c=change, rv=resource_version: self._patch(c, rv), sleep=self.sleep)
                 return "changed", change
             except ApiException as err:
                 if err.status == 404:
@@ -207,7 +207,7 @@ class _Labeler:
             # Conflict: someone else wrote the node. Decide again from what is there now.
             try:
                 node = call_with_retries(
-                    lambda: _json(self.api.read_node(change.node, _preload_content=False)), sleep=self.sleep
+                    lambda name=change.node: _json(self.api.read_node(name, _preload_content=False)), sleep=self.sleep
                 )
             except ApiException as err:
                 if err.status == 404:

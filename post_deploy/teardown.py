@@ -56,7 +56,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -391,7 +391,7 @@ def cdk_destroy(cdk: str, stack: str, plan: Plan, *, profile: str | None, timeou
 
 
 # ----- step 3: network interfaces -----------------------------------------------------------------
-class EniKind(str, Enum):
+class EniKind(StrEnum):
     OWN = "network stack"  # NAT gateway / the stack's own endpoints: CloudFormation deletes them
     LAMBDA = "lambda"
     EFA = "efa"

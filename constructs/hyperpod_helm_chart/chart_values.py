@@ -92,7 +92,8 @@ def chart_values(region: str) -> dict[str, Any]:
         "gpu-operator": {"enabled": False},
         "hyperpod-ray-endpoint-operator": {"enabled": False},
         "cluster-role-and-bindings": {"enabled": False},
-        # Upstream spells this one condition "enable".
-        "namespaced-role-and-bindings": {"enable": False},
+        # The chart's condition is `.enabled`; its own values.yaml says `enable: false`, which switches nothing
+        # off (tests/hyperpod_helm_chart/test_rendered_chart.py renders the pinned chart both ways).
+        "namespaced-role-and-bindings": {"enabled": False},
         "team-role-and-bindings": {"enabled": False},
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import ConfigError, load_config
+from config.model import PINNED_CHART_COMMIT, PINNED_CHART_FILES_SHA256
 from config.sagemaker_api import cluster_instance_types
 from tests.conftest import cdk_context, make_config
 
@@ -188,3 +189,48 @@ def test_the_example_config_in_the_readme_is_valid():
     config = make_config(config=str(REPO / "examples" / "cluster.yaml"))
     assert config.region == "us-west-2" and config.hyperpod_azs == ("us-west-2b",)
     assert [g.name for g in config.hyperpod.instance_groups] == ["gpu", "cpu"]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (
+            "hyperpd.cluster_name",
+            "config error: hyperpd.cluster_name: 'hyperpd' is not a config section; did you mean hyperpod?",
+        ),
+        (
+            "pipelines.enabled",
+            "config error: pipelines.enabled: 'pipelines' is not a config section; did you mean pipeline?",
+        ),
+        ("zzz[0].name", "config error: zzz[0].name: 'zzz' is not a config section; sections are "),
+    ],
+)
+def test_a_dotted_key_outside_every_config_section_is_refused_naming_the_closest(key, expected):
+    with pytest.raises(ConfigError) as err:
+        make_config(**{key: "x"})
+    assert str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
+
+
+def test_cdk_own_context_keys_pass_through_the_config_loader():
+    config = make_config(
+        **{
+            "@aws-cdk/core:newStyleStackSynthesis": "true",
+            "aws:cdk:enable-path-metadata": "true",
+            "availability-zones:account=123456789012:region=us-east-1": ["us-east-1a"],
+            "assume-role-duration": "3600",
+        }
+    )
+    assert config.prefix == make_config().prefix
+
+
+def test_the_chart_digest_is_pinned_by_default():
+    chart = make_config().eks.helm_chart
+    assert chart.files_sha256 == PINNED_CHART_FILES_SHA256 and chart.commit == PINNED_CHART_COMMIT
+
+
+def test_a_new_chart_commit_with_the_old_digest_is_refused_naming_the_digest_key():
+    with pytest.raises(ConfigError) as err:
+        make_config(**{"eks.helm_chart.commit": "a" * 40})
+    assert str(err.value).startswith(f'config error: eks.helm_chart.files_sha256 = "{PINNED_CHART_FILES_SHA256}": ')
+    assert make_config(**{"eks.helm_chart.commit": "a" * 40, "eks.helm_chart.files_sha256": ""})

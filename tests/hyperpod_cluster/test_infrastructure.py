@@ -545,7 +545,7 @@ def test_cfn_lint_reports_nothing_but_w3005(synthesized):
         text=True,
         timeout=300,
     )
-    findings = [l for l in lint.stdout.splitlines() if l.strip()]
+    findings = [line for line in lint.stdout.splitlines() if line.strip()]
     assert [f for f in findings if ":W3005:" not in f] == [], lint.stdout + lint.stderr
 
 

@@ -86,8 +86,10 @@ def run_asset(endpoint: str, calls: list[dict], env_extra: dict) -> list[dict]:
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    results = [json.loads(l[len("RESULT ") :]) for l in completed.stdout.splitlines() if l.startswith("RESULT ")]
-    logs = [json.loads(l) for l in completed.stdout.splitlines() if l.startswith("{")]
+    results = [
+        json.loads(line[len("RESULT ") :]) for line in completed.stdout.splitlines() if line.startswith("RESULT ")
+    ]
+    logs = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
     assert logs and all({"time", "level", "message"} <= set(entry) for entry in logs)  # structured JSON logs
     return results
 

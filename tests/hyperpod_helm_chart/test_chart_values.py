@@ -43,8 +43,6 @@ def _lookup(values: dict, dotted: str):
 def test_every_upstream_condition_is_an_explicit_boolean():
     values = chart_values("us-east-2")
     for condition, expected in UPSTREAM_CONDITIONS.items():
-        if condition == "namespaced-role-and-bindings.enabled":
-            condition = "namespaced-role-and-bindings.enable"  # upstream's values spell this one "enable"
         value = _lookup(values, condition)
         assert value is expected, condition
 

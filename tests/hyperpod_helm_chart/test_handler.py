@@ -167,6 +167,7 @@ def test_create_installs_with_reset_values_and_the_complete_values_file(shim, gi
     assert image.startswith("905418368575.dkr.ecr.us-west-2.amazonaws.com/")
     assert ("ConfigMap", "mpi-operator-component") in objects and ("ConfigMap", "storage-component") not in objects
     assert [c[:2] for c in shim.calls()] == [
+        ["dependency", "list"],  # packaged duplicates of file:// sub-charts are dropped
         ["dependency", "list"],
         ["dependency", "build"],
         ["dependency", "list"],

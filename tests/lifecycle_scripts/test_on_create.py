@@ -58,7 +58,9 @@ def test_al2_sets_containerd_root_on_the_volume_in_both_configs_and_links_kubele
         text = node.path(config_path).read_text()
         assert tomllib.loads(text)["root"] == "/opt/sagemaker/containerd/data-root"
         # Only the root line changed; the rest of the AMI's config is kept as it was.
-        changed = [(a, b) for a, b in zip(AL2_CONTAINERD_CONFIG.splitlines(), text.splitlines()) if a != b]
+        changed = [
+            (a, b) for a, b in zip(AL2_CONTAINERD_CONFIG.splitlines(), text.splitlines(), strict=False) if a != b
+        ]
         assert changed == [('root = "/var/lib/containerd"', 'root = "/opt/sagemaker/containerd/data-root"')]
         assert len(text.splitlines()) == len(AL2_CONTAINERD_CONFIG.splitlines())
     _assert_containerd_data_on(node, "/opt/sagemaker")

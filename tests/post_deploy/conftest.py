@@ -72,7 +72,7 @@ def sky_tools_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def skypilot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sky_tools_bin: Path, kubeconfig_for_double) -> Path:
+def skypilot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sky_tools_bin: Path, kubeconfig_for_double) -> Path:  # noqa: F811
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -322,7 +322,7 @@ class Rehearsal:
         result = CliResult(list(argv), process.returncode, summary, stderr, time.monotonic() - started)
         self.timings[argv[0]] = self.timings.get(argv[0], 0.0) + result.seconds
         if expect is not None and result.code != expect:
-            last = next((l for l in reversed(stderr.splitlines()) if l.strip()), "")
+            last = next((line for line in reversed(stderr.splitlines()) if line.strip()), "")
             raise RehearsalFailure(
                 f"{argv[0]}: exit code {result.code}, expected {expect}: {last}\n"
                 f"argv: {' '.join(argv)}\nstderr:\n{stderr[-3000:]}"

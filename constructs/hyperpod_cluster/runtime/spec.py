@@ -96,8 +96,8 @@ def validate_request(request: Any) -> None:
     shape = _model().operation_model("CreateCluster").input_shape
     report = ParamValidator().validate(request, shape)
     if report.has_errors():
-        lines = [l.strip() for l in report.generate_report().splitlines() if l.strip()]
-        first = next((l for l in lines if not l.endswith("failed:")), lines[0])
+        lines = [line.strip() for line in report.generate_report().splitlines() if line.strip()]
+        first = next((line for line in lines if not line.endswith("failed:")), lines[0])
         raise SpecError(f"invalid CreateCluster request: {first}")
     problems = list(_limits(request, shape, "ClusterRequest"))
     if problems:

@@ -103,6 +103,20 @@ class ReleaseSpec:
         )
 
 
+def write_values_files(spec: ReleaseSpec, chart_dir: Path, work: Path) -> list[Path]:
+    """The ``-f`` files of every install/upgrade, in order: the chart's own regional file when it has one
+    (as peers pass it), then this deployment's complete values (written to ``work``). Tests render the
+    pinned chart with exactly these files."""
+    files = []
+    regional = chart_dir / "regional-values" / f"values-{spec.region}.yaml"
+    if regional.is_file():
+        files.append(regional)
+    values = work / "values.json"
+    values.write_text(json.dumps(spec.values, indent=2, sort_keys=True))
+    files.append(values)
+    return files
+
+
 class Installer:
     """The steps of one invocation; collaborators are injected so tests can run them for real."""
 
@@ -160,8 +174,9 @@ class Installer:
             )
             digest = self.verify(spec, chart_dir)
             helm = HelmCli(self.helm_binary, work / "helm", work / "kubeconfig")
+            helm.drop_packaged_duplicates(chart_dir)
             helm.build_dependencies_if_needed(chart_dir, timeout=min(300, self._helm_timeout()), sleep=self.sleep)
-            values_files = self._values_files(spec, chart_dir, work)
+            values_files = write_values_files(spec, chart_dir, work)
             refresh = self._kubeconfig_writer(spec, helm.kubeconfig, self._describe(spec))
             helm.wait_until_reachable(
                 spec.namespace,
@@ -229,17 +244,6 @@ class Installer:
             helm.uninstall(spec.release_name, spec.namespace, timeout_seconds=self._helm_timeout())
         finally:
             shutil.rmtree(work, ignore_errors=True)
-
-    def _values_files(self, spec: ReleaseSpec, chart_dir: Path, work: Path) -> list[Path]:
-        """The chart's own regional file when it has one (as peers pass it), then this deployment's values."""
-        files = []
-        regional = chart_dir / "regional-values" / f"values-{spec.region}.yaml"
-        if regional.is_file():
-            files.append(regional)
-        values = work / "values.json"
-        values.write_text(json.dumps(spec.values, indent=2, sort_keys=True))
-        files.append(values)
-        return files
 
     def _describe(self, spec: ReleaseSpec, *, missing_ok: bool = False) -> dict | None:
         eks = self.eks_client_for(spec.region)

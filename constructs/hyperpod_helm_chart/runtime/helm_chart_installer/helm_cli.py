@@ -103,6 +103,30 @@ class HelmCli:
     def dependencies(self, chart_dir: Path) -> list[Dependency]:
         return parse_dependency_list(self.run(["dependency", "list", str(chart_dir)], timeout=60))
 
+    def drop_packaged_duplicates(self, chart_dir: Path) -> list[str]:
+        """Delete ``charts/<name>-<version>.tgz`` where ``charts/<name>/`` is the ``file://`` sub-chart itself.
+
+        Why: the pinned upstream chart commits a stale build of one sub-chart beside its source
+        (``charts/health-monitoring-agent-0.1.0.tgz``: an older agent image and no DaemonSet for
+        non-NVIDIA nodes). helm loads both, and which one it renders varies from run to run
+        (tests/hyperpod_helm_chart/test_rendered_chart.py). Chart.yaml names the directory
+        (``repository: file://charts/<name>``), so the directory is what the chart means and the
+        archive goes. Call it after the files digest is checked, so the pin still covers the files as
+        published. Reads the dependencies through ``helm dependency list`` (no YAML parser in Lambda).
+        Returns the removed file names.
+        """
+        removed = []
+        for dep in self.dependencies(chart_dir):
+            if not dep.repository.startswith("file://charts/"):
+                continue
+            source = chart_dir / dep.repository[len("file://") :]
+            packaged = chart_dir / "charts" / f"{dep.name}-{dep.version}.tgz"
+            if source.is_dir() and packaged.is_file():
+                packaged.unlink()
+                removed.append(packaged.name)
+                LOG.warning("removed %s: charts/%s is the sub-chart Chart.yaml names", packaged.name, source.name)
+        return removed
+
     def build_dependencies_if_needed(
         self, chart_dir: Path, *, timeout: float = 300, attempts: int = 3, sleep: Callable[[float], None] = time.sleep
     ) -> list[Dependency]:
