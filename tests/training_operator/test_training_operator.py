@@ -20,7 +20,9 @@ from constructs.training_operator.infrastructure import (
 from tests.in_process import synth
 
 HP = "hyperpod-sky-hyperpod"
-CRDS = yaml.safe_load((Path(__file__).parent / "fixtures" / "kubeflow_training_operator_crds.yaml").read_text())
+# The pinned HyperPod chart, vendored (tests/fixtures/sagemaker-hyperpod-cli/README.md).
+CHART = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker-hyperpod-cli" / "helm_chart" / "HyperPodHelmChart"
+KUBEFLOW = CHART / "charts" / "training-operators"
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +74,33 @@ def test_off_installs_neither_addon(off):
     assert not {ADDON_NAME, CERT_MANAGER_ADDON_NAME} & set(_addons(hp))
 
 
+def _kubeflow_crds() -> list[str]:
+    # The CRD files are too large to vendor; their paths (named <plural>.<group>-CustomResourceDefinition.yaml)
+    # are listed with their sha256 beside the chart.
+    listed = (CHART.parents[1] / "omitted-files.sha256").read_text().split()[1::2]
+    prefix = "charts/training-operators/crds/"
+    return [
+        p.removeprefix(prefix).removesuffix("-CustomResourceDefinition.yaml") for p in listed if p.startswith(prefix)
+    ]
+
+
 def test_the_two_operators_reconcile_disjoint_job_kinds():
-    # Verified against the pinned chart (fixture provenance): the Kubeflow operator only knows kubeflow.org
-    # kinds, each enabled scheme is one of them, and the HyperPod operator's kind lives in another group.
-    kubeflow = CRDS["crds"]
-    assert {c["group"] for c in kubeflow} == {"kubeflow.org"}
-    assert {s for s in CRDS["schemes"]} == {c["kind"].lower() for c in kubeflow}
-    (hpto,) = CRDS["hyperpod_training_operator"]
-    assert hpto["name"] == JOB_CRD == f"hyperpodpytorchjobs.{hpto['group']}"
-    assert hpto["group"] not in {c["group"] for c in kubeflow}
-    assert hpto["kind"] not in {c["kind"] for c in kubeflow}
+    # What the chart's Kubeflow operator is: CRDs all in kubeflow.org, one --enable-scheme per kind it runs.
+    crds = _kubeflow_crds()
+    assert sorted(crds) == [f"{k}jobs.kubeflow.org" for k in ("mx", "paddle", "pytorch", "tf", "xgboost")]
+    schemes = yaml.safe_load((KUBEFLOW / "values.yaml").read_text())["schemes"]
+    assert {f"{s.removesuffix('job')}jobs.kubeflow.org" for s in schemes} == set(crds)
+    assert (
+        "--enable-scheme"
+        in (KUBEFLOW / "templates" / "Deployment" / "training-operator-kubeflow-Deployment.yaml").read_text()
+    )
+    # What it may touch: its ClusterRole names kubeflow.org and no group of the HyperPod operator.
+    role = yaml.safe_load((KUBEFLOW / "templates" / "ClusterRole" / "training-operator-ClusterRole.yaml").read_text())
+    groups = {g for rule in role["rules"] for g in rule.get("apiGroups", [])}
+    assert "kubeflow.org" in groups
+    hyperpod_group = JOB_CRD.split(".", 1)[1]
+    assert hyperpod_group == "sagemaker.amazonaws.com" and hyperpod_group not in groups and "*" not in groups
+    assert JOB_CRD not in crds
 
 
 def test_the_chart_keeps_kubeflow_and_leaves_cert_manager_to_the_addon(on, off):
