@@ -17,7 +17,7 @@ CDK_ARGS ?=
 OUTPUTS ?= cdk-outputs.json
 PREFIX ?= hyperpod-sky  # must match the config's `prefix`
 
-.PHONY: venv lock system-tools lint synth test rehearse bench deploy post-deploy pipeline destroy clean
+.PHONY: venv lock system-tools lint synth test rehearse bench preflight deploy post-deploy pipeline destroy clean
 
 venv: $(VENV)/.installed
 
@@ -66,6 +66,12 @@ bench: venv
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python -m benchmarks.hyperpod_wait
 	$(BIN)/python -m benchmarks.label_gpus
+
+## Before deploying: quotas, capacity, training plans, subnet sizes, bootstrap, EKS versions, existing
+## resources and GuardDuty, with the deploying credentials and the same CDK_ARGS; read-only.
+## Exit 0 ready, 11 blocked, 12 warnings only.
+preflight: venv
+	$(BIN)/python -m post_deploy preflight $(CDK_ARGS)
 
 ## Direct deployment (needs AWS credentials and a bootstrapped account).
 deploy: venv

@@ -28,6 +28,27 @@ _GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HELM_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _K8S_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# EC2 ids: 8 hex digits (older resources) or 17.
+_VPC_ID = re.compile(r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")
+_SUBNET_ID = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
+_SG_ID = re.compile(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$")
+# EKS CreateCluster name: 1-100 characters, starting with a letter or digit.
+_EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+# S3 general purpose bucket names: 3-63 lowercase letters, digits, '.' and '-', letter or digit at both ends.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# An AZ id such as use1-az2: region code, -az, number (Local/Wavelength zones have other shapes).
+_AZ_ID = re.compile(r"^([a-z]+\d+)-az\d+$")
+_REGION_DIRECTIONS = {
+    "east": "e",
+    "west": "w",
+    "north": "n",
+    "south": "s",
+    "central": "c",
+    "northeast": "ne",
+    "northwest": "nw",
+    "southeast": "se",
+    "southwest": "sw",
+}
 
 # HyperPod documents EKS 1.28-1.33 (some pages 1.34); the kubectl/helm layer we ship is v1.33 and
 # kubectl supports one minor version of skew either way.
@@ -146,6 +167,32 @@ def _log_retention(v: int) -> int:
     return v
 
 
+def region_az_id_code(region: str) -> str | None:
+    """The code AZ ids of ``region`` start with (us-east-1 -> use1, ap-southeast-2 -> apse2,
+    us-gov-west-1 -> usgw1), as EC2 ``DescribeAvailabilityZones`` reports them; None if unknown."""
+    parts = region.split("-")
+    if len(parts) < 3 or not parts[-1].isdigit():
+        return None
+    middle = parts[1:-1]
+    if middle[0] == "gov":
+        middle = middle[1:]
+        head = parts[0] + "g"
+    else:
+        head = parts[0]
+    if len(middle) != 1 or middle[0] not in _REGION_DIRECTIONS:
+        return None
+    return head + _REGION_DIRECTIONS[middle[0]] + parts[-1]
+
+
+def _unique_ids(v: tuple[str, ...], pattern: re.Pattern, example: str) -> tuple[str, ...]:
+    for item in v:
+        if not pattern.match(item):
+            raise ValueError(f"{item!r} is not an id like {example}")
+    if len(set(v)) != len(v):
+        raise ValueError("lists an id twice")
+    return v
+
+
 class HyperPodConfig(_Strict):
     """The SageMaker HyperPod cluster (``CreateCluster``)."""
 
@@ -155,6 +202,9 @@ class HyperPodConfig(_Strict):
     instance_groups: tuple[InstanceGroupConfig, ...] = Field(min_length=1)
     # One AZ by default: HyperPod capacity (and training plans) is tied to a single AZ.
     availability_zones: tuple[str, ...] = Field(default=(), description="AZs for HyperPod subnets")
+    # Capacity reservations and training plans name AZ ids (use1-az2), which map to different AZ names in
+    # every account; when set, the HyperPod subnets the app creates are placed by id, one per id.
+    availability_zone_ids: tuple[str, ...] = ()
     wait_for_in_service: bool = True
     creation_timeout_hours: int = Field(default=12, ge=1, le=12)
     on_create_script: str = "on_create.sh"
@@ -163,6 +213,11 @@ class HyperPodConfig(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         return _botocore_pattern("ClusterName", v)
+
+    @field_validator("availability_zone_ids")
+    @classmethod
+    def _az_ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _unique_ids(v, _AZ_ID, "use1-az2")
 
     @field_validator("instance_groups")
     @classmethod
@@ -186,7 +241,39 @@ class HyperPodConfig(_Strict):
         return self
 
 
+class ExistingNetworkConfig(_Strict):
+    """A VPC someone else owns: the app creates no VPC, subnet, NAT or security group and uses these ids."""
+
+    vpc_id: str
+    hyperpod_subnet_ids: tuple[str, ...] = Field(min_length=1)
+    # EKS wants control-plane subnets in at least two AZs.
+    eks_subnet_ids: tuple[str, ...] = Field(min_length=2)
+    # Carried by HyperPod nodes, the EKS control plane and the installer Lambda; must allow all traffic
+    # from and to itself (EFA). Preflight checks the rules.
+    security_group_id: str
+
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc(cls, v: str) -> str:
+        if not _VPC_ID.match(v):
+            raise ValueError("is not a VPC id like vpc-0123456789abcdef0")
+        return v
+
+    @field_validator("hyperpod_subnet_ids", "eks_subnet_ids")
+    @classmethod
+    def _subnets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _unique_ids(v, _SUBNET_ID, "subnet-0123456789abcdef0")
+
+    @field_validator("security_group_id")
+    @classmethod
+    def _sg(cls, v: str) -> str:
+        if not _SG_ID.match(v):
+            raise ValueError("is not a security group id like sg-0123456789abcdef0")
+        return v
+
+
 class NetworkConfig(_Strict):
+    existing: ExistingNetworkConfig | None = None
     vpc_cidr: str = "10.192.0.0/16"
     availability_zones: tuple[str, ...] = Field(min_length=2)
     nat_gateways: Literal["single", "per_az"] = "single"
@@ -317,7 +404,31 @@ class HelmChartConfig(_Strict):
         return v
 
 
+class ExistingEksConfig(_Strict):
+    """An EKS cluster someone else owns: the app adds the HyperPod chart and its own access entries to it
+    and leaves its settings (version, add-ons, nodes, authentication) alone."""
+
+    cluster_name: str
+    # EKS's own cluster security group (eks-cluster-sg-*), which its managed nodes carry.
+    cluster_security_group_id: str
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _EKS_CLUSTER_NAME.match(v):
+            raise ValueError("is not an EKS cluster name (1-100 letters, digits, '-' or '_', starting alphanumeric)")
+        return v
+
+    @field_validator("cluster_security_group_id")
+    @classmethod
+    def _sg(cls, v: str) -> str:
+        if not _SG_ID.match(v):
+            raise ValueError("is not a security group id like sg-0123456789abcdef0")
+        return v
+
+
 class EksConfig(_Strict):
+    existing: ExistingEksConfig | None = None
     version: str = "1.33"
     endpoint_access: Literal["public", "private", "public_and_private"] = "public_and_private"
     public_access_cidrs: tuple[str, ...] = ()
@@ -394,6 +505,22 @@ class EksConfig(_Strict):
 class LifecycleBucketConfig(_Strict):
     # destroy: empty and delete the bucket with the stack; retain: keep it (and its logs).
     removal_policy: Literal["destroy", "retain"] = "destroy"
+    # A bucket someone else owns: the scripts go under <prefix>/lifecycle_scripts/ and the bucket is never
+    # deleted (removal_policy then only concerns those objects' deletion with the stack).
+    existing_bucket_name: str | None = None
+
+    @field_validator("existing_bucket_name")
+    @classmethod
+    def _bucket(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith("sagemaker-"):
+            raise ValueError(
+                "must start with sagemaker- (AmazonSageMakerClusterInstanceRolePolicy only reads sagemaker-* buckets)"
+            )
+        if not _BUCKET_NAME.match(v) or ".." in v:
+            raise ValueError("is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
+        return v
 
 
 class PipelineConfig(_Strict):
@@ -537,20 +664,52 @@ class AppConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _existing_resources(self) -> AppConfig:
+        if self.eks.existing and not self.network.existing:
+            raise _KeyedError(
+                "eks.existing.cluster_name",
+                self.eks.existing.cluster_name,
+                "needs network.existing too (the cluster's VPC, subnets and security group)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _az_ids_in_region(self) -> AppConfig:
+        ids = self.hyperpod.availability_zone_ids
+        code = region_az_id_code(self.region)
+        for i, az_id in enumerate(ids):
+            if code and _AZ_ID.match(az_id).group(1) != code:
+                raise _KeyedError(
+                    f"hyperpod.availability_zone_ids[{i}]",
+                    az_id,
+                    f"is not an AZ id of region {self.region} (those look like {code}-az1)",
+                )
+        if ids and not self.network.existing and len(ids) != len(self.hyperpod_azs):
+            raise _KeyedError(
+                "hyperpod.availability_zone_ids",
+                list(ids),
+                f"needs one id per HyperPod subnet, i.e. per hyperpod.availability_zones entry "
+                f"({', '.join(self.hyperpod_azs)}): the AZ name labels the subnet, the id places it",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _efa_in_one_az(self) -> AppConfig:
         """EFA traffic does not cross Availability Zones (AWS ParallelCluster user guide, "Elastic Fabric
         Adapter": EFA isn't supported over different AZs; EC2: OS-bypass within a subnet), the cluster's
         VpcConfig lists every HyperPod subnet, so HyperPod may spread a group over them, and SkyPilot keeps
         a job's pods in one zone only for ``network_tier: best`` (``sky/templates/kubernetes-ray.yml.j2``
         ``k8s_efa_same_az``), which ``post_deploy`` refuses. So a group with EFA gets one AZ."""
-        azs = self.hyperpod.availability_zones
+        azs = self.hyperpod.availability_zone_ids or self.hyperpod.availability_zones
         if len(azs) < 2:
             return self
         for i, group in enumerate(self.hyperpod.instance_groups):
             spec = gpu_spec(group.instance_type)
             if spec and spec.efa_interfaces:
                 raise _KeyedError(
-                    "hyperpod.availability_zones",
+                    "hyperpod.availability_zone_ids"
+                    if self.hyperpod.availability_zone_ids
+                    else "hyperpod.availability_zones",
                     list(azs),
                     f"instance group {group.name!r} ({group.instance_type}, {spec.efa_interfaces} EFA interfaces "
                     f"per node; hyperpod.instance_groups[{i}]) needs a single AZ: EFA traffic does not cross "

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 from post_deploy.exit_codes import ExitCode
 
-# In the order a first-time user runs them; `teardown` undoes it all; `token` is the kubeconfig's
+# In the order a first-time user runs them (`preflight` before `cdk deploy`); `teardown` undoes it all; `token` is the kubeconfig's
 # exec plugin.
 STEP_MODULES = (
+    "post_deploy.preflight",
     "post_deploy.kubeconfig",
     "post_deploy.nodes",
     "post_deploy.labels",
@@ -43,6 +44,8 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.SKYPILOT_CHECK: "SkyPilot does not see the context or the expected GPUs",
     ExitCode.TASK_INVALID: "a SkyPilot task YAML failed validation",
     ExitCode.LAUNCH_FAILED: "SkyPilot could not provision, submit, follow or tear down the task",
+    ExitCode.PREFLIGHT_BLOCKED: "preflight: the deployment would fail; each blocked line says the fix",
+    ExitCode.PREFLIGHT_WARNINGS: "preflight: deployable, with warnings to read",
 }
 
 

@@ -19,3 +19,5 @@ class ExitCode(IntEnum):
     SKYPILOT_CHECK = 8  # SkyPilot does not see the context or the expected GPUs
     TASK_INVALID = 9  # a task YAML failed offline validation
     LAUNCH_FAILED = 10  # SkyPilot could not provision or submit the task
+    PREFLIGHT_BLOCKED = 11  # preflight: the deployment would fail (quota, capacity, plan, network, ...)
+    PREFLIGHT_WARNINGS = 12  # preflight: deployable, but with warnings to read

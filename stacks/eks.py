@@ -10,7 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
-from config import AppConfig, outputs
+from config import AppConfig, compatibility, outputs
 from constructs import Construct
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 from constructs.nag_acknowledgment import acknowledge
@@ -28,7 +28,7 @@ _LOG_TYPES = [
     eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
     eks.ClusterLoggingTypes.SCHEDULER,
 ]
-ADDONS = ("vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent")
+ADDONS = compatibility.EKS_MANAGED_ADDONS
 
 
 class EksStack(Stack):

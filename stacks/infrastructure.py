@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aws_cdk import Environment, Stack, Stage, Tags
 
-from config import AppConfig
+from config import AppConfig, ConfigError
 from constructs import Construct
 from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
@@ -37,6 +37,15 @@ def stack_names(config: AppConfig) -> dict[str, str]:
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
+    # Until the stacks wire existing resources and AZ ids in, refuse them rather than ignore them.
+    for key, value in (
+        ("network.existing", config.network.existing),
+        ("eks.existing", config.eks.existing),
+        ("lifecycle_bucket.existing_bucket_name", config.lifecycle_bucket.existing_bucket_name),
+        ("hyperpod.availability_zone_ids", config.hyperpod.availability_zone_ids),
+    ):
+        if value:
+            raise ConfigError(f"config error: {key}: checked by `make preflight`, not yet deployed by the stacks")
     env = Environment(account=config.account, region=config.region)
     names = stack_names(config)
     # stack_name pinned: inside a Stage (the pipeline) CDK would otherwise prefix the stage name, and
