@@ -15,7 +15,8 @@ PIP_TOOLS_VERSION := 7.6.2
 # Extra CDK arguments, e.g. CDK_ARGS="-c config=deploy/prod.yaml". The pipeline passes its own here.
 CDK_ARGS ?=
 OUTPUTS ?= cdk-outputs.json
-PREFIX ?= hyperpod-sky  # must match the config's `prefix`
+# The CDK CLI (the venv's, first on PATH); tests point it at a recorder.
+CDK ?= cdk
 
 .PHONY: venv lock system-tools lint synth test rehearse bench preflight deploy post-deploy pipeline destroy clean
 
@@ -80,13 +81,16 @@ deploy: venv
 post-deploy: venv
 	$(BIN)/python -m post_deploy run --outputs $(OUTPUTS) $(if $(TASKS),--tasks $(TASKS))
 
-## Deploy the self-mutating pipeline once (config: pipeline.enabled=true).
+## Deploy the self-mutating pipeline once (config: pipeline.enabled=true). The stack name comes from
+## the config CDK_ARGS selects, through the function app.py names the stack with.
 pipeline: venv
-	cdk deploy $(PREFIX)-pipeline $(CDK_ARGS)
+	stack="$$($(BIN)/python -m config.names pipeline-stack $(CDK_ARGS))" && $(CDK) deploy "$$stack" $(CDK_ARGS)
 
-## SkyPilot clusters, then hyperpod -> eks -> lifecycle stacks, left-over ENIs, then the network.
+## SkyPilot clusters, then hyperpod -> eks -> lifecycle stacks, left-over ENIs and EKS security group,
+## then the network. CDK_ARGS must select the config the deploy used (`-c` pairs, --profile); teardown
+## refuses an outputs file of another deployment.
 destroy: venv
-	$(BIN)/python -m post_deploy teardown --outputs $(OUTPUTS) $(if $(YES),--yes) $(TEARDOWN_ARGS)
+	$(BIN)/python -m post_deploy teardown --outputs $(OUTPUTS) $(if $(YES),--yes) $(CDK_ARGS) $(TEARDOWN_ARGS)
 
 clean:
 	rm -rf cdk.out cdk.out.* .pytest_cache .mypy_cache

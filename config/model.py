@@ -59,10 +59,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
-def _botocore_pattern(shape: str, value: str) -> str:
-    if not sagemaker_api.full_match(shape, value):
+def _botocore_pattern(shape: str, value: str, max_length: int | None = None) -> str:
+    """``max_length`` where the model's pattern bounds the length but declares no ``max``."""
+    too_long = max_length is not None and len(value) > max_length
+    if too_long or not sagemaker_api.full_match(shape, value):
         lo, hi = sagemaker_api.limits(shape)
-        raise ValueError(f"must match {sagemaker_api.pattern(shape)} ({lo}-{hi} characters, botocore shape {shape})")
+        hi = hi if hi is not None else max_length
+        raise ValueError(
+            f"must match {sagemaker_api.pattern(shape)} ({1 if lo is None else lo}-{hi} characters, botocore shape {shape})"
+        )
     return value
 
 
@@ -611,6 +616,118 @@ class TrainingOperatorConfig(_Strict):
     enabled: bool = False
 
 
+class InstanceQuotaConfig(_Strict):
+    """Whole instances of one type a team is guaranteed (``ComputeQuotaResourceConfig``)."""
+
+    instance_type: str
+    count: int = Field(ge=1)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        allowed = sagemaker_api.compute_quota_instance_types()
+        if v not in allowed:
+            near = difflib.get_close_matches(v, allowed, n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise ValueError(f"not one of the {len(allowed)} instance types compute quotas accept (botocore){hint}")
+        return v
+
+
+class TeamConfig(_Strict):
+    """One team sharing the cluster: its compute quota, namespace ``hyperpod-ns-<name>`` and Kueue queue."""
+
+    name: str
+    instance_quotas: tuple[InstanceQuotaConfig, ...] = Field(min_length=1)
+    # LendAndBorrow: lend idle quota to other teams and borrow theirs; false: DontLend (strict reservation).
+    lend_and_borrow: bool = True
+    fair_share_weight: int = 1
+    # LowerPriority: a higher-priority task of the team may preempt the team's own lower-priority tasks.
+    preempt_team_tasks: Literal["Never", "LowerPriority"] = "LowerPriority"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # Team names become Kubernetes namespaces (hyperpod-ns-<name>), hence the API's own pattern.
+        return _botocore_pattern("ComputeQuotaTargetTeamName", v, max_length=40)
+
+    @field_validator("fair_share_weight")
+    @classmethod
+    def _weight(cls, v: int) -> int:
+        return _within("FairShareWeight", v)
+
+    @field_validator("instance_quotas")
+    @classmethod
+    def _unique_types(cls, v: tuple[InstanceQuotaConfig, ...]) -> tuple[InstanceQuotaConfig, ...]:
+        types = [q.instance_type for q in v]
+        dupes = sorted({t for t in types if types.count(t) > 1})
+        if dupes:
+            raise ValueError(f"lists an instance type twice: {', '.join(dupes)}")
+        return v
+
+
+class PriorityClassConfig(_Strict):
+    """A cluster-policy priority class; tasks name it as ``<name>-priority``; higher weight goes first."""
+
+    name: str
+    weight: int
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _botocore_pattern("ClusterSchedulerPriorityClassName", v, max_length=40)
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, v: int) -> int:
+        return _within("PriorityWeight", v)
+
+
+class TaskGovernanceConfig(_Strict):
+    """HyperPod task governance (Kueue): the add-on, the cluster policy and one compute quota per team."""
+
+    enabled: bool = False
+    teams: tuple[TeamConfig, ...] = ()
+    priority_classes: tuple[PriorityClassConfig, ...] = ()
+    # Idle compute goes to teams by fair-share weight (Enabled) or first come, first served (Disabled).
+    fair_share: bool = True
+    # None: the add-on version EKS picks for the cluster's Kubernetes version.
+    addon_version: str | None = None
+
+    @field_validator("teams")
+    @classmethod
+    def _unique_teams(cls, v: tuple[TeamConfig, ...]) -> tuple[TeamConfig, ...]:
+        names = [t.name for t in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"team names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    @field_validator("priority_classes")
+    @classmethod
+    def _unique_classes(cls, v: tuple[PriorityClassConfig, ...]) -> tuple[PriorityClassConfig, ...]:
+        lo, hi = sagemaker_api.list_limits("SchedulerConfig", "PriorityClasses")
+        if hi is not None and len(v) > hi:
+            raise ValueError(f"at most {hi} priority classes (botocore SchedulerConfig.PriorityClasses)")
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"priority class names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    @field_validator("addon_version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"v\d+\.\d+\.\d+-eksbuild\.\d+", v):
+            raise ValueError("must look like v1.0.0-eksbuild.1 (aws eks describe-addon-versions)")
+        return v
+
+    @model_validator(mode="after")
+    def _teams_when_enabled(self) -> TaskGovernanceConfig:
+        if self.enabled and not self.teams:
+            raise _KeyedError("task_governance.teams", [], "needs at least one team when task_governance.enabled")
+        return self
+
+
 class AppConfig(_Strict):
     """Everything that differs between deployments of this app."""
 
@@ -625,6 +742,7 @@ class AppConfig(_Strict):
     pipeline: PipelineConfig = PipelineConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     training_operator: TrainingOperatorConfig = TrainingOperatorConfig()
+    task_governance: TaskGovernanceConfig = TaskGovernanceConfig()
 
     @field_validator("account")
     @classmethod
@@ -718,6 +836,34 @@ class AppConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _team_quotas_fit_the_cluster(self) -> AppConfig:
+        """A team's guaranteed instances must exist in the cluster: CreateComputeQuota would accept the
+        quota, and Kueue would then hold the team's tasks for capacity that can never come."""
+        if not self.task_governance.enabled:
+            return self
+        available: dict[str, int] = {}
+        for group in self.hyperpod.instance_groups:
+            available[group.instance_type] = available.get(group.instance_type, 0) + group.instance_count
+        for i, team in enumerate(self.task_governance.teams):
+            for j, quota in enumerate(team.instance_quotas):
+                key = f"task_governance.teams[{i}].instance_quotas[{j}]"
+                have = available.get(quota.instance_type)
+                if have is None:
+                    raise _KeyedError(
+                        f"{key}.instance_type",
+                        quota.instance_type,
+                        f"no HyperPod instance group has this type (groups: {', '.join(sorted(available))})",
+                    )
+                if quota.count > have:
+                    raise _KeyedError(
+                        f"{key}.count",
+                        quota.count,
+                        f"team {team.name!r} would be guaranteed more {quota.instance_type} than the cluster's "
+                        f"{have} (sum of hyperpod.instance_groups[].instance_count)",
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _cross_account(self) -> AppConfig:
         p = self.pipeline
         if p.enabled and p.pipeline_account and p.pipeline_account != self.account:
@@ -745,12 +891,27 @@ class AppConfig(_Strict):
                     f"{name} has no endpoint in region {self.region} (botocore lists "
                     f"{', '.join(service_regions.regions(service, service_regions.partition_of(self.region))) or 'none'})",
                 )
+    def _physical_names_fit(self) -> AppConfig:
+        """Names built from several keys (``sagemaker-<prefix>-lifecycle-<account>-<region>``) can pass
+        an AWS limit that no single field sees; ``config.names`` lists them with their limits."""
+        from config import names
+
+        too_long = names.first_too_long(self)
+        if too_long:
+            raise _KeyedError(too_long.key, _lookup_key(self, too_long.key), names.too_long_message(too_long))
         return self
 
     @property
     def hyperpod_azs(self) -> tuple[str, ...]:
         """AZs that get HyperPod subnets: the configured ones, else the first VPC AZ."""
         return self.hyperpod.availability_zones or self.network.availability_zones[:1]
+
+
+def _lookup_key(config: AppConfig, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 class _KeyedError(ValueError):

@@ -43,6 +43,8 @@ class StackOutputs:
     lifecycle_bucket_name: str | None = None
     # output key -> where it came from ("cdk-outputs.json:StackName" or "environment")
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # every stack the outputs file has an entry for (what `cdk deploy` deployed), in file order
+    stack_names: tuple[str, ...] = field(default=(), compare=False)
 
     def require(self, *output_keys: str) -> None:
         """Raise one line naming every missing key and where they were looked for."""
@@ -62,8 +64,10 @@ def read_outputs(path: str | os.PathLike | None, environ: Mapping[str, str] | No
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
+    stacks: tuple[str, ...] = ()
     if path is not None:
-        for key, (value, stack) in _read_file(Path(path)).items():
+        found, stacks = _read_file(Path(path))
+        for key, (value, stack) in found.items():
             values[key] = value
             sources[key] = f"{Path(path).name}:{stack}"
     for key in FIELDS:
@@ -74,10 +78,10 @@ def read_outputs(path: str | os.PathLike | None, environ: Mapping[str, str] | No
     if keys.REGION not in values and region_from_arn:
         values[keys.REGION] = region_from_arn
         sources[keys.REGION] = "cluster ARN"
-    return StackOutputs(**{FIELDS[k]: v for k, v in values.items()}, sources=sources)
+    return StackOutputs(**{FIELDS[k]: v for k, v in values.items()}, sources=sources, stack_names=stacks)
 
 
-def _read_file(path: Path) -> dict[str, tuple[str, str]]:
+def _read_file(path: Path) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
     if not path.is_file():
         raise OutputsError(f"outputs file {str(path)!r} not found (write it with: cdk deploy --outputs-file {path})")
     try:
@@ -106,7 +110,7 @@ def _read_file(path: Path) -> dict[str, tuple[str, str]]:
                     f"and {stack} ({value!r}); keep one deployment per file"
                 )
             found[key] = (value, stack)
-    return found
+    return found, tuple(data)
 
 
 def _region_from_arn(arn: str | None) -> str | None:

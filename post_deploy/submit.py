@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -26,12 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from post_deploy import placement
-from post_deploy.common import StepError, add_common_args, emit_json, say
+from post_deploy.common import StepError, add_common_args, emit_json, first_line, say
 from post_deploy.exit_codes import ExitCode
+from post_deploy.skypilot_env import local_api_server_lifecycle, sky_output_to_stderr, skypilot_environment
 from post_deploy.task_validation import DEFAULT_K8S_VERSION, TaskInvalid, ValidatedTask, validate_task_file
 
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -121,49 +120,6 @@ def cluster_name_for(item: ValidatedTask, requested: str | None) -> str:
     return base if base[:1].isalpha() else f"task-{base}".rstrip("-")
 
 
-@contextlib.contextmanager
-def skypilot_environment(kubeconfig: str | None) -> Iterator[None]:
-    """SkyPilot reads these from the process environment; a local API server inherits them and a
-    running one receives KUBECONFIG with each request."""
-    saved = {k: os.environ.get(k) for k in ("SKYPILOT_DISABLE_USAGE_COLLECTION", "KUBECONFIG")}
-    os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
-    if kubeconfig:
-        os.environ["KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
-def local_api_server_lifecycle() -> Iterator[None]:
-    """Stop the local SkyPilot API server afterwards if (and only if) this command started it."""
-    import sky
-    from sky.server import common as server_common
-
-    local = server_common.is_api_server_local()
-    was_running = local and server_common.get_api_server_status().status == server_common.ApiServerStatus.HEALTHY
-    try:
-        yield
-    finally:
-        if local and not was_running:
-            with contextlib.redirect_stdout(sys.stderr):
-                try:
-                    sky.api_stop()
-                except Exception as exc:  # noqa: BLE001 - report, the job's result still stands
-                    say(f"warning: could not stop the local SkyPilot API server: {exc} (run: sky api stop)")
-
-
-@contextlib.contextmanager
-def _sky_output_to_stderr() -> Iterator[None]:
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 def launch_task(item: ValidatedTask, args: argparse.Namespace) -> TaskResult:
     task = item.task
     with _pinned_to_context(task, args.context):
@@ -179,12 +135,12 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
     cluster = cluster_name_for(item, args.cluster_name)
     result = TaskResult(task=str(item.path), cluster=cluster, managed=False)
     say(f"submit: launching {item.path} on SkyPilot cluster {cluster!r}")
-    with _sky_output_to_stderr():
+    with sky_output_to_stderr():
         _server_validate(task, item.path)
         try:
             request_id = sky.launch(task, cluster_name=cluster, down=args.down)
         except Exception as exc:  # noqa: BLE001 - any SDK failure here means nothing was launched
-            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit {item.path}: {_one_line(exc)}")
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit {item.path}: {first_line(exc)}")
         try:
             job_id, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
         except KeyboardInterrupt:
@@ -194,7 +150,7 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
             return _failed(
                 result,
                 ExitCode.LAUNCH_FAILED,
-                f"launch of {item.path} on {cluster!r} failed: {_one_line(exc)} (details: sky api logs {request_id})",
+                f"launch of {item.path} on {cluster!r} failed: {first_line(exc)} (details: sky api logs {request_id})",
             )
         result.job_id = job_id
         if job_id is None:
@@ -211,7 +167,7 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
                     result,
                     ExitCode.LAUNCH_FAILED,
                     f"could not follow job {job_id} on {cluster!r}: "
-                    f"{_one_line(exc)} (check: sky logs {cluster} {job_id})",
+                    f"{first_line(exc)} (check: sky logs {cluster} {job_id})",
                 )
             say(f"submit: job {job_id} on {cluster!r} finished with exit code {result.exit_code}")
         if args.down:
@@ -224,13 +180,13 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
 
     result = TaskResult(task=str(item.path), cluster=None, managed=True)
     say(f"submit: launching {item.path} as a managed job")
-    with _sky_output_to_stderr():
+    with sky_output_to_stderr():
         _server_validate(task, item.path)
         try:
             request_id = sky.jobs.launch(task, name=task.name)
         except Exception as exc:  # noqa: BLE001
             return _failed(
-                result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {_one_line(exc)}"
+                result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {first_line(exc)}"
             )
         try:
             job_ids, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
@@ -241,7 +197,7 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
             return _failed(
                 result,
                 ExitCode.LAUNCH_FAILED,
-                f"managed job launch of {item.path} failed: {_one_line(exc)} (details: sky api logs {request_id})",
+                f"managed job launch of {item.path} failed: {first_line(exc)} (details: sky api logs {request_id})",
             )
         job_id = job_ids[0] if isinstance(job_ids, list) and job_ids else job_ids
         if job_id is None:
@@ -253,7 +209,7 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
             return _failed(
                 result,
                 ExitCode.LAUNCH_FAILED,
-                f"could not follow managed job {job_id}: {_one_line(exc)} (check: sky jobs logs {job_id})",
+                f"could not follow managed job {job_id}: {first_line(exc)} (check: sky jobs logs {job_id})",
             )
         result.exit_code = int(code if code is not None else ExitCode.LAUNCH_FAILED)
     say(f"submit: managed job {job_id} finished with exit code {result.exit_code}")
@@ -275,14 +231,14 @@ def _server_validate(task, path: Path) -> None:
         exceptions.APIVersionMismatchError,
         exceptions.ApiServerAuthenticationError,
     ) as exc:
-        raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server unavailable: {_one_line(exc)}") from None
+        raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server unavailable: {first_line(exc)}") from None
     except exceptions.CloudError as exc:  # the server hit an outside error (e.g. no catalog download)
         raise StepError(
-            ExitCode.LAUNCH_FAILED, f"SkyPilot API server could not validate {path}: {_one_line(exc)}"
+            ExitCode.LAUNCH_FAILED, f"SkyPilot API server could not validate {path}: {first_line(exc)}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - the server re-raises the task's validation error
         raise StepError(
-            ExitCode.TASK_INVALID, f"{path}: rejected by the SkyPilot API server: {_one_line(exc)}"
+            ExitCode.TASK_INVALID, f"{path}: rejected by the SkyPilot API server: {first_line(exc)}"
         ) from None
 
 
@@ -337,7 +293,7 @@ def _tear_down(result: TaskResult) -> None:
     except exceptions.ClusterDoesNotExist:
         result.torn_down = True  # SkyPilot's autodown got there first
     except Exception as exc:  # noqa: BLE001 - a leaked GPU cluster must be loud
-        message = f"teardown of {result.cluster!r} failed: {_one_line(exc)} (run: sky down {result.cluster})"
+        message = f"teardown of {result.cluster!r} failed: {first_line(exc)} (run: sky down {result.cluster})"
         if result.exit_code == 0:
             _failed(result, ExitCode.LAUNCH_FAILED, message)
         else:
@@ -359,8 +315,3 @@ def _failed(result: TaskResult, code: ExitCode, message: str) -> TaskResult:
     result.exit_code = int(code)
     result.error = message
     return result
-
-
-def _one_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,6 +1,7 @@
 """The HyperPod layer: the SageMaker HyperPod cluster, created only after EKS, the Helm chart, the
 access entries and the lifecycle-script upload are all in place; then the optional HyperPod add-ons
-(observability, the training operator), which AWS documents as installed on an existing cluster."""
+(observability, the training operator, task governance), which AWS documents as installed on an existing
+cluster."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from config import AppConfig, outputs
 from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
 from constructs.observability.infrastructure import Observability
+from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
 from constructs.training_operator.infrastructure import TrainingOperator
 from stacks.eks import EksStack
 from stacks.log_retention import retention
@@ -77,4 +79,22 @@ class HyperPodStack(Stack):
         if config.training_operator.enabled:
             self.training_operator = TrainingOperator(
                 self, "TrainingOperator", cluster=eks_stack.cluster, after=self.cluster.ready
+            )
+
+        self.task_governance: TaskGovernance | None = None
+        if config.task_governance.enabled:
+            self.task_governance = TaskGovernance(
+                self,
+                "TaskGovernance",
+                config=config.task_governance,
+                prefix=config.prefix,
+                tags=config.tags,
+                eks_cluster_name=eks_stack.cluster.cluster_name,
+                hyperpod_cluster_arn=self.cluster.cluster_arn,
+                hyperpod_ready=self.cluster.ready,
+                log_retention=retention(config.eks.log_retention_days),
+            )
+            CfnOutput(self, outputs.TASK_GOVERNANCE_TEAMS, value=teams_output(config.task_governance))
+            CfnOutput(
+                self, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES, value=priority_classes_output(config.task_governance)
             )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aws_cdk import Environment, Stack, Stage, Tags
 
 from config import AppConfig, ConfigError
+from config.names import stack_names
 from constructs import Construct
 from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
@@ -24,16 +25,6 @@ class InfrastructureStacks:
 
     def all(self) -> list[Stack]:
         return [self.network, self.lifecycle_bucket, self.eks, self.hyperpod]
-
-
-def stack_names(config: AppConfig) -> dict[str, str]:
-    p = config.prefix
-    return {
-        "network": f"{p}-network",
-        "lifecycle_bucket": f"{p}-lifecycle",
-        "eks": f"{p}-eks",
-        "hyperpod": f"{p}-hyperpod",
-    }
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:

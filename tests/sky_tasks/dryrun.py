@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     from sky.backends import backend_utils
     from sky.utils import controller_utils
 
-    from post_deploy import submit
+    from post_deploy import skypilot_env, submit
     from post_deploy.task_validation import validate_task_file
 
     rendered: list[str] = []
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         try:
             item = validate_task_file(path)
             cluster = submit.cluster_name_for(item, None)
-            with submit.skypilot_environment(args.kubeconfig), submit._pinned_to_context(item.task, context):
+            with skypilot_env.skypilot_environment(args.kubeconfig), submit._pinned_to_context(item.task, context):
                 if mode:
                     home = submit._jobs_controller_home(context) if mode == "home" else nullcontext()
                     with home:
