@@ -891,7 +891,9 @@ class AppConfig(_Strict):
                     f"{name} has no endpoint in region {self.region} (botocore lists "
                     f"{', '.join(service_regions.regions(service, service_regions.partition_of(self.region))) or 'none'})",
                 )
+        return self
 
+    @model_validator(mode="after")
     def _physical_names_fit(self) -> AppConfig:
         """Names built from several keys (``sagemaker-<prefix>-lifecycle-<account>-<region>``) can pass
         an AWS limit that no single field sees; ``config.names`` lists them with their limits."""
