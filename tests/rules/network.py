@@ -356,7 +356,9 @@ FLOWS: list[Flow] = [
     Flow("system pods reach pods on HyperPod nodes", "system_nodes", "hyperpod_nodes", ALL),
     # EFA and NCCL between HyperPod nodes, across instance groups too.
     Flow("HyperPod nodes exchange EFA/NCCL traffic", "hyperpod_nodes", "hyperpod_nodes", ALL),
-    # The API server calls kubelets (logs, exec, port-forward) and admission webhooks in pods.
+    # The API server calls kubelets (logs, exec, port-forward) and admission webhooks in pods. Task
+    # governance adds no flow of its own: Kueue's webhooks (9443) and its visibility API server (8082, an
+    # aggregated APIService) are pods the control plane reaches through these same rules.
     Flow("control plane reaches kubelet on system nodes", "control_plane", "system_nodes", "tcp", KUBELET),
     Flow("control plane reaches kubelet on HyperPod nodes", "control_plane", "hyperpod_nodes", "tcp", KUBELET),
     Flow("control plane reaches webhook pods on system nodes", "control_plane", "system_nodes", "tcp", HTTPS),
@@ -374,6 +376,28 @@ FLOWS: list[Flow] = [
     Flow("system nodes reach interface endpoints", "system_nodes", "interface_endpoints", "tcp", HTTPS, True),
     Flow("VPC Lambdas reach interface endpoints", "vpc_lambdas", "interface_endpoints", "tcp", HTTPS, True),
 ]
+
+# Observability (constructs/observability): the add-on's OpenTelemetry collector runs on a system or a
+# HyperPod node and scrapes every node's kubelet (cAdvisor, /metrics), node exporter (Prometheus default
+# 9100; AWS's EFA node exporter is a fork listening on the same port) and, on GPU nodes, NVIDIA's DCGM
+# exporter (default listener :9400, NVIDIA dcgm-exporter reference). Checked for the default templates too:
+# the add-on can be switched on without touching a security group.
+NODE_EXPORTER = (9100, 9100)
+DCGM_EXPORTER = (9400, 9400)
+OBSERVABILITY_FLOWS: list[Flow] = [
+    Flow(f"{where} collector scrapes {what} on {label}", src, dest, "tcp", ports)
+    for where, src in (("system-node", "system_nodes"), ("HyperPod-node", "hyperpod_nodes"))
+    for dest, label, targets in (
+        (
+            "hyperpod_nodes",
+            "HyperPod nodes",
+            (("kubelet", KUBELET), ("node exporter", NODE_EXPORTER), ("DCGM exporter", DCGM_EXPORTER)),
+        ),
+        ("system_nodes", "system nodes", (("kubelet", KUBELET), ("node exporter", NODE_EXPORTER))),
+    )
+    for what, ports in targets
+]
+FLOWS += OBSERVABILITY_FLOWS
 
 
 def check(templates: Mapping[str, dict], flows: Iterable[Flow] = FLOWS) -> list[str]:
