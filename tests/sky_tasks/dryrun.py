@@ -1,4 +1,5 @@
-"""``python -m tests.sky_tasks.dryrun --kubeconfig F --contexts C1,C2 [--controller {home,default}] TASK.yaml...``:
+"""``python -m tests.sky_tasks.dryrun --kubeconfig F --contexts C1,C2 [--controller {home,default}]
+[--karpenter-groups G1,G2] TASK.yaml...``:
 SkyPilot's own launch of each task on each context up to the moment it would create the pod, in
 one process (SkyPilot's import and state set-up dominate; one process keeps the tests fast).
 
@@ -15,8 +16,11 @@ SkyPilot's ``controller_utils.get_controller_resources`` for the task (``home``:
 ``submit --managed`` sends; ``default``: SkyPilot's defaults), launched the way
 ``sky/jobs/server/core.py`` ``_ensure_controller_up`` launches it.
 
+With ``--karpenter-groups`` the launch runs under the SkyPilot settings ``submit --karpenter-groups``
+sends (``post_deploy.autoscaling``).
+
 Printed per pod: labels, nodeSelector, affinity, tolerations and container resources (the
-scheduling-relevant parts; the rest is SkyPilot's start-up script).
+scheduling-relevant parts; the rest is SkyPilot's start-up script), and the provisioner's timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--contexts", required=True, help="comma-separated kubeconfig contexts")
     parser.add_argument("--controller", help="comma-separated: home, default")
+    parser.add_argument("--karpenter-groups", help="as submit --karpenter-groups: SkyPilot's autoscaler settings")
     args = parser.parse_args(argv)
     result = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -44,7 +49,7 @@ def main(argv: list[str]) -> int:
     from sky.backends import backend_utils
     from sky.utils import controller_utils
 
-    from post_deploy import skypilot_env, submit
+    from post_deploy import autoscaling, skypilot_env, submit
     from post_deploy.task_validation import validate_task_file
 
     rendered: list[str] = []
@@ -65,7 +70,14 @@ def main(argv: list[str]) -> int:
         try:
             item = validate_task_file(path)
             cluster = submit.cluster_name_for(item, None)
-            with skypilot_env.skypilot_environment(args.kubeconfig), submit._pinned_to_context(item.task, context):
+            scaled = autoscaling.autoscaler_config(
+                context, autoscaling.parse_groups(args.karpenter_groups), autoscaling.DEFAULT_SCALE_UP_TIMEOUT
+            )
+            with (
+                skypilot_env.skypilot_environment(args.kubeconfig),
+                submit._pinned_to_context(item.task, context),
+                scaled,
+            ):
                 if mode:
                     home = submit._jobs_controller_home(context) if mode == "home" else nullcontext()
                     with home:
@@ -81,7 +93,10 @@ def main(argv: list[str]) -> int:
             out["cluster"] = cluster
             (cluster_yaml,) = rendered
             with open(cluster_yaml) as f:
-                node_config = yaml.safe_load(f)["available_node_types"]["ray_head_default"]["node_config"]
+                rendered_yaml = yaml.safe_load(f)
+            node_config = rendered_yaml["available_node_types"]["ray_head_default"]["node_config"]
+            # How long SkyPilot's provisioner lets the pod stay Pending before giving the launch up.
+            out["provision_timeout"] = rendered_yaml["provider"].get("timeout")
             spec = node_config["spec"]
             out["pod"] = {
                 "labels": (node_config.get("metadata") or {}).get("labels") or {},

@@ -90,8 +90,8 @@ def _seed_catalog(home: Path) -> None:
 
 
 class Cluster:
-    def __init__(self, tmp: Path):
-        self.fleets = _fleets()
+    def __init__(self, tmp: Path, fleets: dict[str, list[dict]] | None = None):
+        self.fleets = _fleets() if fleets is None else fleets
         self.doubles: dict[str, K8sDouble] = {}
         for context, nodes in self.fleets.items():
             double = K8sDouble().start()
@@ -106,7 +106,7 @@ class Cluster:
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "current-context": "mixed",
+                    "current-context": next(iter(self.doubles)),
                     "clusters": [{"name": c, "cluster": {"server": d.url}} for c, d in self.doubles.items()],
                     "users": [{"name": c, "user": {"token": d.token}} for c, d in self.doubles.items()],
                     "contexts": [
@@ -116,7 +116,9 @@ class Cluster:
             )
         )
 
-    def dryrun(self, contexts: list[str], tasks: list[Path], controller: str | None = None) -> dict:
+    def dryrun(
+        self, contexts: list[str], tasks: list[Path], controller: str | None = None, karpenter: str | None = None
+    ) -> dict:
         completed = subprocess.run(
             [
                 sys.executable,
@@ -127,6 +129,7 @@ class Cluster:
                 "--contexts",
                 ",".join(contexts),
                 *(["--controller", controller] if controller else []),
+                *(["--karpenter-groups", karpenter] if karpenter else []),
                 *map(str, tasks),
             ],
             cwd=REPO,
