@@ -27,6 +27,8 @@ FIELDS: dict[str, str] = {
     keys.HYPERPOD_CLUSTER_ARN: "hyperpod_cluster_arn",
     keys.LIFECYCLE_BUCKET_NAME: "lifecycle_bucket_name",
     keys.HYPERPOD_KARPENTER_GROUPS: "hyperpod_karpenter_groups",
+    keys.TASK_GOVERNANCE_TEAMS: "task_governance_teams",
+    keys.TASK_GOVERNANCE_PRIORITY_CLASSES: "task_governance_priority_classes",
 }
 
 
@@ -43,6 +45,9 @@ class StackOutputs:
     hyperpod_cluster_arn: str | None = None
     lifecycle_bucket_name: str | None = None
     hyperpod_karpenter_groups: str | None = None  # comma-separated; absent when autoscaling is off
+    # Only when task governance is deployed (see post_deploy.task_governance).
+    task_governance_teams: str | None = None
+    task_governance_priority_classes: str | None = None
     # output key -> where it came from ("cdk-outputs.json:StackName" or "environment")
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     # every stack the outputs file has an entry for (what `cdk deploy` deployed), in file order

@@ -1,7 +1,7 @@
 """``python -m tests.sky_tasks.dryrun --kubeconfig F --contexts C1,C2 [--controller {home,default}]
 [--karpenter-groups G1,G2] TASK.yaml...``:
 SkyPilot's own launch of each task on each context up to the moment it would create the pod, in
-one process (SkyPilot's import and state set-up dominate; one process keeps the tests fast).
+one process (SkyPilot's import and state set-up dominate; one process keeps the tests fast). ``--team``/``--priority``/``--outputs`` are ``submit``'s own flags.
 
 Each task goes through what ``submit`` does with it (``validate_task_file``, which adds the
 health selector; ``submit._pinned_to_context``; with ``--controller`` the managed-jobs
@@ -19,7 +19,7 @@ SkyPilot's ``controller_utils.get_controller_resources`` for the task (``home``:
 With ``--karpenter-groups`` the launch runs under the SkyPilot settings ``submit --karpenter-groups``
 sends (``post_deploy.autoscaling``).
 
-Printed per pod: labels, nodeSelector, affinity, tolerations and container resources (the
+Printed per pod: namespace, labels, annotations, nodeSelector, affinity, tolerations and container resources (the
 scheduling-relevant parts; the rest is SkyPilot's start-up script), and the provisioner's timeout.
 """
 
@@ -39,6 +39,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--contexts", required=True, help="comma-separated kubeconfig contexts")
     parser.add_argument("--controller", help="comma-separated: home, default")
     parser.add_argument("--karpenter-groups", help="as submit --karpenter-groups: SkyPilot's autoscaler settings")
+    parser.add_argument("--team", help="submit --team: the task governance team")
+    parser.add_argument("--priority", help="submit --priority")
+    parser.add_argument("--outputs", help="submit --outputs: stack outputs naming the teams")
     args = parser.parse_args(argv)
     result = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -62,6 +65,7 @@ def main(argv: list[str]) -> int:
 
     backend_utils.write_cluster_config = recording_write_cluster_config
     exit_code = 0
+    team = submit.team_placement(args)
     modes = args.controller.split(",") if args.controller else [None]
     runs = [(c, p, m) for c in args.contexts.split(",") for p in args.tasks for m in modes]
     for context, path, mode in runs:
@@ -76,6 +80,7 @@ def main(argv: list[str]) -> int:
             with (
                 skypilot_env.skypilot_environment(args.kubeconfig),
                 submit._pinned_to_context(item.task, context),
+                submit.team_queue(team, context),
                 scaled,
             ):
                 if mode:
@@ -93,13 +98,15 @@ def main(argv: list[str]) -> int:
             out["cluster"] = cluster
             (cluster_yaml,) = rendered
             with open(cluster_yaml) as f:
-                rendered_yaml = yaml.safe_load(f)
-            node_config = rendered_yaml["available_node_types"]["ray_head_default"]["node_config"]
+                cluster_config = yaml.safe_load(f)
+            node_config = cluster_config["available_node_types"]["ray_head_default"]["node_config"]
             # How long SkyPilot's provisioner lets the pod stay Pending before giving the launch up.
-            out["provision_timeout"] = rendered_yaml["provider"].get("timeout")
+            out["provision_timeout"] = cluster_config["provider"].get("timeout")
             spec = node_config["spec"]
             out["pod"] = {
+                "namespace": cluster_config["provider"].get("namespace"),
                 "labels": (node_config.get("metadata") or {}).get("labels") or {},
+                "annotations": (node_config.get("metadata") or {}).get("annotations") or {},
                 "nodeSelector": spec.get("nodeSelector") or {},
                 "affinity": spec.get("affinity") or {},
                 "tolerations": spec.get("tolerations") or [],

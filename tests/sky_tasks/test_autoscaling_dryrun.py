@@ -42,7 +42,7 @@ def launches(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("scaled"), fleets={"scaled": _empty_fleet()})
     try:
         plain = cluster.dryrun(["scaled"], [TASK])[("scaled", TASK.name, None)]
-        scaled = cluster.dryrun(["scaled"], [TASK], karpenter="gpu-auto")[("scaled", TASK.name, None)]
+        scaled = cluster.dryrun(["scaled"], [TASK], None, "--karpenter-groups", "gpu-auto")[("scaled", TASK.name, None)]
     finally:
         cluster.stop()
     return plain, scaled

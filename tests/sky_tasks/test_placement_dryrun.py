@@ -116,9 +116,7 @@ class Cluster:
             )
         )
 
-    def dryrun(
-        self, contexts: list[str], tasks: list[Path], controller: str | None = None, karpenter: str | None = None
-    ) -> dict:
+    def dryrun(self, contexts: list[str], tasks: list[Path], controller: str | None = None, *extra: str) -> dict:
         completed = subprocess.run(
             [
                 sys.executable,
@@ -129,7 +127,7 @@ class Cluster:
                 "--contexts",
                 ",".join(contexts),
                 *(["--controller", controller] if controller else []),
-                *(["--karpenter-groups", karpenter] if karpenter else []),
+                *extra,
                 *map(str, tasks),
             ],
             cwd=REPO,
