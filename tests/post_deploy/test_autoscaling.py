@@ -201,7 +201,13 @@ def test_run_passes_the_karpenter_groups_output_to_wait_nodes_check_and_submit()
         hyperpod_karpenter_groups="gpu-auto,h100-auto",
     )
     args = argparse.Namespace(
-        profile=None, node_timeout=None, expected_nodes=None, tasks=["sky_tasks/smoke.yaml"], down=True, managed=False
+        profile=None,
+        node_timeout=None,
+        expected_nodes=None,
+        tasks=["sky_tasks/smoke.yaml"],
+        down=True,
+        managed=False,
+        outputs=None,
     )
     plan = dict(pipeline_run.step_argv(args, outs, "/tmp/kubeconfig", "hp-eks"))
     for step in ("wait-nodes", "check", "submit"):
