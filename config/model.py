@@ -81,6 +81,11 @@ class InstanceGroupConfig(_Strict):
     ebs_volume_size_gb: int | None = 500
     deep_health_checks: tuple[str, ...] = ()
     training_plan_arn: str | None = None
+    # MinInstanceCount: with continuous provisioning the group is InService once this many nodes run
+    # (HyperPod keeps provisioning the rest); only the first transition to InService is affected.
+    min_instance_count: int | None = None
+    # Karpenter adds and removes this group's nodes (hyperpod.autoscaling: karpenter); it starts at 0.
+    karpenter: bool = False
 
     @field_validator("name")
     @classmethod
@@ -104,6 +109,11 @@ class InstanceGroupConfig(_Strict):
     @classmethod
     def _count(cls, v: int) -> int:
         return _within("ClusterInstanceCount", v)
+
+    @field_validator("min_instance_count")
+    @classmethod
+    def _min_count(cls, v: int | None) -> int | None:
+        return None if v is None else _within("ClusterInstanceCount", v)
 
     @field_validator("threads_per_core")
     @classmethod
@@ -204,6 +214,9 @@ class HyperPodConfig(_Strict):
     cluster_name: str
     node_recovery: Literal["Automatic", "None"] = "Automatic"
     node_provisioning_mode: Literal["Continuous"] | None = None
+    # karpenter: HyperPod-managed Karpenter scales the groups marked ``karpenter: true`` from 0
+    # (implies node_provisioning_mode Continuous; see ``_autoscaling``).
+    autoscaling: Literal["karpenter"] | None = None
     instance_groups: tuple[InstanceGroupConfig, ...] = Field(min_length=1)
     # One AZ by default: HyperPod capacity (and training plans) is tied to a single AZ.
     availability_zones: tuple[str, ...] = Field(default=(), description="AZs for HyperPod subnets")
@@ -236,6 +249,8 @@ class HyperPodConfig(_Strict):
     @model_validator(mode="after")
     def _deep_health_checks(self) -> HyperPodConfig:
         for i, group in enumerate(self.instance_groups):
+            if group.karpenter:
+                continue  # a karpenter group takes no deep health checks at all (``_autoscaling``)
             problem = compatibility.deep_health_check_problem(
                 group.deep_health_checks, instance_type=group.instance_type, instance_count=group.instance_count
             )
@@ -244,6 +259,108 @@ class HyperPodConfig(_Strict):
                     f"hyperpod.instance_groups[{i}].deep_health_checks", list(group.deep_health_checks), problem
                 )
         return self
+
+    @model_validator(mode="after")
+    def _autoscaling(self) -> HyperPodConfig:
+        """AWS's rules for HyperPod autoscaling ("Autoscaling on SageMaker HyperPod EKS": prerequisites, and
+        "Create a NodeClass": considerations), checked before anything is created."""
+        continuous = self.provisioning_mode == "Continuous"
+        for i, group in enumerate(self.instance_groups):
+            key = f"hyperpod.instance_groups[{i}]"
+            if group.min_instance_count is not None:
+                if not continuous:
+                    raise _KeyedError(
+                        f"{key}.min_instance_count",
+                        group.min_instance_count,
+                        "needs hyperpod.node_provisioning_mode: Continuous (or hyperpod.autoscaling: karpenter)",
+                    )
+                if group.min_instance_count > group.instance_count:
+                    raise _KeyedError(
+                        f"{key}.min_instance_count",
+                        group.min_instance_count,
+                        f"must not exceed instance_count ({group.instance_count})",
+                    )
+            if group.karpenter:
+                if self.autoscaling != "karpenter":
+                    raise _KeyedError(f"{key}.karpenter", True, "needs hyperpod.autoscaling: karpenter")
+                problem = _karpenter_group_problem(group)
+                if problem:
+                    field, value, message = problem
+                    raise _KeyedError(f"{key}.{field}", value, message)
+        if self.autoscaling is None:
+            return self
+        if self.node_recovery != "Automatic":
+            raise _KeyedError(
+                "hyperpod.node_recovery", self.node_recovery, "must be Automatic for hyperpod.autoscaling: karpenter"
+            )
+        if not self.wait_for_in_service:
+            raise _KeyedError(
+                "hyperpod.wait_for_in_service",
+                False,
+                "must be true for hyperpod.autoscaling: karpenter (the HyperpodNodeClass can only be applied once "
+                "HyperPod reports autoscaling InService)",
+            )
+        managed = self.karpenter_groups
+        if not managed:
+            raise _KeyedError(
+                "hyperpod.autoscaling",
+                self.autoscaling,
+                "needs at least one instance group with karpenter: true (and instance_count: 0) for Karpenter to scale",
+            )
+        if len(managed) > KARPENTER_MAX_GROUPS:
+            raise _KeyedError(
+                "hyperpod.autoscaling",
+                self.autoscaling,
+                f"a HyperpodNodeClass lists at most {KARPENTER_MAX_GROUPS} instance groups; "
+                f"{len(managed)} have karpenter: true",
+            )
+        return self
+
+    @property
+    def provisioning_mode(self) -> str | None:
+        """NodeProvisioningMode sent to HyperPod: autoscaling is built on continuous provisioning."""
+        return "Continuous" if self.autoscaling else self.node_provisioning_mode
+
+    @property
+    def karpenter_groups(self) -> tuple[str, ...]:
+        """Names of the groups Karpenter scales (their node counts belong to Karpenter, not to the config)."""
+        return tuple(g.name for g in self.instance_groups if g.karpenter)
+
+
+# "Create a NodeClass": you can specify up to 10 instance groups in a NodeClass.
+KARPENTER_MAX_GROUPS = 10
+
+
+def _karpenter_group_problem(group: InstanceGroupConfig) -> tuple[str, object, str] | None:
+    """Why a group cannot be Karpenter's (AWS "Create a NodeClass" considerations), as (field, value, message)."""
+    if group.instance_count != 0:
+        return (
+            "instance_count",
+            group.instance_count,
+            "must be 0 for a karpenter group (Karpenter adds the nodes; it would scale a larger group down to 0)",
+        )
+    if group.min_instance_count:
+        return ("min_instance_count", group.min_instance_count, "must be unset or 0 for a karpenter group")
+    if group.deep_health_checks:
+        return (
+            "deep_health_checks",
+            list(group.deep_health_checks),
+            "must be [] for a karpenter group (HyperPod autoscaling does not support deep health checks: "
+            "pods would wait 60-90 minutes per new node)",
+        )
+    if group.training_plan_arn:
+        return (
+            "training_plan_arn",
+            group.training_plan_arn,
+            "must be unset for a karpenter group (HyperPod autoscaling supports on-demand capacity only)",
+        )
+    if compatibility.ec2_architecture(group.instance_type.removeprefix("ml.")) != compatibility.X86_64:
+        return (
+            "instance_type",
+            group.instance_type,
+            "is Arm-based; HyperPod's Karpenter provider supports amd64 nodes only",
+        )
+    return None
 
 
 class ExistingNetworkConfig(_Strict):
@@ -799,6 +916,19 @@ class AppConfig(_Strict):
                     f"per node; hyperpod.instance_groups[{i}]) needs a single AZ: EFA traffic does not cross "
                     "Availability Zones, so multi-node NCCL would fall back to TCP or fail",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _karpenter_in_one_az(self) -> AppConfig:
+        """ "Create a NodeClass": the subnets an instance group uses should belong to one AZ, and the groups use
+        the cluster's VpcConfig, which lists one HyperPod subnet per AZ."""
+        if self.hyperpod.karpenter_groups and len(self.hyperpod_azs) > 1:
+            raise _KeyedError(
+                "hyperpod.availability_zones",
+                list(self.hyperpod_azs),
+                f"karpenter instance groups ({', '.join(self.hyperpod.karpenter_groups)}) need a single AZ: "
+                "HyperPod's Karpenter provider needs each group's subnets in one Availability Zone",
+            )
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from post_deploy.exit_codes import INTERRUPTED, ExitCode, exit_codes_epilog
 # exec plugin.
 STEP_MODULES = (
     "post_deploy.preflight",
+    "post_deploy.canary",
     "post_deploy.kubeconfig",
     "post_deploy.nodes",
     "post_deploy.labels",

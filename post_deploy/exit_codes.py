@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     LAUNCH_FAILED = 10  # SkyPilot could not provision or submit the task
     PREFLIGHT_BLOCKED = 11  # preflight: the deployment would fail (quota, capacity, plan, network, ...)
     PREFLIGHT_WARNINGS = 12  # preflight: deployable, but with warnings to read
+    CANARY_LEFTOVERS = 13  # canary: every phase passed, but something it created still exists
 
 
 EXIT_CODE_HELP: dict[ExitCode, str] = {
@@ -41,6 +42,7 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.LAUNCH_FAILED: "SkyPilot could not provision, submit, follow or tear down the task",
     ExitCode.PREFLIGHT_BLOCKED: "preflight: the deployment would fail; each blocked line says the fix",
     ExitCode.PREFLIGHT_WARNINGS: "preflight: deployable, with warnings to read",
+    ExitCode.CANARY_LEFTOVERS: "canary: every phase passed, but something it created is still there",
 }
 JOB_EXIT_CODES = (
     "100+ submit/run: the SkyPilot job's own exit code, passed through "

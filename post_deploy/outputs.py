@@ -26,6 +26,9 @@ FIELDS: dict[str, str] = {
     keys.HYPERPOD_CLUSTER_NAME: "hyperpod_cluster_name",
     keys.HYPERPOD_CLUSTER_ARN: "hyperpod_cluster_arn",
     keys.LIFECYCLE_BUCKET_NAME: "lifecycle_bucket_name",
+    keys.HYPERPOD_KARPENTER_GROUPS: "hyperpod_karpenter_groups",
+    keys.TASK_GOVERNANCE_TEAMS: "task_governance_teams",
+    keys.TASK_GOVERNANCE_PRIORITY_CLASSES: "task_governance_priority_classes",
 }
 
 
@@ -41,6 +44,10 @@ class StackOutputs:
     hyperpod_cluster_name: str | None = None
     hyperpod_cluster_arn: str | None = None
     lifecycle_bucket_name: str | None = None
+    hyperpod_karpenter_groups: str | None = None  # comma-separated; absent when autoscaling is off
+    # Only when task governance is deployed (see post_deploy.task_governance).
+    task_governance_teams: str | None = None
+    task_governance_priority_classes: str | None = None
     # output key -> where it came from ("cdk-outputs.json:StackName" or "environment")
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     # every stack the outputs file has an entry for (what `cdk deploy` deployed), in file order
@@ -54,6 +61,11 @@ class StackOutputs:
                 f"missing stack output(s) {', '.join(missing)}: not in the outputs file and not set "
                 "as environment variables of the same name"
             )
+
+    @property
+    def karpenter_groups(self) -> tuple[str, ...]:
+        """Instance groups Karpenter scales from 0 (``hyperpod.autoscaling: karpenter``); () when off."""
+        return tuple(g for g in (self.hyperpod_karpenter_groups or "").split(",") if g.strip())
 
     def as_dict(self) -> dict[str, str | None]:
         return {k: getattr(self, attr) for k, attr in FIELDS.items()}

@@ -74,6 +74,7 @@ class CheckReport:
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)  # what `sky gpus list --infra k8s` shows
     notes: list[str] = field(default_factory=list)  # what could not be verified (not failures)
     api_server: dict[str, Any] = field(default_factory=dict)  # the SkyPilot API server submit will use
+    cpu_nodes: list[str] = field(default_factory=list)  # HyperPod nodes whose instance type has no GPU
 
     @property
     def ok(self) -> bool:
@@ -331,6 +332,7 @@ def check_skypilot(
             continue
         spec = gpu_spec(labels.get(INSTANCE_TYPE_LABEL, ""))
         if spec is None:
+            report.cpu_nodes.append(node.metadata.name)
             continue
         seen = info.get(node.metadata.name)
         entry = NodeGpus(
@@ -345,11 +347,18 @@ def check_skypilot(
         report.nodes.append(entry)
         if entry.problem:
             report.problems.append(f"{entry.node} ({entry.instance_type}): {entry.problem}")
-    if not report.nodes:
+    if not report.nodes and report.cpu_nodes:
+        # A CPU-only HyperPod cluster (the canary's): nothing for the GPU checks; SkyPilot's own
+        # check above already said whether it can use the context.
+        report.notes.append(
+            f"CPU-only HyperPod cluster: {len(report.cpu_nodes)} node(s) without GPUs "
+            f"({', '.join(report.cpu_nodes)}); no GPU checks apply"
+        )
+    elif not report.nodes:
         scope = f"of cluster {cluster_name!r} " if cluster_name else ""
         report.problems.append(
-            f"no HyperPod GPU nodes {scope}found in context {chosen!r} "
-            f"(nodes labelled {CLUSTER_NAME_LABEL} with a GPU ml.* instance type); "
+            f"no HyperPod nodes {scope}found in context {chosen!r} "
+            f"(nodes labelled {CLUSTER_NAME_LABEL}); "
             "run `python -m post_deploy wait-nodes` first"
         )
     return report

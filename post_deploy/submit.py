@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from post_deploy import placement
+from post_deploy import placement, task_governance
 from post_deploy.common import StepError, add_common_args, emit_json, first_line, say
 from post_deploy.exit_codes import ExitCode
+from post_deploy.outputs import read_outputs
 from post_deploy.skypilot_env import local_api_server_lifecycle, sky_output_to_stderr, skypilot_environment
 from post_deploy.task_validation import DEFAULT_K8S_VERSION, TaskInvalid, ValidatedTask, validate_task_file
 
@@ -68,6 +69,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run as a SkyPilot managed job (sky.jobs.launch): recovers from preemption, cleans up by itself",
     )
+    parser.add_argument(
+        "--team",
+        metavar="NAME",
+        help="task governance: run in the team's namespace hyperpod-ns-NAME through its Kueue LocalQueue "
+        "(teams from the TaskGovernanceTeams stack output)",
+    )
+    parser.add_argument(
+        "--priority",
+        metavar="CLASS",
+        help="with --team: the cluster policy's priority class (e.g. training; labelled training-priority); "
+        "without it the task has task governance's lowest priority",
+    )
+    parser.add_argument(
+        "--outputs", metavar="FILE", help="cdk deploy --outputs-file JSON for --team (else env vars of the same names)"
+    )
     parser.add_argument("--validate-only", action="store_true", help="run the offline checks and stop")
     parser.add_argument(
         "--k8s-version",
@@ -83,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise StepError(
             ExitCode.USAGE, "--down has no effect with --managed: managed jobs tear their cluster down themselves"
         )
+    team = team_placement(args)
     validated = validate_tasks(args.tasks, args.k8s_version)
     if args.validate_only:
         emit_json(args, {"step": "submit", "ok": True, "validated": [str(v.path) for v in validated], "exit_code": 0})
@@ -90,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     results: list[TaskResult] = []
     with skypilot_environment(args.kubeconfig), local_api_server_lifecycle():
         for item in validated:
-            result = launch_task(item, args)
+            result = launch_task(item, args, team)
             results.append(result)
             if result.exit_code != 0:
                 break
@@ -120,9 +137,25 @@ def cluster_name_for(item: ValidatedTask, requested: str | None) -> str:
     return base if base[:1].isalpha() else f"task-{base}".rstrip("-")
 
 
-def launch_task(item: ValidatedTask, args: argparse.Namespace) -> TaskResult:
+def team_placement(args: argparse.Namespace) -> task_governance.TeamPlacement | None:
+    """``--team``/``--priority`` checked against the deployed task governance, before anything runs."""
+    team, priority = getattr(args, "team", None), getattr(args, "priority", None)
+    if team is None:
+        if priority is not None:
+            raise StepError(ExitCode.USAGE, "--priority needs --team (priority classes are task governance's)")
+        return None
+    governance = task_governance.Governance.from_outputs(read_outputs(getattr(args, "outputs", None)))
+    chosen = task_governance.placement_for(governance, team, priority)
+    say(
+        f"submit: team {team}: namespace {chosen.namespace}, Kueue queue {chosen.local_queue}, "
+        f"priority {chosen.priority_class or 'none (lowest)'}"
+    )
+    return chosen
+
+
+def launch_task(item: ValidatedTask, args: argparse.Namespace, team=None) -> TaskResult:
     task = item.task
-    with _pinned_to_context(task, args.context):
+    with _pinned_to_context(task, args.context), team_queue(team, args.context):
         if args.managed:
             with _jobs_controller_home(args.context):
                 return _launch_managed(item, task)
@@ -264,6 +297,25 @@ def _pinned_to_context(task, context: str | None) -> Iterator[None]:
     if allowed != "all" and context not in (allowed or []):
         config.set_nested(("kubernetes", "allowed_contexts"), list(allowed or []) + [context])
     with skypilot_config.replace_skypilot_config_in_process(config):
+        yield
+
+
+@contextlib.contextmanager
+def team_queue(team: task_governance.TeamPlacement | None, context: str | None) -> Iterator[None]:
+    """Send the SkyPilot config that puts the task in the team's namespace and Kueue queue
+    (``task_governance.team_config``) for ``context`` (default: the kubeconfig's current-context)."""
+    if team is None:
+        yield
+        return
+    from sky import skypilot_config
+    from sky.provision.kubernetes import utils as kubernetes_utils
+    from sky.utils import config_utils
+
+    context = context or kubernetes_utils.get_current_kube_config_context_name()
+    if not context:
+        raise StepError(ExitCode.USAGE, "--team needs a kubeconfig context: pass --context or set current-context")
+    merged = task_governance.team_config(dict(skypilot_config.to_dict()), context, team)
+    with skypilot_config.replace_skypilot_config_in_process(config_utils.Config(merged)):
         yield
 
 

@@ -51,6 +51,9 @@ class HyperPodStack(Stack):
 
         CfnOutput(self, outputs.HYPERPOD_CLUSTER_NAME, value=self.cluster.cluster_name)
         CfnOutput(self, outputs.HYPERPOD_CLUSTER_ARN, value=self.cluster.cluster_arn)
+        if config.hyperpod.karpenter_groups:
+            # post_deploy reads it: groups at 0 are normal, and SkyPilot waits for Karpenter's nodes.
+            CfnOutput(self, outputs.HYPERPOD_KARPENTER_GROUPS, value=",".join(config.hyperpod.karpenter_groups))
 
         self.task_governance: TaskGovernance | None = None
         if config.task_governance.enabled:

@@ -299,6 +299,9 @@ class PipelineStack(Stack):
         config = self._config
         stacks = {role: getattr(self.stage.stacks, role) for role in set(POST_DEPLOY_OUTPUTS.values())}
         env_from_outputs = {key: stacks[role].node.find_child(key) for key, role in POST_DEPLOY_OUTPUTS.items()}
+        if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
+            karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
+            env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
         tasks = " ".join(shlex.quote(t) for t in config.pipeline.post_deploy_tasks)
         return pipelines.CodeBuildStep(
             "PostDeploy",

@@ -20,7 +20,18 @@ from post_deploy.exit_codes import EXIT_CODE_HELP, ExitCode
 from post_deploy.outputs import OutputsError
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ["preflight", "kubeconfig", "wait-nodes", "label-gpus", "check", "submit", "run", "teardown", "token"]
+SUBCOMMANDS = [
+    "preflight",
+    "canary",
+    "kubeconfig",
+    "wait-nodes",
+    "label-gpus",
+    "check",
+    "submit",
+    "run",
+    "teardown",
+    "token",
+]
 
 
 def test_every_step_is_a_subcommand_in_order():
