@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config import compatibility, sagemaker_api
+from config import compatibility, sagemaker_api, service_regions
 from config.gpu_types import gpu_spec
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
@@ -701,6 +701,38 @@ class PipelineConfig(_Strict):
         return self
 
 
+class ObservabilityConfig(_Strict):
+    """HyperPod observability (``constructs/observability``): the EKS add-on, an Amazon Managed Service
+    for Prometheus workspace it writes to, optionally an Amazon Managed Grafana workspace."""
+
+    enabled: bool = False
+    # An Amazon Managed Grafana workspace (IAM Identity Center sign-in) that may read the Prometheus workspace.
+    grafana: bool = False
+    # The add-on also ships HyperPod logs to CloudWatch Logs (grants its role the log actions).
+    logging: bool = False
+    # destroy: the workspaces (and the metrics they hold) go with the stack or the switch; retain: they stay.
+    removal_policy: Literal["destroy", "retain"] = "destroy"
+
+    @model_validator(mode="after")
+    def _grafana_needs_prometheus(self) -> ObservabilityConfig:
+        if self.grafana and not self.enabled:
+            raise _KeyedError(
+                "observability.grafana",
+                True,
+                "needs observability.enabled true (Grafana reads its Prometheus workspace)",
+            )
+        if self.logging and not self.enabled:
+            raise _KeyedError("observability.logging", True, "needs observability.enabled true")
+        return self
+
+
+class TrainingOperatorConfig(_Strict):
+    """The HyperPod training operator add-on with the cert-manager add-on it needs
+    (``constructs/training_operator``)."""
+
+    enabled: bool = False
+
+
 class InstanceQuotaConfig(_Strict):
     """Whole instances of one type a team is guaranteed (``ComputeQuotaResourceConfig``)."""
 
@@ -825,6 +857,8 @@ class AppConfig(_Strict):
     hyperpod: HyperPodConfig
     lifecycle_bucket: LifecycleBucketConfig = LifecycleBucketConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    training_operator: TrainingOperatorConfig = TrainingOperatorConfig()
     task_governance: TaskGovernanceConfig = TaskGovernanceConfig()
 
     @field_validator("account")
@@ -968,6 +1002,24 @@ class AppConfig(_Strict):
             if not p.cross_account_keys:
                 raise _KeyedError(
                     "pipeline.cross_account_keys", False, "must be true when pipeline_account differs from account"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _observability_services_in_region(self) -> AppConfig:
+        """Amazon Managed Service for Prometheus and Amazon Managed Grafana exist in fewer regions than
+        HyperPod; botocore's endpoint data says which."""
+        obs = self.observability
+        for enabled, key, service, name in (
+            (obs.enabled, "observability.enabled", "amp", "Amazon Managed Service for Prometheus"),
+            (obs.grafana, "observability.grafana", "grafana", "Amazon Managed Grafana"),
+        ):
+            if enabled and not service_regions.has_service(service, self.region):
+                raise _KeyedError(
+                    key,
+                    True,
+                    f"{name} has no endpoint in region {self.region} (botocore lists "
+                    f"{', '.join(service_regions.regions(service, service_regions.partition_of(self.region))) or 'none'})",
                 )
         return self
 
