@@ -113,12 +113,14 @@ def canary_policy_statements(partition: str, region: str, account: str) -> list[
         ),
         # wait-nodes and the leftovers check (HyperPod ARNs carry the cluster id, not its name).
         iam.PolicyStatement(
-            sid="ReadCanaryClusters",
-            actions=["eks:DescribeCluster", "sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
-            resources=[
-                f"{arn}:eks:{region}:{account}:cluster/{prefix}-eks",
-                f"{arn}:sagemaker:{region}:{account}:cluster/*",
-            ],
+            sid="ReadCanaryEksCluster",
+            actions=["eks:DescribeCluster"],
+            resources=[f"{arn}:eks:{region}:{account}:cluster/{prefix}-eks"],
+        ),
+        iam.PolicyStatement(
+            sid="ReadCanaryHyperPodCluster",
+            actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
+            resources=[f"{arn}:sagemaker:{region}:{account}:cluster/*"],
         ),
         iam.PolicyStatement(
             sid="ReadCanaryStacks",
@@ -139,11 +141,13 @@ def canary_policy_statements(partition: str, region: str, account: str) -> list[
         ),
         iam.PolicyStatement(
             sid="DeleteLeftoverInterfaces",
-            actions=["ec2:DeleteNetworkInterface", "ec2:DeleteSecurityGroup"],
-            resources=[
-                f"{arn}:ec2:{region}:{account}:network-interface/*",
-                f"{arn}:ec2:{region}:{account}:security-group/*",
-            ],
+            actions=["ec2:DeleteNetworkInterface"],
+            resources=[f"{arn}:ec2:{region}:{account}:network-interface/*"],
+        ),
+        iam.PolicyStatement(
+            sid="DeleteLeftoverSecurityGroups",
+            actions=["ec2:DeleteSecurityGroup"],
+            resources=[f"{arn}:ec2:{region}:{account}:security-group/*"],
         ),
     ]
 

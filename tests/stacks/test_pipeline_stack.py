@@ -775,10 +775,12 @@ def test_canary_role_has_no_wildcard_action_and_assumes_only_cdk_bootstrap_roles
     ours = [s for s in statements if s.get("Sid")]
     assert {s["Sid"] for s in ours} == {
         "AssumeCdkBootstrapRoles",
-        "ReadCanaryClusters",
+        "ReadCanaryEksCluster",
+        "ReadCanaryHyperPodCluster",
         "ReadCanaryStacks",
         "FindLeftovers",
         "DeleteLeftoverInterfaces",
+        "DeleteLeftoverSecurityGroups",
     }
     assert all("*" not in a for s in ours for a in as_list(s["Action"]))
     # Wildcard actions only in aws-cdk-lib's artifact-bucket and key grants (acknowledged with the others).
@@ -791,8 +793,11 @@ def test_canary_role_has_no_wildcard_action_and_assumes_only_cdk_bootstrap_roles
             "iam:ResourceTag/aws-cdk:bootstrap-role": ["deploy", "file-publishing", "image-publishing", "lookup"]
         }
     }
-    deletes = [s for s in statements if s.get("Sid") == "DeleteLeftoverInterfaces"]
-    assert deletes and set(as_list(deletes[0]["Action"])) == {"ec2:DeleteNetworkInterface", "ec2:DeleteSecurityGroup"}
+    deletes = {s["Sid"]: s["Action"] for s in ours if s["Sid"].startswith("DeleteLeftover")}
+    assert deletes == {
+        "DeleteLeftoverInterfaces": "ec2:DeleteNetworkInterface",
+        "DeleteLeftoverSecurityGroups": "ec2:DeleteSecurityGroup",
+    }
 
 
 def test_canary_stage_passes_cdk_nag(with_canary):
