@@ -2,7 +2,7 @@
 
 Templates alone do not say which network interface carries which security group, and one group (the
 cluster security group EKS creates) is in no template at all. This module supplies both, from AWS's
-documentation (facts.md section 6; EKS user guide "Amazon EKS security group requirements"):
+documentation (EKS user guide "Amazon EKS security group requirements"):
 
 * the cluster security group: ingress all from itself; egress all to 0.0.0.0/0 and to itself. It is
   the ``ClusterSecurityGroupId`` attribute of an ``AWS::EKS::Cluster``.
