@@ -41,7 +41,6 @@ from post_deploy.labels import CLUSTER_NAME_LABEL, list_hyperpod_nodes
 
 HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
 DEEP_HEALTH_LABEL = "sagemaker.amazonaws.com/deep-health-check-status"
-WAITING_CLUSTER_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating"})
 FAILED_CLUSTER_STATUSES = frozenset({"Failed", "RollingBack", "Deleting"})
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_POLL_INTERVAL = 15.0

@@ -379,6 +379,9 @@ class PipelineStack(Stack):
         if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
             karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
             env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
+        if config.task_governance.enabled:  # so the step's `check` shows each team's queue and quota
+            for key in (outputs.TASK_GOVERNANCE_TEAMS, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES):
+                env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)
         tasks = " ".join(shlex.quote(t) for t in config.pipeline.post_deploy_tasks)
         return pipelines.CodeBuildStep(
             "PostDeploy",

@@ -2,7 +2,7 @@
 
 Templates alone do not say which network interface carries which security group, and one group (the
 cluster security group EKS creates) is in no template at all. This module supplies both, from AWS's
-documentation (facts.md section 6; EKS user guide "Amazon EKS security group requirements"):
+documentation (EKS user guide "Amazon EKS security group requirements"):
 
 * the cluster security group: ingress all from itself; egress all to 0.0.0.0/0 and to itself. It is
   the ``ClusterSecurityGroupId`` attribute of an ``AWS::EKS::Cluster``.
@@ -405,8 +405,8 @@ FLOWS: list[Flow] = [
     # EFA and NCCL between HyperPod nodes, across instance groups too.
     Flow("HyperPod nodes exchange EFA/NCCL traffic", "hyperpod_nodes", "hyperpod_nodes", ALL),
     # The API server calls kubelets (logs, exec, port-forward) and admission webhooks in pods. Task
-    # governance adds no flow of its own: Kueue's webhooks (9443) and its visibility API server (8082, an
-    # aggregated APIService) are pods the control plane reaches through these same rules.
+    # governance adds no flow of its own: Kueue's admission webhooks and any API it serves are pods the
+    # control plane reaches on an unprivileged port through these same rules.
     Flow("control plane reaches kubelet on system nodes", "control_plane", "system_nodes", "tcp", KUBELET),
     Flow("control plane reaches kubelet on HyperPod nodes", "control_plane", "hyperpod_nodes", "tcp", KUBELET),
     Flow("control plane reaches webhook pods on system nodes", "control_plane", "system_nodes", "tcp", HTTPS),
