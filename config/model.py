@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config import compatibility, sagemaker_api
+from config import compatibility, sagemaker_api, service_regions
 from config.gpu_types import gpu_spec
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
@@ -755,6 +755,13 @@ class PipelineConfig(_Strict):
     cross_account_keys: bool = False
     post_deploy_tasks: tuple[str, ...] = ("sky_tasks/smoke.yaml",)
     post_deploy_timeout_minutes: int = Field(default=240, ge=30, le=2160)
+    # The post-deploy CodeBuild step runs outside any VPC and reaches the EKS endpoint over the internet,
+    # from CodeBuild's published ranges (ip-ranges.json, service CODEBUILD): say so when
+    # eks.public_access_cidrs are meant to admit them.
+    public_access_cidrs_include_codebuild: bool = False
+    # A first stage that runs `python -m post_deploy canary` (examples/canary.yaml, deployed and destroyed
+    # again) in the workload's account and region before the real deployment.
+    canary: bool = False
 
     @field_validator("connection_arn")
     @classmethod
@@ -792,6 +799,38 @@ class PipelineConfig(_Strict):
         if self.source == "s3" and not self.s3_bucket:
             raise _KeyedError("pipeline.s3_bucket", None, "is required when pipeline.source is s3")
         return self
+
+
+class ObservabilityConfig(_Strict):
+    """HyperPod observability (``constructs/observability``): the EKS add-on, an Amazon Managed Service
+    for Prometheus workspace it writes to, optionally an Amazon Managed Grafana workspace."""
+
+    enabled: bool = False
+    # An Amazon Managed Grafana workspace (IAM Identity Center sign-in) that may read the Prometheus workspace.
+    grafana: bool = False
+    # The add-on also ships HyperPod logs to CloudWatch Logs (grants its role the log actions).
+    logging: bool = False
+    # destroy: the workspaces (and the metrics they hold) go with the stack or the switch; retain: they stay.
+    removal_policy: Literal["destroy", "retain"] = "destroy"
+
+    @model_validator(mode="after")
+    def _grafana_needs_prometheus(self) -> ObservabilityConfig:
+        if self.grafana and not self.enabled:
+            raise _KeyedError(
+                "observability.grafana",
+                True,
+                "needs observability.enabled true (Grafana reads its Prometheus workspace)",
+            )
+        if self.logging and not self.enabled:
+            raise _KeyedError("observability.logging", True, "needs observability.enabled true")
+        return self
+
+
+class TrainingOperatorConfig(_Strict):
+    """The HyperPod training operator add-on with the cert-manager add-on it needs
+    (``constructs/training_operator``)."""
+
+    enabled: bool = False
 
 
 class InstanceQuotaConfig(_Strict):
@@ -919,6 +958,8 @@ class AppConfig(_Strict):
     lifecycle_bucket: LifecycleBucketConfig = LifecycleBucketConfig()
     storage: StorageConfig = StorageConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    training_operator: TrainingOperatorConfig = TrainingOperatorConfig()
     task_governance: TaskGovernanceConfig = TaskGovernanceConfig()
 
     @field_validator("account")
@@ -1054,6 +1095,18 @@ class AppConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _canary_in_own_account(self) -> AppConfig:
+        p = self.pipeline
+        if p.enabled and p.canary and p.pipeline_account and p.pipeline_account != self.account:
+            raise _KeyedError(
+                "pipeline.canary",
+                True,
+                "needs the pipeline in the workload's own account (pipeline.pipeline_account unset or equal to "
+                "account): the canary's teardown and leftovers check call AWS with the pipeline's credentials",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _cross_account(self) -> AppConfig:
         p = self.pipeline
         if p.enabled and p.pipeline_account and p.pipeline_account != self.account:
@@ -1062,6 +1115,48 @@ class AppConfig(_Strict):
             if not p.cross_account_keys:
                 raise _KeyedError(
                     "pipeline.cross_account_keys", False, "must be true when pipeline_account differs from account"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _pipeline_reaches_eks(self) -> AppConfig:
+        """The pipeline's post-deploy step (kubeconfig, wait-nodes, SkyPilot) talks to the EKS API from a
+        CodeBuild project without VPC configuration, i.e. through the public endpoint."""
+        p, eks = self.pipeline, self.eks
+        if not p.enabled:
+            return self
+        if eks.endpoint_access == "private":
+            raise _KeyedError(
+                "eks.endpoint_access",
+                eks.endpoint_access,
+                "the pipeline's post-deploy step runs in CodeBuild outside the VPC and cannot reach a private "
+                "endpoint; use public_and_private (optionally with eks.public_access_cidrs) or disable the pipeline",
+            )
+        restricted = eks.public_access_cidrs and "0.0.0.0/0" not in eks.public_access_cidrs
+        if restricted and not p.public_access_cidrs_include_codebuild:
+            raise _KeyedError(
+                "eks.public_access_cidrs",
+                list(eks.public_access_cidrs),
+                "would lock out the pipeline's post-deploy step, which reaches EKS from CodeBuild's public IP "
+                f"ranges in {self.region}; include them and set pipeline.public_access_cidrs_include_codebuild: true",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _observability_services_in_region(self) -> AppConfig:
+        """Amazon Managed Service for Prometheus and Amazon Managed Grafana exist in fewer regions than
+        HyperPod; botocore's endpoint data says which."""
+        obs = self.observability
+        for enabled, key, service, name in (
+            (obs.enabled, "observability.enabled", "amp", "Amazon Managed Service for Prometheus"),
+            (obs.grafana, "observability.grafana", "grafana", "Amazon Managed Grafana"),
+        ):
+            if enabled and not service_regions.has_service(service, self.region):
+                raise _KeyedError(
+                    key,
+                    True,
+                    f"{name} has no endpoint in region {self.region} (botocore lists "
+                    f"{', '.join(service_regions.regions(service, service_regions.partition_of(self.region))) or 'none'})",
                 )
         return self
 

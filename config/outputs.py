@@ -16,6 +16,10 @@ FSX_PVC_NAMESPACE = "FsxPvcNamespace"
 # snapshot | retain | destroy | existing: what deleting the storage stack does to the file system.
 FSX_REMOVAL_POLICY = "FsxRemovalPolicy"
 DEFAULT_STORAGE_CLASS = "DefaultStorageClass"
+PROMETHEUS_WORKSPACE_ID = "PrometheusWorkspaceId"
+PROMETHEUS_QUERY_URL = "PrometheusQueryUrl"
+PROMETHEUS_REMOTE_WRITE_URL = "PrometheusRemoteWriteUrl"
+GRAFANA_WORKSPACE_URL = "GrafanaWorkspaceUrl"
 # Only with hyperpod.autoscaling: karpenter: comma-separated names of the groups Karpenter scales from 0.
 HYPERPOD_KARPENTER_GROUPS = "HyperPodKarpenterGroups"
 # Only with task_governance.enabled: team names, and the cluster policy's priority classes as name=weight.

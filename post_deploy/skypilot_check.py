@@ -35,11 +35,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, gpu_spec
-from post_deploy import placement
+from post_deploy import autoscaling, placement, task_governance
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
-from post_deploy.kube import kubeconfig_path
+from post_deploy.kube import kube_api_client, kubeconfig_path
 from post_deploy.labels import CLUSTER_NAME_LABEL, GPU_RESOURCE
+from post_deploy.outputs import read_outputs
 from post_deploy.skypilot_env import skypilot_session
 
 LABEL_FIX = "run `python -m post_deploy label-gpus`"
@@ -279,7 +280,11 @@ def _diagnose(node: Any, expected: NodeGpus) -> str | None:
 
 
 def check_skypilot(
-    kubeconfig: str | None = None, context: str | None = None, *, cluster_name: str | None = None
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    cluster_name: str | None = None,
+    karpenter_groups: tuple[str, ...] = (),
 ) -> CheckReport:
     """Run SkyPilot's Kubernetes checks for one context and explain every gap.
 
@@ -347,7 +352,14 @@ def check_skypilot(
         report.nodes.append(entry)
         if entry.problem:
             report.problems.append(f"{entry.node} ({entry.instance_type}): {entry.problem}")
-    if not report.nodes and report.cpu_nodes:
+    if karpenter_groups:
+        report.notes.append(autoscaling.note(chosen, karpenter_groups, autoscaling.DEFAULT_SCALE_UP_TIMEOUT))
+    if not report.nodes and karpenter_groups:
+        report.notes.append(
+            f"no HyperPod GPU node runs now: normal while Karpenter's groups ({', '.join(karpenter_groups)}) "
+            "are at 0; `submit` launches wait for their nodes"
+        )
+    elif not report.nodes and report.cpu_nodes:
         # A CPU-only HyperPod cluster (the canary's): nothing for the GPU checks; SkyPilot's own
         # check above already said whether it can use the context.
         report.notes.append(
@@ -393,6 +405,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also check NAME is the one default StorageClass and the EBS CSI controller is Ready "
         "(run passes the storage stack's DefaultStorageClass)",
     )
+    parser.add_argument(
+        "--karpenter-groups",
+        metavar="NAME[,NAME]",
+        help="instance groups Karpenter scales from 0 (the HyperPodKarpenterGroups stack output): no GPU node "
+        "is then normal",
+    )
+    parser.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="cdk deploy --outputs-file JSON: with task governance, also show each team's Kueue queue and "
+        "quota (TaskGovernanceTeams; env vars of the same names also work)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -421,7 +445,12 @@ def _storage(args: argparse.Namespace, report: CheckReport) -> dict[str, Any] | 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = check_skypilot(args.kubeconfig, args.context, cluster_name=getattr(args, "cluster_name", None))
+        report = check_skypilot(
+            args.kubeconfig,
+            args.context,
+            cluster_name=getattr(args, "cluster_name", None),
+            karpenter_groups=autoscaling.parse_groups(getattr(args, "karpenter_groups", None)),
+        )
         storage = _storage(args, report)
     except StepError as err:
         say(f"check FAILED: {err.message}")
@@ -450,6 +479,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if storage["default_storage_class"]:
             say(f"  storage: default StorageClass {storage['default_storage_class']}")
+    teams = _team_queues(args, report)
     for note in report.notes:
         say(f"note: {note}")
     for problem in report.problems:
@@ -462,6 +492,22 @@ def run(args: argparse.Namespace) -> int:
             "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK),
             **report.to_dict(),
             "storage": storage,
+            **({"teams": [asdict(t) for t in teams]} if teams is not None else {}),
         },
     )
     return ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK
+
+
+def _team_queues(args: argparse.Namespace, report: CheckReport) -> list[task_governance.TeamQueue] | None:
+    """With task governance deployed: print each team's queue and quota; a missing queue is a problem
+    (``submit --team`` would wait for an admission that can never come)."""
+    governance = task_governance.Governance.from_outputs(read_outputs(getattr(args, "outputs", None)))
+    if governance is None:
+        return None
+    teams = task_governance.team_queues(kube_api_client(args.kubeconfig, report.context), governance)
+    say("task governance:")
+    for team in teams:
+        say(f"  {team.line()}")
+        if team.problem:
+            report.problems.append(f"task governance team {team.team}: {team.problem}")
+    return teams

@@ -42,6 +42,7 @@ Exit codes: ``STEP_MEANINGS`` below, one per step, printed by ``--help``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -151,6 +152,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--cdk", metavar="PATH", help="cdk executable (default: `cdk` on PATH, else the one beside this Python)"
     )
+    parser.add_argument(
+        "--app",
+        metavar="DIR",
+        help="a cloud assembly (cdk.out) synthesized from the same config, passed to every cdk destroy "
+        "instead of synthesizing the app once per stack; it must hold every stack of the plan",
+    )
     parser.set_defaults(func=run)
 
 
@@ -174,6 +181,44 @@ class Plan:
     # What deleting the storage stack does to the FSx file system: snapshot, retain, destroy, existing
     # (None: no file system).
     fsx_removal: str | None = None
+    cdk_app: str | None = None  # `cdk destroy --app`: an assembly synthesized from the same config
+    # Existing resources the config points at (network.existing, eks.existing, an existing bucket): never
+    # deleted, and said so. With an existing VPC there is no network stack in ``stacks``.
+    kept: tuple[str, ...] = ()
+
+
+def destroy_order(plan: Plan) -> tuple[str, ...]:
+    """Stack roles in the order teardown destroys them (no network stack with an existing VPC)."""
+    workload = tuple(r for r in WORKLOAD_ORDER if r in plan.stacks)  # no storage stack when storage is off
+    return (*workload, *(("network",) if "network" in plan.stacks else ()))
+
+
+def kept_resources(config) -> tuple[str, ...]:
+    """What the config names but the app did not create, so teardown leaves it alone."""
+    kept = []
+    if config.network.existing:
+        n = config.network.existing
+        kept.append(
+            f"VPC {n.vpc_id}, its subnets ({', '.join(dict.fromkeys((*n.hyperpod_subnet_ids, *n.eks_subnet_ids)))}) "
+            f"and security group {n.security_group_id} (network.existing; the app's rules on them go with the eks stack)"
+        )
+    if config.eks.existing:
+        kept.append(
+            f"EKS cluster {config.eks.existing.cluster_name} (eks.existing; only the app's chart, access entries and "
+            "security-group rules go with the eks stack)"
+        )
+    bucket = config.lifecycle_bucket.existing_bucket_name
+    if bucket:
+        scripts = f"s3://{bucket}/{config.prefix}/lifecycle_scripts/"
+        kept.append(
+            f"bucket {bucket} (lifecycle_bucket.existing_bucket_name; "
+            + (
+                f"{scripts} is kept too: removal_policy retain)"
+                if config.lifecycle_bucket.removal_policy == "retain"
+                else f"only {scripts} is deleted)"
+            )
+        )
+    return tuple(kept)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -195,29 +240,55 @@ def make_plan(args: argparse.Namespace) -> Plan:
         outputs = read_outputs(None)
     p = config.pipeline
     foreign = p.enabled and p.pipeline_account is not None and p.pipeline_account != config.account
-    stacks = names.stack_names(config)
-    if not config.storage.enabled:
-        stacks.pop("storage")
     fsx = config.storage.fsx
     plan = Plan(
         prefix=config.prefix,
         region=config.region,
-        stacks=stacks,
+        stacks={
+            role: name
+            for role, name in names.stack_names(config).items()
+            if not (role == "network" and config.network.existing)
+            and not (role == "storage" and not config.storage.enabled)
+        },
         fsx_removal=None if not fsx.enabled else ("existing" if fsx.existing_file_system_id else fsx.removal_policy),
         cdk_context=tuple(f"{k}={v}" for k, v in overrides.items()),
         kube_context=args.context or outputs.eks_cluster_name,
-        retained_buckets=config.lifecycle_bucket.removal_policy == "retain",
+        retained_buckets=config.lifecycle_bucket.removal_policy == "retain"
+        and not config.lifecycle_bucket.existing_bucket_name,
         outputs=outputs,
         pipeline_stack=names.pipeline_stack_name(config) if config.pipeline.enabled and not foreign else None,
         foreign_pipeline=f"{names.pipeline_stack_name(config)} in account {p.pipeline_account}" if foreign else None,
         eks_cluster_name=names.eks_cluster_name(config),
+        cdk_app=str(Path(args.app).resolve()) if getattr(args, "app", None) else None,
+        kept=kept_resources(config),
     )
-    mismatch = outputs_mismatch(plan, config.hyperpod.cluster_name, args.outputs)
+    mismatch = outputs_mismatch(plan, config.hyperpod.cluster_name, args.outputs) or assembly_mismatch(plan)
     if mismatch:
         raise StepError(
             ExitCode.USAGE, f"{mismatch}: pass the -c config of that deployment (make destroy CDK_ARGS=...)"
         )
     return plan
+
+
+def assembly_mismatch(plan: Plan) -> str | None:
+    """Why ``--app`` cannot destroy the plan (a stack it does not hold), or None."""
+    if not plan.cdk_app:
+        return None
+    manifest = Path(plan.cdk_app) / "manifest.json"
+    try:
+        artifacts = json.loads(manifest.read_text()).get("artifacts", {})
+    except (OSError, ValueError) as exc:
+        return f"--app {plan.cdk_app}: not a cloud assembly ({manifest}: {exc})"
+    held = {
+        a.get("properties", {}).get("stackName") or name
+        for name, a in artifacts.items()
+        if a.get("type") == "aws:cloudformation:stack"
+    }
+    planned = [*(plan.stacks[r] for r in destroy_order(plan)), plan.pipeline_stack]
+    missing = [s for s in planned if s and s not in held]
+    if missing:
+        return f"--app {plan.cdk_app}: holds no stack {', '.join(missing)} (synthesized from another config?)"
+    return None
 
 
 def outputs_mismatch(plan: Plan, hyperpod_cluster_name: str, outputs_path: str | None) -> str | None:
@@ -233,7 +304,7 @@ def outputs_mismatch(plan: Plan, hyperpod_cluster_name: str, outputs_path: str |
     if foreign_stacks:
         return (
             f"{where}: stack(s) {', '.join(foreign_stacks)} are not in this config's plan "
-            f"({', '.join(plan.stacks[r] for r in (*WORKLOAD_ORDER, 'network') if r in plan.stacks)})"
+            f"({', '.join(plan.stacks[r] for r in destroy_order(plan))})"
         )
     for what, found, expected in (
         ("EksClusterName", outs.eks_cluster_name, plan.eks_cluster_name),
@@ -246,10 +317,10 @@ def outputs_mismatch(plan: Plan, hyperpod_cluster_name: str, outputs_path: str |
 
 def confirm(plan: Plan, assume_yes: bool, stdin=None) -> None:
     stdin = stdin or sys.stdin
-    order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [
-        plan.stacks[r] for r in (*WORKLOAD_ORDER, "network") if r in plan.stacks
-    ]
+    order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [plan.stacks[r] for r in destroy_order(plan)]
     say(f"teardown: region {plan.region}; stacks, in order: {', '.join(order)}")
+    for line in plan.kept:
+        say(f"teardown: not deleted, not created by this app: {line}")
     if plan.foreign_pipeline:
         say(
             f"teardown: WARNING: the pipeline {plan.foreign_pipeline} redeploys these stacks on its next run; "
@@ -352,6 +423,8 @@ def _relay(stream, tail: deque[str]) -> None:
 def cdk_destroy(cdk: str, stack: str, plan: Plan, *, profile: str | None, timeout_s: float, code: ExitCode) -> None:
     """One ``cdk destroy`` in the project root; its output relayed to stderr, its tail kept for the error."""
     cmd = [cdk, "destroy", stack, "--exclusively", "--force"]
+    if plan.cdk_app:
+        cmd += ["--app", plan.cdk_app]
     for pair in plan.cdk_context:
         cmd += ["-c", pair]
     if profile:
@@ -432,26 +505,36 @@ def run(
             if role == "storage":
                 summary["file_system"] = file_system_outcome(session.client("fsx", config=AWS_RETRY_CONFIG), plan)
 
-        ec2 = session.client("ec2", config=AWS_RETRY_CONFIG)
-        cfn = session.client("cloudformation", config=AWS_RETRY_CONFIG)
-        report = clear_network_interfaces(
-            ec2,
-            cfn,
-            plan.stacks["network"],
-            timeout_s=args.eni_timeout_minutes * 60,
-            poll_s=args.poll_seconds,
-            clock=clock,
-            sleep=sleep,
-        )
-        summary["network_interfaces"] = report.__dict__
-        summary["security_groups_deleted"] = delete_eks_cluster_security_groups(
-            ec2, cfn, plan.stacks["network"], plan.eks_cluster_name
-        )
+        summary["kept"] = list(plan.kept)
+        if "network" not in plan.stacks:
+            # Network interfaces in someone else's VPC are not ours to wait for or delete.
+            say("network: existing VPC (network.existing): no network stack to destroy, interfaces left alone")
+        else:
+            ec2 = session.client("ec2", config=AWS_RETRY_CONFIG)
+            cfn = session.client("cloudformation", config=AWS_RETRY_CONFIG)
+            report = clear_network_interfaces(
+                ec2,
+                cfn,
+                plan.stacks["network"],
+                timeout_s=args.eni_timeout_minutes * 60,
+                poll_s=args.poll_seconds,
+                clock=clock,
+                sleep=sleep,
+            )
+            summary["network_interfaces"] = report.__dict__
+            summary["security_groups_deleted"] = delete_eks_cluster_security_groups(
+                ec2, cfn, plan.stacks["network"], plan.eks_cluster_name
+            )
 
-        cdk_destroy(
-            cdk, plan.stacks["network"], plan, profile=args.profile, timeout_s=stack_timeout, code=STEP_NETWORK_STACK
-        )
-        summary["destroyed"].append(plan.stacks["network"])
+            cdk_destroy(
+                cdk,
+                plan.stacks["network"],
+                plan,
+                profile=args.profile,
+                timeout_s=stack_timeout,
+                code=STEP_NETWORK_STACK,
+            )
+            summary["destroyed"].append(plan.stacks["network"])
     except StepError as err:
         say(f"teardown: {err.message}")
         emit_json(args, {**summary, "exit_code": int(err.code), "error": err.message})
@@ -460,6 +543,8 @@ def run(
     leftovers = left_behind(plan)
     for line in leftovers:
         say(f"teardown: left behind: {line}")
+    for line in plan.kept:
+        say(f"teardown: kept, not created by this app: {line}")
     say("teardown: done")
     emit_json(args, {**summary, "ok": True, "left_behind": leftovers})
     return ExitCode.OK

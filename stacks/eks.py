@@ -7,13 +7,15 @@ from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 
 from config import AppConfig, compatibility, names, outputs
+from config.model import ExistingEksConfig
 from constructs import Construct
+from constructs.control_plane_log_group.infrastructure import ServiceLogGroupRetention
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 from constructs.nag_acknowledgment import acknowledge
 from constructs.post_deploy_access.infrastructure import PostDeployAccess
+from stacks.existing_network import Network, imported_network
 from stacks.log_retention import retention
 
 _ENDPOINT_ACCESS = {
@@ -41,92 +43,22 @@ class EksStack(Stack):
         construct_id: str,
         *,
         config: AppConfig,
-        vpc: ec2.IVpc,
-        control_plane_subnets: list[ec2.ISubnet],
-        node_subnets: list[ec2.ISubnet],
-        security_group: ec2.ISecurityGroup,
+        network: Network | None,
         **kwargs,
     ) -> None:
+        """``network``: the network stack's VPC, or None to import ``network.existing`` into this stack."""
         super().__init__(scope, construct_id, **kwargs)
         cfg = config.eks
         self.cluster_name = names.eks_cluster_name(config)
-
-        # EKS creates this group on first log write and never deletes it; owning it here means a
-        # retention policy and nothing left behind by `cdk destroy`.
-        control_plane_logs = logs.LogGroup(
-            self,
-            "ControlPlaneLogs",
-            log_group_name=names.eks_control_plane_log_group(config),
-            retention=retention(cfg.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        secrets_key = kms.Key(
-            self,
-            "SecretsKey",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-            description=f"Envelope encryption of Kubernetes secrets in {self.cluster_name}",
-        )
-        endpoint = _ENDPOINT_ACCESS[cfg.endpoint_access]
-        if cfg.public_access_cidrs:
-            endpoint = endpoint.only_from(*cfg.public_access_cidrs)
-
-        self.cluster = eks.Cluster(
-            self,
-            "Cluster",
-            cluster_name=self.cluster_name,
-            version=eks.KubernetesVersion.of(cfg.version),
-            vpc=vpc,
-            vpc_subnets=[ec2.SubnetSelection(subnets=control_plane_subnets)],
-            security_group=security_group,
-            endpoint_access=endpoint,
-            # Auto Mode is the aws_eks_v2 default, but HyperPod documents managed/HyperPod nodes only.
-            default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
-            default_capacity=0,
-            # The CloudFormation execution role needs no Kubernetes access; people get explicit entries.
-            bootstrap_cluster_creator_admin_permissions=False,
-            # The add-ons below are EKS-managed from the start; no self-managed copies to conflict with.
-            bootstrap_self_managed_addons=False,
-            cluster_logging=_LOG_TYPES,
-            secrets_encryption_key=secrets_key,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.cluster.node.add_dependency(control_plane_logs)
-        cfn_cluster = self.cluster.node.default_child
-        cfn_cluster.add_property_override("AccessConfig.AuthenticationMode", cfg.authentication_mode)
+        net = network or imported_network(self, config)
+        vpc, security_group = net.vpc, net.security_group
+        self.addons: dict[str, eks.Addon] = {}
+        self.system_nodes: eks.Nodegroup | None = None
+        if cfg.existing:
+            self._use_existing_cluster(cfg.existing)
+        else:
+            self._create_cluster(config, net)
         self._connect_node_kinds(security_group)
-
-        self.addons = {
-            name: eks.Addon(
-                self,
-                f"Addon-{name}",
-                cluster=self.cluster,
-                addon_name=name,
-                addon_version=cfg.vpc_cni_version if name == "vpc-cni" else None,
-            )
-            for name in ADDONS
-        }
-        for addon in self.addons.values():
-            addon.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")
-
-        self.system_nodes = self.cluster.add_nodegroup_capacity(
-            "SystemNodes",
-            instance_types=[ec2.InstanceType(cfg.system_node_group.instance_type)],
-            # Never CDK's default (AL2_x86_64), which EKS refuses from Kubernetes 1.33 on (config/compatibility.py).
-            ami_type=eks.NodegroupAmiType[cfg.system_node_group.resolved_ami_type.upper()],
-            desired_size=cfg.system_node_group.desired_size,
-            min_size=0,
-            max_size=max(cfg.system_node_group.desired_size, 1),
-            disk_size=cfg.system_node_group.disk_size_gb,
-            subnets=ec2.SubnetSelection(subnets=node_subnets),
-            labels={"node-role": "system"},
-        )
-        # Nodes need the CNI and kube-proxy to become Ready; coredns needs a node to become ACTIVE
-        # (CloudFormation accepts DEGRADED, which is what a 0-node group gives).
-        for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent"):
-            self.system_nodes.node.add_dependency(self.addons[name])
-        self.addons["coredns"].node.add_dependency(self.system_nodes)
-        self._acknowledge_managed_policies()
 
         self.access_entries = [
             eks.AccessEntry(
@@ -162,17 +94,113 @@ class EksStack(Stack):
             cluster=self.cluster,
             chart=cfg.helm_chart,
             vpc=vpc,
+            # The network stack's VPC knows its private subnets; an imported one has no subnet types.
+            subnets=net.eks_subnets if network is None else None,
             security_group=security_group,
             log_retention=retention(cfg.log_retention_days),
         )
-        # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod.
+        # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod (an
+        # existing cluster already has both).
         for addon in self.addons.values():
             self.helm_chart.node.add_dependency(addon)
-        self.helm_chart.node.add_dependency(self.system_nodes)
+        if self.system_nodes:
+            self.helm_chart.node.add_dependency(self.system_nodes)
 
         CfnOutput(self, outputs.EKS_CLUSTER_NAME, value=self.cluster.cluster_name)
         CfnOutput(self, outputs.EKS_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.REGION, value=self.region)
+
+    def _create_cluster(self, config: AppConfig, net: Network) -> None:
+        """The app's own cluster: control plane, logs, secrets key, managed add-ons and system nodes."""
+        cfg = config.eks
+        # EKS creates this group on first log write (and again with its last lines after the cluster is
+        # deleted), so it is adopted, not created by name: retention here, a redeploy after destroy still works.
+        control_plane_logs = ServiceLogGroupRetention(
+            self,
+            "ControlPlaneLogs",
+            log_group_name=names.eks_control_plane_log_group(config),
+            retention_days=cfg.log_retention_days,
+            removal_policy=RemovalPolicy.DESTROY,
+            own_log_retention=retention(cfg.log_retention_days),
+        )
+        secrets_key = kms.Key(
+            self,
+            "SecretsKey",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            description=f"Envelope encryption of Kubernetes secrets in {self.cluster_name}",
+        )
+        endpoint = _ENDPOINT_ACCESS[cfg.endpoint_access]
+        if cfg.public_access_cidrs:
+            endpoint = endpoint.only_from(*cfg.public_access_cidrs)
+
+        self.cluster = eks.Cluster(
+            self,
+            "Cluster",
+            cluster_name=self.cluster_name,
+            version=eks.KubernetesVersion.of(cfg.version),
+            vpc=net.vpc,
+            vpc_subnets=[ec2.SubnetSelection(subnets=net.eks_subnets)],
+            security_group=net.security_group,
+            endpoint_access=endpoint,
+            # Auto Mode is the aws_eks_v2 default, but HyperPod documents managed/HyperPod nodes only.
+            default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
+            default_capacity=0,
+            # The CloudFormation execution role needs no Kubernetes access; people get explicit entries.
+            bootstrap_cluster_creator_admin_permissions=False,
+            # The add-ons below are EKS-managed from the start; no self-managed copies to conflict with.
+            bootstrap_self_managed_addons=False,
+            cluster_logging=_LOG_TYPES,
+            secrets_encryption_key=secrets_key,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.cluster.node.add_dependency(control_plane_logs)
+        cfn_cluster = self.cluster.node.default_child
+        cfn_cluster.add_property_override("AccessConfig.AuthenticationMode", cfg.authentication_mode)
+
+        self.addons = {
+            name: eks.Addon(
+                self,
+                f"Addon-{name}",
+                cluster=self.cluster,
+                addon_name=name,
+                addon_version=cfg.vpc_cni_version if name == "vpc-cni" else None,
+            )
+            for name in ADDONS
+        }
+        for addon in self.addons.values():
+            addon.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")
+
+        self.system_nodes = self.cluster.add_nodegroup_capacity(
+            "SystemNodes",
+            instance_types=[ec2.InstanceType(cfg.system_node_group.instance_type)],
+            # Never CDK's default (AL2_x86_64), which EKS refuses from Kubernetes 1.33 on (config/compatibility.py).
+            ami_type=eks.NodegroupAmiType[cfg.system_node_group.resolved_ami_type.upper()],
+            desired_size=cfg.system_node_group.desired_size,
+            min_size=0,
+            max_size=max(cfg.system_node_group.desired_size, 1),
+            disk_size=cfg.system_node_group.disk_size_gb,
+            subnets=ec2.SubnetSelection(subnets=net.eks_subnets),
+            labels={"node-role": "system"},
+        )
+        # Nodes need the CNI and kube-proxy to become Ready; coredns needs a node to become ACTIVE
+        # (CloudFormation accepts DEGRADED, which is what a 0-node group gives).
+        for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent"):
+            self.system_nodes.node.add_dependency(self.addons[name])
+        self.addons["coredns"].node.add_dependency(self.system_nodes)
+        self._acknowledge_managed_policies()
+
+    def _use_existing_cluster(self, existing: ExistingEksConfig) -> None:
+        """Someone else's cluster, by name: its version, add-ons, nodes, logging and authentication stay as they
+        are (the stack creates no Addon, node group or cluster setting). No kubectl provider is needed: the
+        chart installer reads the endpoint with eks:DescribeCluster at deploy time and authenticates through
+        its own access entry, which the API authentication mode (checked by ``make preflight``) allows."""
+        self.cluster = eks.Cluster.from_cluster_attributes(
+            self,
+            "Cluster",
+            cluster_name=existing.cluster_name,
+            cluster_security_group_id=existing.cluster_security_group_id,
+        )
 
     def _connect_node_kinds(self, hyperpod_sg: ec2.ISecurityGroup) -> None:
         """All traffic between the two kinds of nodes, as EKS allows among the nodes of one cluster group.

@@ -1,17 +1,21 @@
 """The HyperPod layer: the SageMaker HyperPod cluster, created only after EKS, the Helm chart, the
-access entries and the lifecycle-script upload are all in place."""
+access entries and the lifecycle-script upload are all in place; then the optional HyperPod add-ons
+(observability, the training operator, task governance), which AWS documents as installed on an existing
+cluster."""
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 
 from config import AppConfig, outputs
 from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
+from constructs.observability.infrastructure import Observability
 from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
+from constructs.training_operator.infrastructure import TrainingOperator
 from stacks.eks import EksStack
+from stacks.existing_network import Network, imported_network
 from stacks.log_retention import retention
 
 
@@ -23,26 +27,29 @@ class HyperPodStack(Stack):
         *,
         config: AppConfig,
         eks_stack: EksStack,
-        vpc: ec2.IVpc,
-        subnets: list[ec2.ISubnet],
-        security_group: ec2.ISecurityGroup,
+        network: Network | None,
         lifecycle_bucket: s3.IBucket,
         lifecycle_prefix: str,
+        cluster_id: str = "Cluster",
+        legacy_owner_tag_values: list[str] | None = None,
         **kwargs,
     ) -> None:
+        """``network``: the network stack's VPC, or None to import ``network.existing`` into this stack."""
         super().__init__(scope, construct_id, **kwargs)
+        net = network or imported_network(self, config)
         self.cluster = HyperPodCluster(
             self,
-            "Cluster",
+            cluster_id,
             config=config.hyperpod,
             tags=config.tags,
             eks_cluster=eks_stack.cluster,
-            vpc=vpc,
-            subnets=subnets,
-            security_group=security_group,
+            vpc=net.vpc,
+            subnets=net.hyperpod_subnets,
+            security_group=net.security_group,
             lifecycle_bucket=lifecycle_bucket,
             lifecycle_prefix=lifecycle_prefix,
             log_retention=retention(config.eks.log_retention_days),
+            legacy_owner_tag_values=legacy_owner_tag_values or [],
         )
         # CreateCluster fails without the chart's CRDs/agents; admins must be able to reach the nodes.
         self.cluster.node.add_dependency(eks_stack.helm_chart)
@@ -54,6 +61,31 @@ class HyperPodStack(Stack):
         if config.hyperpod.karpenter_groups:
             # post_deploy reads it: groups at 0 are normal, and SkyPilot waits for Karpenter's nodes.
             CfnOutput(self, outputs.HYPERPOD_KARPENTER_GROUPS, value=",".join(config.hyperpod.karpenter_groups))
+
+        self.observability: Observability | None = None
+        if config.observability.enabled:
+            self.observability = Observability(
+                self,
+                "Observability",
+                config=config.observability,
+                cluster=eks_stack.cluster,
+                hyperpod_cluster_name=config.hyperpod.cluster_name,
+                name_prefix=config.prefix,
+                tags=config.tags,
+                after=self.cluster.ready,
+            )
+            obs = self.observability
+            CfnOutput(self, outputs.PROMETHEUS_WORKSPACE_ID, value=obs.workspace.attr_workspace_id)
+            CfnOutput(self, outputs.PROMETHEUS_QUERY_URL, value=obs.query_url)
+            CfnOutput(self, outputs.PROMETHEUS_REMOTE_WRITE_URL, value=obs.remote_write_url)
+            if obs.grafana_url is not None:
+                CfnOutput(self, outputs.GRAFANA_WORKSPACE_URL, value=obs.grafana_url)
+
+        self.training_operator: TrainingOperator | None = None
+        if config.training_operator.enabled:
+            self.training_operator = TrainingOperator(
+                self, "TrainingOperator", cluster=eks_stack.cluster, after=self.cluster.ready
+            )
 
         self.task_governance: TaskGovernance | None = None
         if config.task_governance.enabled:

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from aws_cdk import Environment, Stack, Stage, Tags
 
-from config import AppConfig, ConfigError
-from config.names import stack_names
+from config import AppConfig
+from config.names import pipeline_stack_name, stack_names
 from constructs import Construct
+from constructs.hyperpod_cluster.ownership import legacy_owner_tag_value
 from stacks.eks import EksStack
+from stacks.existing_network import created_network
 from stacks.hyperpod import HyperPodStack
 from stacks.lifecycle_bucket import LifecycleBucketStack
 from stacks.network import NetworkStack
@@ -19,32 +21,45 @@ from stacks.storage import StorageStack
 
 @dataclass(frozen=True)
 class InfrastructureStacks:
-    network: NetworkStack
+    network: NetworkStack | None  # None: network.existing
     lifecycle_bucket: LifecycleBucketStack
     eks: EksStack
     storage: StorageStack | None  # None when storage.fsx and storage.ebs_csi are both off
     hyperpod: HyperPodStack
 
     def all(self) -> list[Stack]:
-        layers = [self.network, self.lifecycle_bucket, self.eks, self.storage, self.hyperpod]
-        return [s for s in layers if s is not None]
+        return [
+            s for s in (self.network, self.lifecycle_bucket, self.eks, self.storage, self.hyperpod) if s is not None
+        ]
+
+
+# The pipeline stack's construct id and its deployment Stage's: the second tree the stacks are built in.
+PIPELINE_STAGE_ID = "Deploy"
+HYPERPOD_CLUSTER_ID = "Cluster"
+
+
+def legacy_owner_tag_values(config: AppConfig) -> list[str]:
+    """The HyperPod owner tag values versions before the path-based one wrote (``ownership.py``): one per
+    tree the HyperPod stack was built in, direct (``cdk deploy --all``) and inside the pipeline's Stage."""
+    name = stack_names(config)["hyperpod"]
+    return [
+        legacy_owner_tag_value(name, [name, HYPERPOD_CLUSTER_ID]),
+        legacy_owner_tag_value(name, [pipeline_stack_name(config), PIPELINE_STAGE_ID, name, HYPERPOD_CLUSTER_ID]),
+    ]
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
-    # Until the stacks wire existing resources and AZ ids in, refuse them rather than ignore them.
-    for key, value in (
-        ("network.existing", config.network.existing),
-        ("eks.existing", config.eks.existing),
-        ("lifecycle_bucket.existing_bucket_name", config.lifecycle_bucket.existing_bucket_name),
-        ("hyperpod.availability_zone_ids", config.hyperpod.availability_zone_ids),
-    ):
-        if value:
-            raise ConfigError(f"config error: {key}: checked by `make preflight`, not yet deployed by the stacks")
     env = Environment(account=config.account, region=config.region)
     names = stack_names(config)
     # stack_name pinned: inside a Stage (the pipeline) CDK would otherwise prefix the stage name, and
     # the pipeline and `cdk deploy --all` must manage the very same CloudFormation stacks.
-    network = NetworkStack(scope, names["network"], config=config, env=env, stack_name=names["network"])
+    # An existing VPC gets no network stack: the EKS and HyperPod stacks import its ids themselves.
+    network = (
+        None
+        if config.network.existing
+        else NetworkStack(scope, names["network"], config=config, env=env, stack_name=names["network"])
+    )
+    network_refs = created_network(network) if network else None
     bucket = LifecycleBucketStack(
         scope,
         names["lifecycle_bucket"],
@@ -58,10 +73,7 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         config=config,
         env=env,
         stack_name=names["eks"],
-        vpc=network.vpc,
-        control_plane_subnets=network.eks_subnets,
-        node_subnets=network.eks_subnets,
-        security_group=network.security_group,
+        network=network_refs,
     )
     storage = None
     if config.storage.enabled:
@@ -72,9 +84,7 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
             env=env,
             stack_name=names["storage"],
             eks_stack=eks,
-            vpc=network.vpc,
-            subnet=network.hyperpod_subnets[0],
-            security_group=network.security_group,
+            network=network_refs,
         )
     hyperpod = HyperPodStack(
         scope,
@@ -83,11 +93,11 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         env=env,
         stack_name=names["hyperpod"],
         eks_stack=eks,
-        vpc=network.vpc,
-        subnets=network.hyperpod_subnets,
-        security_group=network.security_group,
+        network=network_refs,
         lifecycle_bucket=bucket.deployed_bucket,
         lifecycle_prefix=bucket.lifecycle_prefix,
+        cluster_id=HYPERPOD_CLUSTER_ID,
+        legacy_owner_tag_values=legacy_owner_tag_values(config),
     )
     if storage is not None:
         # Deleted before the storage stack: no HyperPod pod mounts the claim when it is released.

@@ -24,6 +24,9 @@ _INTERFACE_ENDPOINTS = {
     "EksAuth": ec2.InterfaceVpcEndpointAwsService.EKS_AUTH,
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
 }
+# Only with observability on: the collector's remote write to Amazon Managed Service for Prometheus.
+# (The training operator needs sagemaker.api and eks-auth, which the closed network always has.)
+PROMETHEUS_ENDPOINT = {"PrometheusWorkspaces": ec2.InterfaceVpcEndpointAwsService.PROMETHEUS_WORKSPACES}
 
 HYPERPOD_SUBNETS = "hyperpod"
 EKS_SUBNETS = "eks-control-plane"
@@ -85,7 +88,9 @@ class NetworkStack(Stack):
 
         self.security_group = self._efa_security_group(config)
         if net.interface_endpoints:
-            self._interface_endpoints(net.vpc_cidr)
+            self._interface_endpoints(
+                net.vpc_cidr, {**_INTERFACE_ENDPOINTS, **(PROMETHEUS_ENDPOINT if config.observability.enabled else {})}
+            )
 
         hyperpod_azs = set(config.hyperpod_azs)
         self.hyperpod_subnets = [
@@ -94,6 +99,21 @@ class NetworkStack(Stack):
             if s.availability_zone in hyperpod_azs
         ]
         self.eks_subnets = self.vpc.select_subnets(subnet_group_name=EKS_SUBNETS).subnets
+        self._place_by_az_id(config)
+
+    def _place_by_az_id(self, config: AppConfig) -> None:
+        """With ``hyperpod.availability_zone_ids``, each HyperPod subnet is created in the AZ id paired with
+        its AZ name (same position in the two lists): capacity reservations and training plans name AZ
+        ids, and which id an AZ name means differs per account. The name then only labels the subnet for
+        CDK; CloudFormation's ``AvailabilityZoneId`` places it without any lookup."""
+        ids = config.hyperpod.availability_zone_ids
+        if not ids:
+            return
+        by_name = dict(zip(config.hyperpod_azs, ids, strict=True))
+        for subnet in self.hyperpod_subnets:
+            cfn_subnet = subnet.node.default_child
+            cfn_subnet.add_property_deletion_override("AvailabilityZone")
+            cfn_subnet.add_property_override("AvailabilityZoneId", by_name[subnet.availability_zone])
 
     @property
     def availability_zones(self) -> list[str]:
@@ -147,7 +167,7 @@ class NetworkStack(Stack):
                 )
         return sg
 
-    def _interface_endpoints(self, vpc_cidr: str) -> None:
+    def _interface_endpoints(self, vpc_cidr: str, endpoints: dict[str, ec2.InterfaceVpcEndpointAwsService]) -> None:
         endpoint_sg = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -158,7 +178,7 @@ class NetworkStack(Stack):
         # The configured CIDR, not the VPC's CidrBlock attribute: cdk-nag's EC23 check cannot evaluate a token
         # and fails the synth.
         endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
-        for name, service in _INTERFACE_ENDPOINTS.items():
+        for name, service in endpoints.items():
             self.vpc.add_interface_endpoint(
                 f"{name}Endpoint",
                 service=service,

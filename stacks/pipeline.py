@@ -17,8 +17,8 @@ repository. Three choices shape it:
   (``credential_source = EcsContainer``), so the same design serves one account or two. The
   CodeBuild role itself may only ``sts:AssumeRole`` that one role.
 
-Everything is deleted by ``cdk destroy <prefix>-pipeline``: the artifact and access-log buckets empty
-themselves, the KMS key and the CodeBuild log group have DESTROY policies. The pipeline must run in
+Everything is deleted by ``cdk destroy <prefix>-pipeline``: the artifact bucket empties itself, its
+access-log bucket is drained and deleted after it (``constructs/access_log_bucket``), the KMS key and the CodeBuild log group have DESTROY policies. The pipeline must run in
 the workload's region (a cross-region pipeline would make CDK add a support stack with a retained
 replication bucket outside this app's control); another account is fine.
 """
@@ -45,8 +45,9 @@ from aws_cdk import aws_s3 as s3
 
 from config import AppConfig, ConfigError, names, outputs
 from constructs import Construct
+from constructs.access_log_bucket.infrastructure import AccessLogBucket
 from constructs.nag_acknowledgment import acknowledge
-from stacks.infrastructure import HyperPodStage
+from stacks.infrastructure import PIPELINE_STAGE_ID, HyperPodStage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CODECOMMIT_NAME = re.compile(r"[\w.-]{1,100}")
@@ -79,6 +80,79 @@ POST_DEPLOY_PROFILE = "post-deploy"
 POST_DEPLOY_AWS_CONFIG = "/tmp/post-deploy-aws-config"
 # Build logs are for debugging a failed run, not an audit trail.
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+
+
+# Deploy (EKS ~15 min, HyperPod ~20 min), steps and task, destroy: about an hour; twice that is the bound.
+CANARY_TIMEOUT_MINUTES = 150
+CANARY_CONFIG = "examples/canary.yaml"
+CDK_BOOTSTRAP_ROLES = ("deploy", "file-publishing", "image-publishing", "lookup")
+
+
+def canary_cdk_pairs(config: AppConfig) -> list[str]:
+    """The canary config, moved to the workload's account, region and (first) HyperPod AZ."""
+    azs = config.network.availability_zones
+    pairs = [f"config={CANARY_CONFIG}", f"region={config.region}"]
+    if config.account:
+        pairs.append(f"account={config.account}")
+    return pairs + [
+        f"network.availability_zones=[{','.join(azs)}]",
+        f"hyperpod.availability_zones=[{config.hyperpod_azs[0]}]",
+    ]
+
+
+def canary_policy_statements(partition: str, region: str, account: str) -> list[iam.PolicyStatement]:
+    """What ``post_deploy canary`` does with its own credentials, and nothing else."""
+    prefix = "hp-canary"  # examples/canary.yaml's prefix and HyperPod cluster name
+    arn = f"arn:{partition}"
+    return [
+        # cdk deploy/destroy act through the CDK bootstrap roles, as CDK Pipelines' own self-update does.
+        iam.PolicyStatement(
+            sid="AssumeCdkBootstrapRoles",
+            actions=["sts:AssumeRole"],
+            resources=[f"{arn}:iam::{account}:role/*"],
+            conditions={
+                "ForAnyValue:StringEquals": {"iam:ResourceTag/aws-cdk:bootstrap-role": list(CDK_BOOTSTRAP_ROLES)}
+            },
+        ),
+        # wait-nodes and the leftovers check (HyperPod ARNs carry the cluster id, not its name).
+        iam.PolicyStatement(
+            sid="ReadCanaryEksCluster",
+            actions=["eks:DescribeCluster"],
+            resources=[f"{arn}:eks:{region}:{account}:cluster/{prefix}-eks"],
+        ),
+        iam.PolicyStatement(
+            sid="ReadCanaryHyperPodCluster",
+            actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
+            resources=[f"{arn}:sagemaker:{region}:{account}:cluster/*"],
+        ),
+        iam.PolicyStatement(
+            sid="ReadCanaryStacks",
+            actions=["cloudformation:DescribeStacks", "cloudformation:DescribeStackResources"],
+            resources=[f"{arn}:cloudformation:{region}:{account}:stack/{prefix}-*/*"],
+        ),
+        # teardown: the interfaces and EKS security groups CloudFormation cannot delete; these Describe
+        # calls and tag:GetResources support no resource-level permissions.
+        iam.PolicyStatement(
+            sid="FindLeftovers",
+            actions=[
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeVpcEndpoints",
+                "tag:GetResources",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="DeleteLeftoverInterfaces",
+            actions=["ec2:DeleteNetworkInterface"],
+            resources=[f"{arn}:ec2:{region}:{account}:network-interface/*"],
+        ),
+        iam.PolicyStatement(
+            sid="DeleteLeftoverSecurityGroups",
+            actions=["ec2:DeleteSecurityGroup"],
+            resources=[f"{arn}:ec2:{region}:{account}:security-group/*"],
+        ),
+    ]
 
 
 def kubectl_from_layer(bin_dir: str = "/usr/local/bin") -> str:
@@ -209,7 +283,7 @@ class PipelineStack(Stack):
             ),
         )
 
-        self.stage = HyperPodStage(self, "Deploy", config=config)
+        self.stage = HyperPodStage(self, PIPELINE_STAGE_ID, config=config)
         self.post_deploy_codebuild_role = self._post_deploy_codebuild_role()
         self.post_deploy_step = self._post_deploy_step(source, python_runtime)
         pre = (
@@ -223,6 +297,10 @@ class PipelineStack(Stack):
             if p.manual_approval
             else []
         )
+        self.canary_step = None
+        if p.canary:  # its own first stage: a failed canary stops the pipeline before the real deployment
+            self.canary_step = self._canary_step(source, python_runtime)
+            self.pipeline.add_wave("Canary", post=[self.canary_step])
         self.pipeline.add_stage(self.stage, pre=pre, post=[self.post_deploy_step])
         self.pipeline.build_pipeline()
         self._acknowledge()
@@ -239,19 +317,13 @@ class PipelineStack(Stack):
             alias=names.pipeline_artifact_key_alias(config),
             description=f"Pipeline artifacts of {config.prefix}",
         )
-        access_logs = s3.Bucket(
+        # Deleted only after the artifact bucket and its last access logs (constructs/access_log_bucket).
+        access_logs = AccessLogBucket(
             self,
             "ArtifactAccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
             removal_policy=RemovalPolicy.DESTROY,
-            auto_delete_objects=True,
-        )
-        acknowledge(
-            access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            own_log_retention=LOG_RETENTION,
         )
         bucket = s3.Bucket(
             self,
@@ -260,12 +332,13 @@ class PipelineStack(Stack):
             encryption_key=key,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
-            server_access_logs_bucket=access_logs,
+            server_access_logs_bucket=access_logs.bucket,
             server_access_logs_prefix="artifacts/",
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
             removal_policy=RemovalPolicy.DESTROY,
             auto_delete_objects=True,
         )
+        access_logs.log_source(bucket)
         return key, bucket
 
     def _source(self) -> pipelines.CodePipelineSource:
@@ -308,6 +381,9 @@ class PipelineStack(Stack):
         if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
             karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
             env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
+        if config.task_governance.enabled:  # so the step's `check` shows each team's queue and quota
+            for key in (outputs.TASK_GOVERNANCE_TEAMS, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES):
+                env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)
         tasks = " ".join(shlex.quote(t) for t in config.pipeline.post_deploy_tasks)
         return pipelines.CodeBuildStep(
             "PostDeploy",
@@ -338,6 +414,35 @@ class PipelineStack(Stack):
             role_policy_statements=[
                 iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[self.post_deploy_role_arn()])
             ],
+            partial_build_spec=python_runtime,
+        )
+
+    def _canary_step(
+        self, source: pipelines.IFileSetProducer, python_runtime: codebuild.BuildSpec
+    ) -> pipelines.CodeBuildStep:
+        """``python -m post_deploy canary --yes`` in the workload's region and AZs (pipeline and workload
+        share the account, see ``PipelineConfig.canary``). The canary deploys and destroys its own stacks
+        through the CDK bootstrap roles, and calls AWS itself only to check and clean up; the caller's
+        role becomes the canary cluster's admin (``canary.admin_pairs``)."""
+        config = self._config
+        region, account = config.region, self._workload_account()
+        return pipelines.CodeBuildStep(
+            "Run",
+            input=source,
+            install_commands=[
+                APT_INSTALL,
+                "make venv",
+                'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"',
+                kubectl_from_layer(),
+            ],
+            commands=[
+                'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"',
+                "python -m post_deploy canary --yes "
+                + " ".join(f"-c {shlex.quote(pair)}" for pair in canary_cdk_pairs(config)),
+            ],
+            env={"SKYPILOT_DISABLE_USAGE_COLLECTION": "1"},
+            timeout=Duration.minutes(CANARY_TIMEOUT_MINUTES),
+            role_policy_statements=canary_policy_statements(Aws.PARTITION, region, account),
             partial_build_spec=python_runtime,
         )
 
@@ -385,6 +490,10 @@ class PipelineStack(Stack):
             self.pipeline.self_mutation_project: read,
             self.post_deploy_step.project: read,
         }
+        if self.canary_step is not None:
+            projects[self.canary_step.project] = read
+            # The canary's statements name Aws.PARTITION (a token even where the stack knows its partition).
+            self._acknowledge_canary("<AWS::Partition>", region, account)
         for project, s3_actions in projects.items():
             acknowledge(project.role, artifact_reason, *artifact_ids(s3_actions, key_use))
             acknowledge(project.role, project_reason, *project_ids(project))
@@ -404,6 +513,22 @@ class PipelineStack(Stack):
             "start/stop of builds; publishing itself goes through the CDK bootstrap file-publishing role.",
             f"AwsSolutions-IAM5[Resource::arn:{part}:logs:{region}:{account}:log-group:/aws/codebuild/*]",
             f"AwsSolutions-IAM5[Resource::arn:{part}:codebuild:{region}:{account}:report-group/*]",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+
+    def _acknowledge_canary(self, part: str, region: str, account: str) -> None:
+        acknowledge(
+            self.canary_step.project.role,
+            "The canary deploys and destroys its own stacks only through the CDK bootstrap roles, selected by "
+            "their bootstrap-role tag as in the CDK Pipelines self-update. HyperPod cluster ARNs carry a generated "
+            "id, so the cluster reads cannot name the canary cluster; its stacks share the hp-canary prefix; the EC2 "
+            "Describe calls and the tagging API have no resource-level permissions; teardown deletes the network "
+            "interfaces and EKS security groups left in the canary VPC, whose ids it only learns at run time.",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:iam::{account}:role/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:sagemaker:{region}:{account}:cluster/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:cloudformation:{region}:{account}:stack/hp-canary-*/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:ec2:{region}:{account}:network-interface/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:ec2:{region}:{account}:security-group/*]",
             "AwsSolutions-IAM5[Resource::*]",
         )
 

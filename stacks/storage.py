@@ -11,7 +11,6 @@ then the file system, then the CSI add-ons.
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_ec2 as ec2
 
 from config import AppConfig, outputs
 from constructs import Construct
@@ -20,6 +19,7 @@ from constructs.csi_drivers.manifests import PVC_NAME, PVC_NAMESPACE, STORAGE_CL
 from constructs.fsx_lustre.infrastructure import FsxLustre
 from constructs.kubernetes_objects.infrastructure import KubernetesObjects
 from stacks.eks import EksStack
+from stacks.existing_network import Network, imported_network
 from stacks.log_retention import retention
 
 
@@ -31,12 +31,14 @@ class StorageStack(Stack):
         *,
         config: AppConfig,
         eks_stack: EksStack,
-        vpc: ec2.IVpc,
-        subnet: ec2.ISubnet,
-        security_group: ec2.ISecurityGroup,
+        network: Network | None,
         **kwargs,
     ) -> None:
+        """``network``: the network stack's VPC, or None to import ``network.existing`` into this stack
+        (its security group must then admit the Lustre ports from itself, as the all-traffic self rule EFA
+        needs does)."""
         super().__init__(scope, construct_id, **kwargs)
+        net = network or imported_network(self, config)
         storage = config.storage
         cluster = eks_stack.cluster
         manifests: list[dict] = []
@@ -47,9 +49,9 @@ class StorageStack(Stack):
                 "Fsx",
                 config=storage.fsx,
                 name=f"{config.prefix}-fsx",
-                vpc=vpc,
-                subnet=subnet,
-                security_group=security_group,
+                vpc=net.vpc,
+                subnet=net.hyperpod_subnets[0],
+                security_group=net.security_group,
                 tags=config.tags,
                 log_retention=retention(config.eks.log_retention_days),
             )

@@ -644,43 +644,6 @@ def test_retained_buckets_are_reported_as_left_behind(cdk_recorder, network, tmp
     assert "left behind: lifecycle_bucket.removal_policy=retain kept bucket sagemaker-hyperpod-sky-lifecycle-" in err
 
 
-# ----- the classifier on its own ------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "eni_fields, kind",
-    [
-        ({"InterfaceType": "lambda", "Description": "AWS Lambda VPC ENI-fn-1"}, network_cleanup.EniKind.LAMBDA),
-        # moto creates every ENI as type "interface", so EFA is only covered here
-        ({"InterfaceType": "efa", "Description": ""}, network_cleanup.EniKind.EFA),
-        ({"InterfaceType": "efa-only", "Description": ""}, network_cleanup.EniKind.EFA),
-        (
-            {"InterfaceType": "nat_gateway", "Description": "Interface for NAT Gateway nat-0123456789abcdef0"},
-            network_cleanup.EniKind.OWN,
-        ),
-        (
-            {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0123456789abcdef0"},
-            network_cleanup.EniKind.OWN,
-        ),
-        (
-            {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0fedcba9876543210"},
-            network_cleanup.EniKind.UNKNOWN,
-        ),
-        ({"InterfaceType": "interface", "Description": "Amazon EKS hyperpod-sky-eks"}, network_cleanup.EniKind.EKS),
-        ({"InterfaceType": "interface", "Description": "hyperpod-sky bastion"}, network_cleanup.EniKind.UNKNOWN),
-        (
-            {"InterfaceType": "interface", "Description": "", "Groups": [{"GroupId": "sg-0aaa"}]},
-            network_cleanup.EniKind.APP,
-        ),
-        (
-            {"InterfaceType": "network_load_balancer", "Description": "ELB net/k8s-default-svc/0123"},
-            network_cleanup.EniKind.UNKNOWN,
-        ),
-    ],
-)
-def test_classifier_attributes_by_evidence_only(eni_fields, kind):
-    own = frozenset({"nat-0123456789abcdef0", "vpce-0123456789abcdef0", "sg-0aaa"})
-    assert network_cleanup.classify_eni({"NetworkInterfaceId": "eni-1", **eni_fields}, own)[0] is kind
-
-
 # ----- `cdk destroy --all` alone, from a deployed state -------------------------------------------
 # Teardown adds ordering and ENI clearing; the stacks themselves must still be deletable on their
 # own: no resource kept by a Retain policy unless the config asks for it, and every bucket that is
@@ -927,3 +890,43 @@ def test_without_storage_no_storage_stack_is_destroyed(cdk_recorder, network, tm
     off = ["-c", "storage.fsx.enabled=false", "-c", "storage.ebs_csi=false"]
     assert run_teardown(*off, tmp_path=tmp_path) == ExitCode.OK
     assert STACKS["storage"] not in destroyed_stacks(cdk_recorder)
+
+
+# ----- existing resources -------------------------------------------------------------------------
+EXISTING = [
+    "-c",
+    "network.existing.vpc_id=vpc-0123456789abcdef0",
+    "-c",
+    "network.existing.hyperpod_subnet_ids=[subnet-0123456789abcdef0]",
+    "-c",
+    "network.existing.eks_subnet_ids=[subnet-0123456789abcdef1, subnet-0123456789abcdef2]",
+    "-c",
+    "network.existing.security_group_id=sg-0123456789abcdef0",
+    "-c",
+    "eks.existing.cluster_name=team-cluster",
+    "-c",
+    "eks.existing.cluster_security_group_id=sg-0123456789abcdef9",
+    "-c",
+    "lifecycle_bucket.existing_bucket_name=sagemaker-team-scripts",
+]
+
+
+def test_existing_vpc_cluster_and_bucket_are_never_deleted_and_teardown_says_so(cdk_recorder, aws, tmp_path, capsys):
+    ec2, _ = aws
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.0.0/24")["Subnet"]["SubnetId"]
+    theirs = eni(ec2, subnet, "someone else's interface")
+    assert run_teardown(*EXISTING, tmp_path=tmp_path) == ExitCode.OK
+    # The workload stacks only: there is no network stack, and nothing in any VPC is touched.
+    assert destroyed_stacks(cdk_recorder) == [STACKS[r] for r in ("hyperpod", "storage", "eks", "lifecycle_bucket")]
+    assert theirs in enis_in(ec2, vpc)
+    err = capsys.readouterr().err
+    assert "network: existing VPC (network.existing): no network stack to destroy" in err
+    for kept in (
+        "kept, not created by this app: VPC vpc-0123456789abcdef0",
+        "kept, not created by this app: EKS cluster team-cluster",
+        "kept, not created by this app: bucket sagemaker-team-scripts (lifecycle_bucket.existing_bucket_name; "
+        "only s3://sagemaker-team-scripts/hyperpod-sky/lifecycle_scripts/ is deleted)",
+    ):
+        assert kept in err
+    assert "left behind: lifecycle_bucket.removal_policy=retain" not in err

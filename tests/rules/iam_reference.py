@@ -76,6 +76,7 @@ _ARN_OF = {
     "AWS::SQS::Queue": "arn:aws:sqs:{r}:{a}:{n}",
     "AWS::CodeBuild::Project": "arn:aws:codebuild:{r}:{a}:project/{n}",
     "AWS::EC2::VPC": "arn:aws:ec2:{r}:{a}:vpc/{n}",
+    "AWS::APS::Workspace": "arn:aws:aps:{r}:{a}:workspace/ws-{lower}",
 }
 # What a Ref returns, per type, when it is not the ARN.
 _REF_OF = {

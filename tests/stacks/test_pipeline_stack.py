@@ -470,9 +470,8 @@ def test_post_deploy_codebuild_role_may_only_assume_the_workload_role_outside_it
     # Everything else is CodeBuild plumbing, on this pipeline's own resources only.
     others = [s for s in statements if s is not assume[0]]
     assert {a.split(":")[0] for s in others for a in as_list(s["Action"])} == {"logs", "codebuild", "s3", "kms"}
-    own = [
-        next(iter(same_account.template.find_resources(t)))
-        for t in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup")
+    own = [next(iter(same_account.template.find_resources(t))) for t in ("AWS::S3::Bucket", "AWS::KMS::Key")] + [
+        next(k for k in same_account.template.find_resources("AWS::Logs::LogGroup") if k.startswith("BuildLogs"))
     ]
     artifacts = next(k for k in same_account.template.find_resources("AWS::S3::Bucket") if k.startswith("Artifacts8"))
     own = [
@@ -644,13 +643,14 @@ def test_cdk_destroy_of_the_pipeline_deletes_everything(same_account, cross_acco
         }
         assert retained == {}
         buckets = synth.template.find_resources("AWS::S3::Bucket")
-        auto_delete = [
+        emptied = [
             r["Properties"]["BucketName"]["Ref"]
-            for r in synth.template.find_resources("Custom::S3AutoDeleteObjects").values()
+            for kind in ("Custom::S3AutoDeleteObjects", "Custom::AccessLogBucketCleanup")
+            for r in synth.template.find_resources(kind).values()
         ]
-        assert sorted(auto_delete) == sorted(buckets)
-        (logs,) = synth.template.find_resources("AWS::Logs::LogGroup").values()
-        assert logs["Properties"]["RetentionInDays"] == 90
+        assert sorted(emptied) == sorted(buckets)  # the artifact bucket auto-deletes, its log bucket drains
+        logs = synth.template.find_resources("AWS::Logs::LogGroup").values()
+        assert {g["Properties"]["RetentionInDays"] for g in logs} == {90}
         for project in synth.template.find_resources("AWS::CodeBuild::Project").values():
             cloudwatch = project["Properties"]["LogsConfig"]["CloudWatchLogs"]
             assert cloudwatch["Status"] == "ENABLED" and "GroupName" in cloudwatch
@@ -713,7 +713,7 @@ def test_the_stage_adds_no_nag_finding_that_cdk_deploy_all_does_not_have(same_ac
     assert staged == direct
 
 
-@pytest.mark.parametrize("which", ["same_account", "cross_account"])
+@pytest.mark.parametrize("which", ["same_account", "cross_account", "with_canary"])
 def test_cfn_lint_finds_nothing_but_w3005_in_the_pipeline_template(which, request):
     synth: Synth = request.getfixturevalue(which)
     files = sorted(str(p) for p in synth.outdir.glob("*.template.json"))
@@ -733,3 +733,101 @@ def test_cfn_lint_finds_nothing_but_w3005_in_the_pipeline_template(which, reques
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ----- the optional canary stage --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def with_canary(tmp_path_factory) -> Synth:
+    return synth_pipeline(tmp_path_factory, "canary", {**SAME_ACCOUNT, "pipeline.canary": "true"})
+
+
+def test_canary_is_off_by_default(same_account):
+    assert same_account.config.pipeline.canary is False and same_account.stack.canary_step is None
+    assert "Canary" not in [s["Name"] for s in same_account.pipeline_stages()]
+
+
+def test_canary_runs_as_its_own_stage_before_the_deployment(with_canary):
+    stages = [s["Name"] for s in with_canary.pipeline_stages()]
+    assert stages == ["Source", "Build", "UpdatePipeline", "Assets", "Canary", "Deploy"]
+    (action,) = next(s for s in with_canary.pipeline_stages() if s["Name"] == "Canary")["Actions"]
+    assert action["ActionTypeId"]["Provider"] == "CodeBuild"
+
+
+def test_canary_stage_runs_the_cli_in_the_workload_region_and_azs(with_canary):
+    spec = buildspec(with_canary, "PipelineCanaryRun")
+    config = with_canary.config
+    (command,) = [c for c in spec["phases"]["build"]["commands"] if "post_deploy canary" in c]
+    azs = ",".join(config.network.availability_zones)
+    assert command == (
+        "python -m post_deploy canary --yes -c config=examples/canary.yaml "
+        f"-c region={config.region} -c 'network.availability_zones=[{azs}]' "
+        f"-c 'hyperpod.availability_zones=[{config.hyperpod_azs[0]}]'"
+    )
+    assert APT_INSTALL in spec["phases"]["install"]["commands"]
+    project = with_canary.resource("AWS::CodeBuild::Project", "PipelineCanaryRun")
+    assert project["Properties"]["TimeoutInMinutes"] == 150
+    # The pairs load as a valid canary config in that region (what `cdk deploy` will see).
+    from stacks.pipeline import canary_cdk_pairs
+
+    pairs = dict(p.split("=", 1) for p in canary_cdk_pairs(config))
+    canary = load_config({**cdk_context(), **pairs})
+    assert canary.region == config.region and canary.prefix == "hp-canary"
+    assert canary.hyperpod.cluster_name == "hp-canary"  # the name its IAM statements are scoped to
+
+
+def test_canary_role_has_no_wildcard_action_and_assumes_only_cdk_bootstrap_roles(with_canary):
+    statements = policy_statements(with_canary.raw, "PipelineCanaryRun")
+    ours = [s for s in statements if s.get("Sid")]
+    assert {s["Sid"] for s in ours} == {
+        "AssumeCdkBootstrapRoles",
+        "ReadCanaryEksCluster",
+        "ReadCanaryHyperPodCluster",
+        "ReadCanaryStacks",
+        "FindLeftovers",
+        "DeleteLeftoverInterfaces",
+        "DeleteLeftoverSecurityGroups",
+    }
+    assert all("*" not in a for s in ours for a in as_list(s["Action"]))
+    # Wildcard actions only in aws-cdk-lib's artifact-bucket and key grants (acknowledged with the others).
+    generated = {a for s in statements if not s.get("Sid") for a in as_list(s["Action"]) if "*" in a}
+    assert {a.split(":")[0] for a in generated} <= {"s3", "kms"}
+    (assume,) = [s for s in statements if s.get("Sid") == "AssumeCdkBootstrapRoles"]
+    assert assume["Action"] == "sts:AssumeRole"
+    assert assume["Condition"] == {
+        "ForAnyValue:StringEquals": {
+            "iam:ResourceTag/aws-cdk:bootstrap-role": ["deploy", "file-publishing", "image-publishing", "lookup"]
+        }
+    }
+    deletes = {s["Sid"]: s["Action"] for s in ours if s["Sid"].startswith("DeleteLeftover")}
+    assert deletes == {
+        "DeleteLeftoverInterfaces": "ec2:DeleteNetworkInterface",
+        "DeleteLeftoverSecurityGroups": "ec2:DeleteSecurityGroup",
+    }
+
+
+def test_canary_stage_passes_cdk_nag(with_canary):
+    assert (with_canary.outdir / "validation-report.json").exists(), "cdk-nag did not run"
+    mine = {p: r for p, r in with_canary.violations.items() if owned_by_the_pipeline(p, with_canary.stack.stack_name)}
+    assert mine == {}
+
+
+def test_canary_refuses_a_pipeline_in_another_account():
+    with pytest.raises(ConfigError, match=r"^config error: pipeline\.canary = true: needs the pipeline in the"):
+        load_config({**cdk_context(), **CROSS_ACCOUNT, "pipeline.canary": "true"})
+
+
+def test_with_task_governance_the_post_deploy_step_also_gets_the_teams_and_priority_classes(tmp_path_factory):
+    governed = synth_pipeline(
+        tmp_path_factory,
+        "governed",
+        {
+            **SAME_ACCOUNT,
+            "task_governance.enabled": "true",
+            "task_governance.teams": "[{name: research, instance_quotas: [{instance_type: ml.p5.48xlarge, count: 1}]}]",
+        },
+    )
+    action = next(a for a in governed.deploy_actions() if a["Name"] == "PostDeploy")
+    variables = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
+    for key in (keys.TASK_GOVERNANCE_TEAMS, keys.TASK_GOVERNANCE_PRIORITY_CLASSES):
+        assert variables[key].endswith(f".{key}}}"), variables[key]
+        assert key in governed.stage_template("hyperpod")["Outputs"]
