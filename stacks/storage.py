@@ -64,7 +64,16 @@ class StorageStack(Stack):
         if storage.ebs_csi:
             manifests.append(gp3_storage_class())
 
-        self.csi_drivers = CsiDrivers(self, "CsiDrivers", cluster=cluster, ebs=storage.ebs_csi, fsx=storage.fsx.enabled)
+        # An existing cluster (eks.existing) keeps its own add-ons: creating one it already has fails the
+        # deploy, so its CSI drivers are the owner's to install (`check` reports them missing).
+        own_addons = not config.eks.existing
+        self.csi_drivers = CsiDrivers(
+            self,
+            "CsiDrivers",
+            cluster=cluster,
+            ebs=storage.ebs_csi and own_addons,
+            fsx=storage.fsx.enabled and own_addons,
+        )
         self.kubernetes_objects = KubernetesObjects(
             self,
             "KubernetesObjects",

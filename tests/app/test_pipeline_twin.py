@@ -64,7 +64,7 @@ def unexplained(direct: dict, twin: dict) -> list[tuple[str, Any, Any]]:
 
 def test_the_stage_deploys_exactly_the_stacks_cdk_deploy_all_does(day_two_templates):
     direct, pipeline = day_two_templates["direct"], day_two_templates["pipeline"]
-    assert set(pipeline) == {"team-a-network", "team-a-lifecycle", "team-a-eks", "team-a-hyperpod"}
+    assert set(pipeline) == {"team-a-network", "team-a-lifecycle", "team-a-eks", "team-a-storage", "team-a-hyperpod"}
     assert set(direct) == set(pipeline) | {"team-a-pipeline"}
 
 

@@ -104,7 +104,7 @@ class Deployment:
         with warnings.catch_warnings():  # moto: "no CloudFormation support for" the stand-in handle
             warnings.simplefilter("ignore")
             self.cfn.create_stack(StackName=self.stacks["network"], TemplateBody=json.dumps(network_template))
-            for role in ("lifecycle_bucket", "eks", "hyperpod"):
+            for role in ("lifecycle_bucket", "eks", "storage", "hyperpod"):
                 self.cfn.create_stack(StackName=self.stacks[role], TemplateBody=json.dumps(STAND_IN))
         resources = self.cfn.describe_stack_resources(StackName=self.stacks["network"])["StackResources"]
         self.vpc = next(r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::EC2::VPC")
@@ -212,11 +212,13 @@ def test_make_destroy_with_the_custom_config_destroys_exactly_its_stacks(team_a,
     assert others.stack_status() == dict.fromkeys(others.stacks.values(), "CREATE_COMPLETE")
     assert others.leftovers() == {"lambda eni": True, "eks cluster sg": True}
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["destroyed"] == [ours.stacks[r] for r in ("hyperpod", "eks", "lifecycle_bucket", "network")]
+    assert summary["destroyed"] == [
+        ours.stacks[r] for r in ("hyperpod", "storage", "eks", "lifecycle_bucket", "network")
+    ]
     assert summary["network_interfaces"]["deleted"] == [ours.lambda_eni]
     assert summary["security_groups_deleted"] == [ours.cluster_sg]
     assert "skypilot: skipped: no kubeconfig" in done.stderr
-    assert done.stderr.count("✅") == 4  # the real CDK CLI, once per stack
+    assert done.stderr.count("✅") == 5  # the real CDK CLI, once per stack
 
 
 def test_make_destroy_without_the_config_of_the_outputs_refuses_and_deletes_nothing(team_a, moto_server, tmp_path):

@@ -134,7 +134,9 @@ def test_existing_resources_synthesize_offline_without_credentials_and_nag_findi
     result = run_cdk_synth(tmp_path / "cdk.out", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     files = sorted((tmp_path / "cdk.out").glob("*.template.json"))
-    assert {p.name for p in files} == {f"hyperpod-sky-{n}.template.json" for n in ("lifecycle", "eks", "hyperpod")}
+    assert {p.name for p in files} == {
+        f"hyperpod-sky-{n}.template.json" for n in ("lifecycle", "eks", "storage", "hyperpod")
+    }
     lint = subprocess.run(
         [str(BIN / "cfn-lint"), "--format", "parseable", "--ignore-checks", "W3005", "--", *map(str, files)],
         capture_output=True,
