@@ -7,11 +7,11 @@ from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 
 from config import AppConfig, compatibility, names, outputs
 from config.model import ExistingEksConfig
 from constructs import Construct
+from constructs.control_plane_log_group.infrastructure import ServiceLogGroupRetention
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 from constructs.nag_acknowledgment import acknowledge
 from constructs.post_deploy_access.infrastructure import PostDeployAccess
@@ -113,14 +113,15 @@ class EksStack(Stack):
     def _create_cluster(self, config: AppConfig, net: Network) -> None:
         """The app's own cluster: control plane, logs, secrets key, managed add-ons and system nodes."""
         cfg = config.eks
-        # EKS creates this group on first log write and never deletes it; owning it here means a
-        # retention policy and nothing left behind by `cdk destroy`.
-        control_plane_logs = logs.LogGroup(
+        # EKS creates this group on first log write (and again with its last lines after the cluster is
+        # deleted), so it is adopted, not created by name: retention here, a redeploy after destroy still works.
+        control_plane_logs = ServiceLogGroupRetention(
             self,
             "ControlPlaneLogs",
             log_group_name=names.eks_control_plane_log_group(config),
-            retention=retention(cfg.log_retention_days),
+            retention_days=cfg.log_retention_days,
             removal_policy=RemovalPolicy.DESTROY,
+            own_log_retention=retention(cfg.log_retention_days),
         )
         secrets_key = kms.Key(
             self,

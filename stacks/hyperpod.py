@@ -30,6 +30,8 @@ class HyperPodStack(Stack):
         network: Network | None,
         lifecycle_bucket: s3.IBucket,
         lifecycle_prefix: str,
+        cluster_id: str = "Cluster",
+        legacy_owner_tag_values: list[str] | None = None,
         **kwargs,
     ) -> None:
         """``network``: the network stack's VPC, or None to import ``network.existing`` into this stack."""
@@ -37,7 +39,7 @@ class HyperPodStack(Stack):
         net = network or imported_network(self, config)
         self.cluster = HyperPodCluster(
             self,
-            "Cluster",
+            cluster_id,
             config=config.hyperpod,
             tags=config.tags,
             eks_cluster=eks_stack.cluster,
@@ -47,6 +49,7 @@ class HyperPodStack(Stack):
             lifecycle_bucket=lifecycle_bucket,
             lifecycle_prefix=lifecycle_prefix,
             log_retention=retention(config.eks.log_retention_days),
+            legacy_owner_tag_values=legacy_owner_tag_values or [],
         )
         # CreateCluster fails without the chart's CRDs/agents; admins must be able to reach the nodes.
         self.cluster.node.add_dependency(eks_stack.helm_chart)
