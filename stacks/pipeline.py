@@ -373,8 +373,8 @@ class PipelineStack(Stack):
         stacks = {role: getattr(self.stage.stacks, role) for role in set(POST_DEPLOY_OUTPUTS.values())}
         env_from_outputs = {key: stacks[role].node.find_child(key) for key, role in POST_DEPLOY_OUTPUTS.items()}
         if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
-            karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
-            env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
+            for key in (outputs.HYPERPOD_KARPENTER_GROUPS, outputs.HYPERPOD_ACCELERATORS):
+                env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)
         if config.task_governance.enabled:  # so the step's `check` shows each team's queue and quota
             for key in (outputs.TASK_GOVERNANCE_TEAMS, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES):
                 env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)
