@@ -34,6 +34,7 @@ FIELDS: dict[str, str] = {
     keys.FSX_REMOVAL_POLICY: "fsx_removal_policy",
     keys.DEFAULT_STORAGE_CLASS: "default_storage_class",
     keys.HYPERPOD_KARPENTER_GROUPS: "hyperpod_karpenter_groups",
+    keys.HYPERPOD_ACCELERATORS: "hyperpod_accelerators",
     keys.TASK_GOVERNANCE_TEAMS: "task_governance_teams",
     keys.TASK_GOVERNANCE_PRIORITY_CLASSES: "task_governance_priority_classes",
 }
@@ -58,6 +59,7 @@ class StackOutputs:
     fsx_removal_policy: str | None = None
     default_storage_class: str | None = None
     hyperpod_karpenter_groups: str | None = None  # comma-separated; absent when autoscaling is off
+    hyperpod_accelerators: str | None = None  # comma-separated accelerator labels; only with autoscaling
     # Only when task governance is deployed (see post_deploy.task_governance).
     task_governance_teams: str | None = None
     task_governance_priority_classes: str | None = None

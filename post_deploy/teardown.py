@@ -61,6 +61,7 @@ from post_deploy.network_cleanup import (
     STEP_NETWORK_INTERFACES,
     clear_network_interfaces,
     delete_eks_cluster_security_groups,
+    delete_eks_cluster_security_groups_in,
 )
 from post_deploy.outputs import OutputsError, StackOutputs, read_outputs
 
@@ -182,6 +183,8 @@ class Plan:
     # (None: no file system).
     fsx_removal: str | None = None
     cdk_app: str | None = None  # `cdk destroy --app`: an assembly synthesized from the same config
+    # network.existing with an EKS cluster this app created: the VPC EKS put its cluster group in.
+    existing_vpc_with_our_cluster: str | None = None
     # Existing resources the config points at (network.existing, eks.existing, an existing bucket): never
     # deleted, and said so. With an existing VPC there is no network stack in ``stacks``.
     kept: tuple[str, ...] = ()
@@ -261,6 +264,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         eks_cluster_name=names.eks_cluster_name(config),
         cdk_app=str(Path(args.app).resolve()) if getattr(args, "app", None) else None,
         kept=kept_resources(config),
+        existing_vpc_with_our_cluster=(
+            config.network.existing.vpc_id if config.network.existing and not config.eks.existing else None
+        ),
     )
     mismatch = outputs_mismatch(plan, config.hyperpod.cluster_name, args.outputs) or assembly_mismatch(plan)
     if mismatch:
@@ -509,6 +515,14 @@ def run(
         if "network" not in plan.stacks:
             # Network interfaces in someone else's VPC are not ours to wait for or delete.
             say("network: existing VPC (network.existing): no network stack to destroy, interfaces left alone")
+            if plan.existing_vpc_with_our_cluster:
+                # The cluster group EKS made for the cluster this app created is ours, even in their VPC.
+                session = aws_session(args.profile, plan.region)
+                summary["security_groups_deleted"] = delete_eks_cluster_security_groups_in(
+                    session.client("ec2", config=AWS_RETRY_CONFIG),
+                    plan.existing_vpc_with_our_cluster,
+                    plan.eks_cluster_name,
+                )
         else:
             ec2 = session.client("ec2", config=AWS_RETRY_CONFIG)
             cfn = session.client("cloudformation", config=AWS_RETRY_CONFIG)

@@ -11,6 +11,7 @@ from aws_cdk import aws_s3 as s3
 from config import AppConfig, outputs
 from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
+from constructs.hyperpod_cluster.request import labels_for
 from constructs.observability.infrastructure import Observability
 from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
 from constructs.training_operator.infrastructure import TrainingOperator
@@ -61,6 +62,11 @@ class HyperPodStack(Stack):
         if config.hyperpod.karpenter_groups:
             # post_deploy reads it: groups at 0 are normal, and SkyPilot waits for Karpenter's nodes.
             CfnOutput(self, outputs.HYPERPOD_KARPENTER_GROUPS, value=",".join(config.hyperpod.karpenter_groups))
+            # What the groups can offer at all: SkyPilot cannot ask Karpenter, so submit narrows tasks to these.
+            accelerators = sorted(
+                {v for g in config.hyperpod.instance_groups for v in labels_for(g.instance_type).values()}
+            )
+            CfnOutput(self, outputs.HYPERPOD_ACCELERATORS, value=",".join(accelerators) or "none")
 
         self.observability: Observability | None = None
         if config.observability.enabled:

@@ -379,8 +379,8 @@ class PipelineStack(Stack):
                 if (output := self.stage.stacks.storage.node.try_find_child(key)) is not None:
                     env_from_outputs[key] = output
         if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
-            karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
-            env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
+            for key in (outputs.HYPERPOD_KARPENTER_GROUPS, outputs.HYPERPOD_ACCELERATORS):
+                env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)
         if config.task_governance.enabled:  # so the step's `check` shows each team's queue and quota
             for key in (outputs.TASK_GOVERNANCE_TEAMS, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES):
                 env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
@@ -61,8 +61,6 @@ class HyperPodLifecycle:
             lifecycle.updates.append(request)
             cluster = lifecycle.cluster(request["ClusterName"])
             if cluster.status != "InService":
-                from moto.sagemaker.exceptions import ValidationError
-
                 raise ValidationError(message=f"Cluster {cluster.cluster_name} is {cluster.status}")
             wanted = {g["InstanceGroupName"]: g["InstanceCount"] for g in request["InstanceGroups"]}
             lifecycle.apply(request["ClusterName"], State("Updating", wanted))
@@ -157,7 +155,3 @@ def counts_of(properties: dict[str, Any]) -> dict[str, int]:
     return {
         g["InstanceGroupName"]: g["InstanceCount"] for g in json.loads(properties["ClusterRequest"])["InstanceGroups"]
     }
-
-
-def names(stacks: Iterable) -> list[str]:
-    return [s.name for s in stacks]
