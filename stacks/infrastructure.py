@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Environment, Stack, Stage, Tags
+from aws_cdk import Aspects, Environment, Stack, Stage, Tags
 
 from config import AppConfig
 from constructs import Construct
+from constructs.checkov_skips import CheckovSkips
 from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
 from stacks.lifecycle_bucket import LifecycleBucketStack
@@ -77,6 +78,7 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
     for stack in stacks.all():
         for key, value in config.tags.items():
             Tags.of(stack).add(key, value)
+        Aspects.of(stack).add(CheckovSkips())
     return stacks
 
 

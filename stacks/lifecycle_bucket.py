@@ -9,7 +9,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 
 from config import AppConfig, outputs
-from constructs import Construct
+from constructs import Construct, checkov_skips
 from constructs.nag_acknowledgment import acknowledge
 
 LIFECYCLE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "lifecycle_scripts"
@@ -40,6 +40,9 @@ class LifecycleBucketStack(Stack):
         )
         acknowledge(
             access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
+        )
+        checkov_skips.skip(
+            access_logs, "CKV_AWS_18", "This is the access-log target bucket; logging it to itself would loop."
         )
 
         # The managed AmazonSageMakerClusterInstanceRolePolicy only reads buckets named sagemaker-*.
