@@ -15,9 +15,10 @@ PIP_TOOLS_VERSION := 7.6.2
 # Extra CDK arguments, e.g. CDK_ARGS="-c config=deploy/prod.yaml". The pipeline passes its own here.
 CDK_ARGS ?=
 OUTPUTS ?= cdk-outputs.json
-PREFIX ?= hyperpod-sky  # must match the config's `prefix`
+# The CDK CLI (the venv's, first on PATH); tests point it at a recorder.
+CDK ?= cdk
 
-.PHONY: venv lock system-tools lint synth test rehearse bench deploy post-deploy pipeline destroy clean
+.PHONY: venv lock system-tools lint synth test rehearse bench preflight deploy post-deploy pipeline destroy canary clean
 
 venv: $(VENV)/.installed
 
@@ -67,6 +68,12 @@ bench: venv
 	$(BIN)/python -m benchmarks.hyperpod_wait
 	$(BIN)/python -m benchmarks.label_gpus
 
+## Before deploying: quotas, capacity, training plans, subnet sizes, bootstrap, EKS versions, existing
+## resources and GuardDuty, with the deploying credentials and the same CDK_ARGS; read-only.
+## Exit 0 ready, 11 blocked, 12 warnings only.
+preflight: venv
+	$(BIN)/python -m post_deploy preflight $(CDK_ARGS)
+
 ## Direct deployment (needs AWS credentials and a bootstrapped account).
 deploy: venv
 	cdk deploy --all --require-approval never --outputs-file $(OUTPUTS) $(CDK_ARGS)
@@ -74,13 +81,22 @@ deploy: venv
 post-deploy: venv
 	$(BIN)/python -m post_deploy run --outputs $(OUTPUTS) $(if $(TASKS),--tasks $(TASKS))
 
-## Deploy the self-mutating pipeline once (config: pipeline.enabled=true).
+## Deploy the self-mutating pipeline once (config: pipeline.enabled=true). The stack name comes from
+## the config CDK_ARGS selects, through the function app.py names the stack with.
 pipeline: venv
-	cdk deploy $(PREFIX)-pipeline $(CDK_ARGS)
+	stack="$$($(BIN)/python -m config.names pipeline-stack $(CDK_ARGS))" && $(CDK) deploy "$$stack" $(CDK_ARGS)
 
-## SkyPilot clusters, then hyperpod -> eks -> lifecycle stacks, left-over ENIs, then the network.
+## SkyPilot clusters, then hyperpod -> eks -> lifecycle stacks, left-over ENIs and EKS security group,
+## then the network. CDK_ARGS must select the config the deploy used (`-c` pairs, --profile); teardown
+## refuses an outputs file of another deployment.
 destroy: venv
-	$(BIN)/python -m post_deploy teardown --outputs $(OUTPUTS) $(if $(YES),--yes) $(TEARDOWN_ARGS)
+	$(BIN)/python -m post_deploy teardown --outputs $(OUTPUTS) $(if $(YES),--yes) $(CDK_ARGS) $(TEARDOWN_ARGS)
+
+## The canary (needs AWS credentials, about an hour): estimated hourly cost, confirmation (YES=1 skips), deploy
+## examples/canary.yaml (one CPU HyperPod node), every post-deploy step and a CPU SkyPilot task, destroy, then
+## each phase's duration and anything left behind. Exit 0 clean, 13 something left behind.
+canary: venv
+	$(BIN)/python -m post_deploy canary $(if $(YES),--yes) $(CDK_ARGS)
 
 clean:
 	rm -rf cdk.out cdk.out.* .pytest_cache .mypy_cache

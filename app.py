@@ -7,8 +7,9 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from config import ConfigError, load_config
+from config.names import pipeline_stack_name
 from stacks.infrastructure import add_infrastructure
-from stacks.pipeline import PipelineStack, pipeline_stack_name
+from stacks.pipeline import PipelineStack
 
 app = cdk.App()
 try:

@@ -19,7 +19,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python benchmarks/label_gpus.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from post_deploy.labels import kube_api_client, reconcile_gpu_labels  # noqa: E402
+from post_deploy.kube import kube_api_client  # noqa: E402
+from post_deploy.labels import reconcile_gpu_labels  # noqa: E402
 from tests.k8s_double import K8sDouble, seed, write_kubeconfig  # noqa: E402
 
 # (instance type, label already on the node): a mix of missing, wrong and correct labels

@@ -118,3 +118,16 @@ def deep_health_check_problem(checks: tuple[str, ...], *, instance_type: str, in
         if instance_count < 2:
             return f"InstanceConnectivity tests between nodes and needs instance_count >= 2 (is {instance_count})"
     return None
+
+
+# The EKS-managed add-ons the app installs on a cluster it creates (stacks/eks.py), and the ones
+# preflight asks DescribeAddonVersions about; an existing cluster keeps its own.
+EKS_MANAGED_ADDONS = ("vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent")
+# HyperPod's EKS prerequisites: the VPC CNI add-on at v1.18.3 or newer.
+MIN_VPC_CNI_VERSION = (1, 18, 3)
+
+
+def addon_version_tuple(version: str) -> tuple[int, ...] | None:
+    """(1, 19, 2) for ``v1.19.2-eksbuild.1``; None for anything else."""
+    m = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(-.*)?", version)
+    return tuple(int(x) for x in m.groups()[:3]) if m else None

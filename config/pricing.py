@@ -165,7 +165,7 @@ def fsx_lustre_persistent_2(region: str, capacity_gib: int, throughput_mb_s_tib:
 def estimate_hourly(config: AppConfig, on: _dt.date | None = None) -> CostEstimate:
     """Itemized hourly on-demand cost of what ``config`` deploys, as far as prices are known.
 
-    Counted: the EKS control plane (standard or extended support on ``on``), NAT gateways and their
+    Counted (leaving out what an existing VPC or EKS cluster already pays for): the EKS control plane (standard or extended support on ``on``), NAT gateways and their
     public IPv4 addresses, the system node group, every HyperPod instance group, and the interface
     endpoints when enabled (no price known: one line, unknown). Not counted: data transfer, NAT data
     processing, EBS volumes, CloudWatch Logs, S3, KMS and Lambda/Step Functions usage, which depend on
@@ -173,19 +173,21 @@ def estimate_hourly(config: AppConfig, on: _dt.date | None = None) -> CostEstima
     """
     on = on or _dt.datetime.now(_dt.UTC).date()
     region = config.region
-    items: list[LineItem] = [eks_control_plane(config.eks.version, on, region)]
+    # An existing cluster or VPC is already billed to its owner: only what the app adds is counted.
+    items: list[LineItem] = [] if config.eks.existing else [eks_control_plane(config.eks.version, on, region)]
 
     net = config.network
-    nat_count = 1 if net.nat_gateways == "single" else len(net.availability_zones)
-    items.append(LineItem(f"NAT gateway x {nat_count}", nat_count, NAT_GATEWAY_HOURLY.get(region)))
-    items.append(
-        LineItem(f"public IPv4 address x {nat_count} (NAT gateways)", nat_count, PUBLIC_IPV4_HOURLY.get(region))
-    )
-    if net.interface_endpoints:
-        items.append(LineItem("interface VPC endpoints (network.interface_endpoints)", 1, None))
+    if not net.existing:
+        nat_count = 1 if net.nat_gateways == "single" else len(net.availability_zones)
+        items.append(LineItem(f"NAT gateway x {nat_count}", nat_count, NAT_GATEWAY_HOURLY.get(region)))
+        items.append(
+            LineItem(f"public IPv4 address x {nat_count} (NAT gateways)", nat_count, PUBLIC_IPV4_HOURLY.get(region))
+        )
+        if net.interface_endpoints:
+            items.append(LineItem("interface VPC endpoints (network.interface_endpoints)", 1, None))
 
     nodes = config.eks.system_node_group
-    if nodes.desired_size:
+    if nodes.desired_size and not config.eks.existing:
         items.append(
             LineItem(
                 f"system nodes {nodes.instance_type} x {nodes.desired_size}",

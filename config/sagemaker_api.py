@@ -44,3 +44,15 @@ def full_match(shape_name: str, value: str) -> bool:
 
 def pattern(shape_name: str) -> str:
     return _shape(shape_name).metadata["pattern"]
+
+
+@lru_cache(maxsize=1)
+def compute_quota_instance_types() -> tuple[str, ...]:
+    """The ``ml.*`` types a compute quota may name (``ComputeQuotaResourceConfig.InstanceType`` enum)."""
+    return tuple(_shape("ComputeQuotaResourceConfig").members["InstanceType"].enum)
+
+
+def list_limits(structure: str, member: str) -> tuple[int | None, int | None]:
+    """Length limits of a list member of a structure (e.g. at most 10 ``SchedulerConfig.PriorityClasses``)."""
+    meta = _shape(structure).members[member].metadata
+    return meta.get("min"), meta.get("max")

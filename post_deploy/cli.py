@@ -16,11 +16,13 @@ import textwrap
 import traceback
 from collections.abc import Sequence
 
-from post_deploy.exit_codes import ExitCode
+from post_deploy.exit_codes import INTERRUPTED, ExitCode, exit_codes_epilog
 
-# In the order a first-time user runs them; `teardown` undoes it all; `token` is the kubeconfig's
+# In the order a first-time user runs them (`preflight` before `cdk deploy`); `teardown` undoes it all; `token` is the kubeconfig's
 # exec plugin.
 STEP_MODULES = (
+    "post_deploy.preflight",
+    "post_deploy.canary",
     "post_deploy.kubeconfig",
     "post_deploy.nodes",
     "post_deploy.labels",
@@ -30,32 +32,6 @@ STEP_MODULES = (
     "post_deploy.teardown",
     "post_deploy.eks_token",
 )
-
-EXIT_CODE_HELP: dict[ExitCode, str] = {
-    ExitCode.OK: "success",
-    ExitCode.UNEXPECTED: "unexpected error (a bug or an unclassified failure; rerun with --debug)",
-    ExitCode.USAGE: "bad arguments, or an unreadable/incomplete outputs file or kubeconfig",
-    ExitCode.AWS_API: "an AWS call failed after retries (credentials, permissions, not found)",
-    ExitCode.CLUSTER_NOT_READY: "the EKS/HyperPod cluster is not ready (creating, updating or failed)",
-    ExitCode.NODES_TIMEOUT: "nodes did not become Ready/schedulable in time",
-    ExitCode.NODES_UNHEALTHY: "nodes failed health checks or were marked unschedulable by HyperPod",
-    ExitCode.KUBERNETES_API: "the Kubernetes API refused or failed a request after retries",
-    ExitCode.SKYPILOT_CHECK: "SkyPilot does not see the context or the expected GPUs",
-    ExitCode.TASK_INVALID: "a SkyPilot task YAML failed validation",
-    ExitCode.LAUNCH_FAILED: "SkyPilot could not provision, submit, follow or tear down the task",
-}
-
-
-def exit_codes_epilog() -> str:
-    lines = ["exit codes:"]
-    lines += [f"  {int(code):>3}  {EXIT_CODE_HELP[code]}" for code in ExitCode]
-    lines.append(
-        "  100+ submit/run: the SkyPilot job's own exit code, passed through "
-        "(100 failed, 101 not finished, 102 not found, 103 cancelled)"
-    )
-    lines.append("  130  interrupted (Ctrl-C)")
-    return "\n".join(lines)
-
 
 # The kubeconfig's exec plugin runs `token` before every kubectl/SkyPilot API call: importing the
 # kubernetes client and SkyPilot for it would add seconds to each, so it gets a parser of its own.
@@ -91,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the one place that turns escapes into exit codes
         code, message = classify(exc)
         print(f"error: {message}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -55,6 +56,16 @@ def aws_failure(what: str, exc: Exception) -> StepError:
 def aws_session(profile: str | None = None, region: str | None = None) -> boto3.Session:
     """A session honouring ``--profile``/``--region`` and, through botocore, ``AWS_ENDPOINT_URL``."""
     return boto3.Session(profile_name=profile or None, region_name=region or None)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first non-empty line`` of an exception, without terminal colours: SDK errors (SkyPilot's
+    especially) often carry pages of detail and ANSI codes."""
+    text = next((line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def say(message: str) -> None:

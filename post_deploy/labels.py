@@ -11,16 +11,13 @@ anyone else changed the node in between, the API answers 409, and the node is re
 re-decided instead of overwriting a change we did not see. 429 and 5xx are retried with
 backoff; whatever still fails is reported and turns the exit code into KUBERNETES_API.
 
-The helpers to build an API client from ``--kubeconfig``/``--context`` live here too and are
-shared by ``wait-nodes``.
+The API client and its retries come from ``post_deploy.kube``, shared with ``wait-nodes``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,92 +27,17 @@ from typing import Any
 
 import urllib3
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, accelerator_label
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
+from post_deploy.kube import api_error_text, call_with_retries, kube_api_client
 
 CLUSTER_NAME_LABEL = "sagemaker.amazonaws.com/cluster-name"
 GPU_RESOURCE = "nvidia.com/gpu"
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_WORKERS = 16
 MAX_CONFLICT_RETRIES = 5
-MAX_TRANSIENT_RETRIES = 6
-
-
-# ----- shared Kubernetes plumbing ---------------------------------------------------------------
-def kubeconfig_path(explicit: str | None) -> str:
-    """``--kubeconfig``, else ``$KUBECONFIG`` (``:``-separated lists are merged), else ~/.kube/config."""
-    return explicit or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-
-
-def kube_api_client(
-    kubeconfig: str | None = None, context: str | None = None, *, pool_size: int = DEFAULT_WORKERS
-) -> k8s.ApiClient:
-    """An ApiClient for one context, with a connection pool as large as our worker pool.
-
-    Raises StepError(USAGE) naming the file or context when the kubeconfig cannot be used.
-    """
-    path = kubeconfig_path(kubeconfig)
-    if not any(os.path.isfile(p) for p in path.split(os.pathsep) if p):
-        raise StepError(
-            ExitCode.USAGE,
-            f"kubeconfig {path!r} does not exist (run `python -m post_deploy kubeconfig` first, or pass --kubeconfig)",
-        )
-    configuration = k8s.Configuration()
-    try:
-        k8s_config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration, persist_config=False
-        )
-    except ConfigException as err:
-        where = f"context {context!r} in " if context else ""
-        raise StepError(ExitCode.USAGE, f"cannot use {where}kubeconfig {path!r}: {err}") from None
-    configuration.connection_pool_maxsize = max(pool_size, 4)
-    return k8s.ApiClient(configuration)
-
-
-def api_error_text(err: Exception) -> str:
-    """One line for an API failure: the Status message when the server sent one."""
-    if isinstance(err, ApiException):
-        try:
-            message = json.loads(err.body or "{}").get("message")
-        except (ValueError, AttributeError):
-            message = None
-        return f"HTTP {err.status} {err.reason}: {message or (err.body or '').strip()[:200]}".rstrip(": ")
-    return f"{type(err).__name__}: {err}"
-
-
-def _is_transient(err: Exception) -> bool:
-    if isinstance(err, ApiException):
-        return err.status in TRANSIENT_STATUSES
-    return isinstance(err, urllib3.exceptions.HTTPError)  # connection reset/refused, read timeout
-
-
-def _backoff_seconds(err: Exception, attempt: int) -> float:
-    retry_after = err.headers.get("Retry-After") if isinstance(err, ApiException) and err.headers else None
-    if retry_after is not None:
-        try:
-            return min(float(retry_after), 30.0)
-        except ValueError:
-            pass
-    return random.uniform(0, min(5.0, 0.2 * 2**attempt))  # full jitter
-
-
-def call_with_retries(
-    call: Callable[[], Any], *, sleep: Callable[[float], None] = time.sleep, attempts: int = MAX_TRANSIENT_RETRIES
-) -> Any:
-    """Run ``call``, retrying 429/5xx/connection errors with backoff; re-raise the last error."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as err:  # noqa: BLE001 - filtered right below
-            if not _is_transient(err) or attempt == attempts - 1:
-                raise
-            sleep(_backoff_seconds(err, attempt))
-    raise AssertionError("unreachable")
 
 
 # ----- the reconciliation -----------------------------------------------------------------------

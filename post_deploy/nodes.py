@@ -36,7 +36,8 @@ from rich.table import Table
 from config.gpu_types import INSTANCE_TYPE_LABEL
 from post_deploy.common import AWS_RETRY_CONFIG, StepError, add_common_args, aws_failure, aws_session, emit_json, say
 from post_deploy.exit_codes import ExitCode
-from post_deploy.labels import CLUSTER_NAME_LABEL, api_error_text, kube_api_client, list_hyperpod_nodes
+from post_deploy.kube import api_error_text, kube_api_client
+from post_deploy.labels import CLUSTER_NAME_LABEL, list_hyperpod_nodes
 
 HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
 DEEP_HEALTH_LABEL = "sagemaker.amazonaws.com/deep-health-check-status"

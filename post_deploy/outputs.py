@@ -26,6 +26,9 @@ FIELDS: dict[str, str] = {
     keys.HYPERPOD_CLUSTER_NAME: "hyperpod_cluster_name",
     keys.HYPERPOD_CLUSTER_ARN: "hyperpod_cluster_arn",
     keys.LIFECYCLE_BUCKET_NAME: "lifecycle_bucket_name",
+    keys.HYPERPOD_KARPENTER_GROUPS: "hyperpod_karpenter_groups",
+    keys.TASK_GOVERNANCE_TEAMS: "task_governance_teams",
+    keys.TASK_GOVERNANCE_PRIORITY_CLASSES: "task_governance_priority_classes",
 }
 
 
@@ -41,8 +44,14 @@ class StackOutputs:
     hyperpod_cluster_name: str | None = None
     hyperpod_cluster_arn: str | None = None
     lifecycle_bucket_name: str | None = None
+    hyperpod_karpenter_groups: str | None = None  # comma-separated; absent when autoscaling is off
+    # Only when task governance is deployed (see post_deploy.task_governance).
+    task_governance_teams: str | None = None
+    task_governance_priority_classes: str | None = None
     # output key -> where it came from ("cdk-outputs.json:StackName" or "environment")
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # every stack the outputs file has an entry for (what `cdk deploy` deployed), in file order
+    stack_names: tuple[str, ...] = field(default=(), compare=False)
 
     def require(self, *output_keys: str) -> None:
         """Raise one line naming every missing key and where they were looked for."""
@@ -53,6 +62,11 @@ class StackOutputs:
                 "as environment variables of the same name"
             )
 
+    @property
+    def karpenter_groups(self) -> tuple[str, ...]:
+        """Instance groups Karpenter scales from 0 (``hyperpod.autoscaling: karpenter``); () when off."""
+        return tuple(g for g in (self.hyperpod_karpenter_groups or "").split(",") if g.strip())
+
     def as_dict(self) -> dict[str, str | None]:
         return {k: getattr(self, attr) for k, attr in FIELDS.items()}
 
@@ -62,8 +76,10 @@ def read_outputs(path: str | os.PathLike | None, environ: Mapping[str, str] | No
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
+    stacks: tuple[str, ...] = ()
     if path is not None:
-        for key, (value, stack) in _read_file(Path(path)).items():
+        found, stacks = _read_file(Path(path))
+        for key, (value, stack) in found.items():
             values[key] = value
             sources[key] = f"{Path(path).name}:{stack}"
     for key in FIELDS:
@@ -74,10 +90,10 @@ def read_outputs(path: str | os.PathLike | None, environ: Mapping[str, str] | No
     if keys.REGION not in values and region_from_arn:
         values[keys.REGION] = region_from_arn
         sources[keys.REGION] = "cluster ARN"
-    return StackOutputs(**{FIELDS[k]: v for k, v in values.items()}, sources=sources)
+    return StackOutputs(**{FIELDS[k]: v for k, v in values.items()}, sources=sources, stack_names=stacks)
 
 
-def _read_file(path: Path) -> dict[str, tuple[str, str]]:
+def _read_file(path: Path) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
     if not path.is_file():
         raise OutputsError(f"outputs file {str(path)!r} not found (write it with: cdk deploy --outputs-file {path})")
     try:
@@ -106,7 +122,7 @@ def _read_file(path: Path) -> dict[str, tuple[str, str]]:
                     f"and {stack} ({value!r}); keep one deployment per file"
                 )
             found[key] = (value, stack)
-    return found
+    return found, tuple(data)
 
 
 def _region_from_arn(arn: str | None) -> str | None:

@@ -28,14 +28,9 @@ Every problem is reported as one line naming the node or tool and the fix.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import logging
 import os
 import re
 import shutil
-import sys
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,7 +38,9 @@ from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, gpu_spec
 from post_deploy import placement
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
-from post_deploy.labels import CLUSTER_NAME_LABEL, GPU_RESOURCE, kubeconfig_path
+from post_deploy.kube import kubeconfig_path
+from post_deploy.labels import CLUSTER_NAME_LABEL, GPU_RESOURCE
+from post_deploy.skypilot_env import skypilot_session
 
 LABEL_FIX = "run `python -m post_deploy label-gpus`"
 DEVICE_PLUGIN_FIX = (
@@ -77,6 +74,7 @@ class CheckReport:
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)  # what `sky gpus list --infra k8s` shows
     notes: list[str] = field(default_factory=list)  # what could not be verified (not failures)
     api_server: dict[str, Any] = field(default_factory=dict)  # the SkyPilot API server submit will use
+    cpu_nodes: list[str] = field(default_factory=list)  # HyperPod nodes whose instance type has no GPU
 
     @property
     def ok(self) -> bool:
@@ -84,61 +82,6 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
-
-
-def _swap_stream(handler: logging.StreamHandler, stream: Any) -> None:
-    """Like ``setStream`` without flushing the old stream, which may already be closed."""
-    with handler.lock:
-        handler.stream = stream
-
-
-@contextlib.contextmanager
-def _skypilot_session(kubeconfig: str) -> Iterator[None]:
-    """Point SkyPilot at our kubeconfig and start from empty per-request caches, as its server does.
-
-    The kubernetes package reads ``$KUBECONFIG`` once, at import, as its default file, and SkyPilot
-    relies on that default in places (its exec-auth probe calls ``load_kube_config()``); it is
-    pointed at the same file for the duration, as if this process had started with
-    ``KUBECONFIG=<path>`` like a SkyPilot API server does.
-
-    stdout belongs to ``--json``: SkyPilot's log handlers (bound to stdout when ``sky`` is
-    imported) are pointed at stderr, and its status spinners' control payloads are dropped.
-    """
-    from kubernetes.config import kube_config
-    from sky import sky_logging  # noqa: F401 - creates SkyPilot's handlers, so they can be redirected
-    from sky.utils import annotations
-
-    previous = os.environ.get("KUBECONFIG")
-    previous_default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-    os.environ["KUBECONFIG"] = kubeconfig
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
-    os.environ.setdefault("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
-    annotations.clear_request_level_cache()
-    sky_loggers = [
-        logger
-        for name, logger in logging.root.manager.loggerDict.items()
-        if (name == "sky" or name.startswith("sky.")) and isinstance(logger, logging.Logger)
-    ]
-    streams = {
-        h: h.stream
-        for logger in sky_loggers
-        for h in logger.handlers  # SkyPilot's own handlers only
-        if isinstance(h, logging.StreamHandler) and type(h).__module__.startswith("sky.")
-    }
-    try:
-        for handler in streams:
-            _swap_stream(handler, sys.stderr)
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        for handler, stream in streams.items():
-            _swap_stream(handler, stream)
-        annotations.clear_request_level_cache()
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = previous_default
-        if previous is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = previous
 
 
 def _resolve_context(path: str, context: str | None) -> tuple[str, list[str]]:
@@ -349,7 +292,7 @@ def check_skypilot(
     from sky import clouds, core
     from sky.provision.kubernetes import utils as kubernetes_utils
 
-    with _skypilot_session(path):
+    with skypilot_session(path):
         report.problems += _tool_problems()
         server_problems, report.notes, report.api_server = check_api_server_path(_exec_command(path, chosen))
         report.problems += server_problems
@@ -389,6 +332,7 @@ def check_skypilot(
             continue
         spec = gpu_spec(labels.get(INSTANCE_TYPE_LABEL, ""))
         if spec is None:
+            report.cpu_nodes.append(node.metadata.name)
             continue
         seen = info.get(node.metadata.name)
         entry = NodeGpus(
@@ -403,11 +347,18 @@ def check_skypilot(
         report.nodes.append(entry)
         if entry.problem:
             report.problems.append(f"{entry.node} ({entry.instance_type}): {entry.problem}")
-    if not report.nodes:
+    if not report.nodes and report.cpu_nodes:
+        # A CPU-only HyperPod cluster (the canary's): nothing for the GPU checks; SkyPilot's own
+        # check above already said whether it can use the context.
+        report.notes.append(
+            f"CPU-only HyperPod cluster: {len(report.cpu_nodes)} node(s) without GPUs "
+            f"({', '.join(report.cpu_nodes)}); no GPU checks apply"
+        )
+    elif not report.nodes:
         scope = f"of cluster {cluster_name!r} " if cluster_name else ""
         report.problems.append(
-            f"no HyperPod GPU nodes {scope}found in context {chosen!r} "
-            f"(nodes labelled {CLUSTER_NAME_LABEL} with a GPU ml.* instance type); "
+            f"no HyperPod nodes {scope}found in context {chosen!r} "
+            f"(nodes labelled {CLUSTER_NAME_LABEL}); "
             "run `python -m post_deploy wait-nodes` first"
         )
     return report

@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from post_deploy import placement
-from post_deploy.common import StepError, add_common_args, emit_json, say
+from post_deploy import placement, task_governance
+from post_deploy.common import StepError, add_common_args, emit_json, first_line, say
 from post_deploy.exit_codes import ExitCode
+from post_deploy.outputs import read_outputs
+from post_deploy.skypilot_env import local_api_server_lifecycle, sky_output_to_stderr, skypilot_environment
 from post_deploy.task_validation import DEFAULT_K8S_VERSION, TaskInvalid, ValidatedTask, validate_task_file
 
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -69,6 +69,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run as a SkyPilot managed job (sky.jobs.launch): recovers from preemption, cleans up by itself",
     )
+    parser.add_argument(
+        "--team",
+        metavar="NAME",
+        help="task governance: run in the team's namespace hyperpod-ns-NAME through its Kueue LocalQueue "
+        "(teams from the TaskGovernanceTeams stack output)",
+    )
+    parser.add_argument(
+        "--priority",
+        metavar="CLASS",
+        help="with --team: the cluster policy's priority class (e.g. training; labelled training-priority); "
+        "without it the task has task governance's lowest priority",
+    )
+    parser.add_argument(
+        "--outputs", metavar="FILE", help="cdk deploy --outputs-file JSON for --team (else env vars of the same names)"
+    )
     parser.add_argument("--validate-only", action="store_true", help="run the offline checks and stop")
     parser.add_argument(
         "--k8s-version",
@@ -84,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise StepError(
             ExitCode.USAGE, "--down has no effect with --managed: managed jobs tear their cluster down themselves"
         )
+    team = team_placement(args)
     validated = validate_tasks(args.tasks, args.k8s_version)
     if args.validate_only:
         emit_json(args, {"step": "submit", "ok": True, "validated": [str(v.path) for v in validated], "exit_code": 0})
@@ -91,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     results: list[TaskResult] = []
     with skypilot_environment(args.kubeconfig), local_api_server_lifecycle():
         for item in validated:
-            result = launch_task(item, args)
+            result = launch_task(item, args, team)
             results.append(result)
             if result.exit_code != 0:
                 break
@@ -121,52 +137,25 @@ def cluster_name_for(item: ValidatedTask, requested: str | None) -> str:
     return base if base[:1].isalpha() else f"task-{base}".rstrip("-")
 
 
-@contextlib.contextmanager
-def skypilot_environment(kubeconfig: str | None) -> Iterator[None]:
-    """SkyPilot reads these from the process environment; a local API server inherits them and a
-    running one receives KUBECONFIG with each request."""
-    saved = {k: os.environ.get(k) for k in ("SKYPILOT_DISABLE_USAGE_COLLECTION", "KUBECONFIG")}
-    os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
-    if kubeconfig:
-        os.environ["KUBECONFIG"] = str(Path(kubeconfig).expanduser().resolve())
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def team_placement(args: argparse.Namespace) -> task_governance.TeamPlacement | None:
+    """``--team``/``--priority`` checked against the deployed task governance, before anything runs."""
+    team, priority = getattr(args, "team", None), getattr(args, "priority", None)
+    if team is None:
+        if priority is not None:
+            raise StepError(ExitCode.USAGE, "--priority needs --team (priority classes are task governance's)")
+        return None
+    governance = task_governance.Governance.from_outputs(read_outputs(getattr(args, "outputs", None)))
+    chosen = task_governance.placement_for(governance, team, priority)
+    say(
+        f"submit: team {team}: namespace {chosen.namespace}, Kueue queue {chosen.local_queue}, "
+        f"priority {chosen.priority_class or 'none (lowest)'}"
+    )
+    return chosen
 
 
-@contextlib.contextmanager
-def local_api_server_lifecycle() -> Iterator[None]:
-    """Stop the local SkyPilot API server afterwards if (and only if) this command started it."""
-    import sky
-    from sky.server import common as server_common
-
-    local = server_common.is_api_server_local()
-    was_running = local and server_common.get_api_server_status().status == server_common.ApiServerStatus.HEALTHY
-    try:
-        yield
-    finally:
-        if local and not was_running:
-            with contextlib.redirect_stdout(sys.stderr):
-                try:
-                    sky.api_stop()
-                except Exception as exc:  # noqa: BLE001 - report, the job's result still stands
-                    say(f"warning: could not stop the local SkyPilot API server: {exc} (run: sky api stop)")
-
-
-@contextlib.contextmanager
-def _sky_output_to_stderr() -> Iterator[None]:
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
-def launch_task(item: ValidatedTask, args: argparse.Namespace) -> TaskResult:
+def launch_task(item: ValidatedTask, args: argparse.Namespace, team=None) -> TaskResult:
     task = item.task
-    with _pinned_to_context(task, args.context):
+    with _pinned_to_context(task, args.context), team_queue(team, args.context):
         if args.managed:
             with _jobs_controller_home(args.context):
                 return _launch_managed(item, task)
@@ -179,12 +168,12 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
     cluster = cluster_name_for(item, args.cluster_name)
     result = TaskResult(task=str(item.path), cluster=cluster, managed=False)
     say(f"submit: launching {item.path} on SkyPilot cluster {cluster!r}")
-    with _sky_output_to_stderr():
+    with sky_output_to_stderr():
         _server_validate(task, item.path)
         try:
             request_id = sky.launch(task, cluster_name=cluster, down=args.down)
         except Exception as exc:  # noqa: BLE001 - any SDK failure here means nothing was launched
-            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit {item.path}: {_one_line(exc)}")
+            return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit {item.path}: {first_line(exc)}")
         try:
             job_id, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
         except KeyboardInterrupt:
@@ -194,7 +183,7 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
             return _failed(
                 result,
                 ExitCode.LAUNCH_FAILED,
-                f"launch of {item.path} on {cluster!r} failed: {_one_line(exc)} (details: sky api logs {request_id})",
+                f"launch of {item.path} on {cluster!r} failed: {first_line(exc)} (details: sky api logs {request_id})",
             )
         result.job_id = job_id
         if job_id is None:
@@ -211,7 +200,7 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
                     result,
                     ExitCode.LAUNCH_FAILED,
                     f"could not follow job {job_id} on {cluster!r}: "
-                    f"{_one_line(exc)} (check: sky logs {cluster} {job_id})",
+                    f"{first_line(exc)} (check: sky logs {cluster} {job_id})",
                 )
             say(f"submit: job {job_id} on {cluster!r} finished with exit code {result.exit_code}")
         if args.down:
@@ -224,13 +213,13 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
 
     result = TaskResult(task=str(item.path), cluster=None, managed=True)
     say(f"submit: launching {item.path} as a managed job")
-    with _sky_output_to_stderr():
+    with sky_output_to_stderr():
         _server_validate(task, item.path)
         try:
             request_id = sky.jobs.launch(task, name=task.name)
         except Exception as exc:  # noqa: BLE001
             return _failed(
-                result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {_one_line(exc)}"
+                result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {first_line(exc)}"
             )
         try:
             job_ids, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
@@ -241,7 +230,7 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
             return _failed(
                 result,
                 ExitCode.LAUNCH_FAILED,
-                f"managed job launch of {item.path} failed: {_one_line(exc)} (details: sky api logs {request_id})",
+                f"managed job launch of {item.path} failed: {first_line(exc)} (details: sky api logs {request_id})",
             )
         job_id = job_ids[0] if isinstance(job_ids, list) and job_ids else job_ids
         if job_id is None:
@@ -253,7 +242,7 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
             return _failed(
                 result,
                 ExitCode.LAUNCH_FAILED,
-                f"could not follow managed job {job_id}: {_one_line(exc)} (check: sky jobs logs {job_id})",
+                f"could not follow managed job {job_id}: {first_line(exc)} (check: sky jobs logs {job_id})",
             )
         result.exit_code = int(code if code is not None else ExitCode.LAUNCH_FAILED)
     say(f"submit: managed job {job_id} finished with exit code {result.exit_code}")
@@ -275,14 +264,14 @@ def _server_validate(task, path: Path) -> None:
         exceptions.APIVersionMismatchError,
         exceptions.ApiServerAuthenticationError,
     ) as exc:
-        raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server unavailable: {_one_line(exc)}") from None
+        raise StepError(ExitCode.LAUNCH_FAILED, f"SkyPilot API server unavailable: {first_line(exc)}") from None
     except exceptions.CloudError as exc:  # the server hit an outside error (e.g. no catalog download)
         raise StepError(
-            ExitCode.LAUNCH_FAILED, f"SkyPilot API server could not validate {path}: {_one_line(exc)}"
+            ExitCode.LAUNCH_FAILED, f"SkyPilot API server could not validate {path}: {first_line(exc)}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - the server re-raises the task's validation error
         raise StepError(
-            ExitCode.TASK_INVALID, f"{path}: rejected by the SkyPilot API server: {_one_line(exc)}"
+            ExitCode.TASK_INVALID, f"{path}: rejected by the SkyPilot API server: {first_line(exc)}"
         ) from None
 
 
@@ -312,6 +301,25 @@ def _pinned_to_context(task, context: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def team_queue(team: task_governance.TeamPlacement | None, context: str | None) -> Iterator[None]:
+    """Send the SkyPilot config that puts the task in the team's namespace and Kueue queue
+    (``task_governance.team_config``) for ``context`` (default: the kubeconfig's current-context)."""
+    if team is None:
+        yield
+        return
+    from sky import skypilot_config
+    from sky.provision.kubernetes import utils as kubernetes_utils
+    from sky.utils import config_utils
+
+    context = context or kubernetes_utils.get_current_kube_config_context_name()
+    if not context:
+        raise StepError(ExitCode.USAGE, "--team needs a kubeconfig context: pass --context or set current-context")
+    merged = task_governance.team_config(dict(skypilot_config.to_dict()), context, team)
+    with skypilot_config.replace_skypilot_config_in_process(config_utils.Config(merged)):
+        yield
+
+
+@contextlib.contextmanager
 def _jobs_controller_home(context: str | None) -> Iterator[None]:
     """Send ``jobs.controller.resources`` that put the controller on an EKS system node
     (``placement.jobs_controller_resources``); the user's own keys there win."""
@@ -337,7 +345,7 @@ def _tear_down(result: TaskResult) -> None:
     except exceptions.ClusterDoesNotExist:
         result.torn_down = True  # SkyPilot's autodown got there first
     except Exception as exc:  # noqa: BLE001 - a leaked GPU cluster must be loud
-        message = f"teardown of {result.cluster!r} failed: {_one_line(exc)} (run: sky down {result.cluster})"
+        message = f"teardown of {result.cluster!r} failed: {first_line(exc)} (run: sky down {result.cluster})"
         if result.exit_code == 0:
             _failed(result, ExitCode.LAUNCH_FAILED, message)
         else:
@@ -359,8 +367,3 @@ def _failed(result: TaskResult, code: ExitCode, message: str) -> TaskResult:
     result.exit_code = int(code)
     result.error = message
     return result
-
-
-def _one_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

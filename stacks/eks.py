@@ -3,17 +3,18 @@ the HyperPod dependency Helm chart (which must be installed before CreateCluster
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Aws, CfnOutput, RemovalPolicy, Stack, Token
+from aws_cdk import ArnFormat, Aws, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
-from config import AppConfig, outputs
+from config import AppConfig, compatibility, names, outputs
 from constructs import Construct
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 from constructs.nag_acknowledgment import acknowledge
+from constructs.post_deploy_access.infrastructure import PostDeployAccess
 from stacks.log_retention import retention
 
 _ENDPOINT_ACCESS = {
@@ -28,11 +29,12 @@ _LOG_TYPES = [
     eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
     eks.ClusterLoggingTypes.SCHEDULER,
 ]
-ADDONS = ("vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent")
+ADDONS = compatibility.EKS_MANAGED_ADDONS
 
 
 class EksStack(Stack):
-    """Exposes ``cluster``, ``security_group``, ``access_entries`` and ``helm_chart`` to the HyperPod layer."""
+    """Exposes ``cluster``, ``access_entries`` and ``helm_chart`` to the HyperPod layer, and
+    ``post_deploy_access`` (only with the pipeline) to nobody: the pipeline finds its role by name."""
 
     def __init__(
         self,
@@ -48,12 +50,12 @@ class EksStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         cfg = config.eks
-        self.cluster_name = f"{config.prefix}-eks"
+        self.cluster_name = names.eks_cluster_name(config)
 
         # EKS creates this group on first log write and never deletes it; owning it here means a
         # retention policy and nothing left behind by `cdk destroy`. The audit log records every API request
         # (user names, resource names, request metadata), so it gets a customer-managed key of its own.
-        log_group_name = f"/aws/eks/{self.cluster_name}/cluster"
+        log_group_name = names.eks_control_plane_log_group(config)
         logs_key = kms.Key(
             self,
             "ControlPlaneLogsKey",
@@ -185,12 +187,17 @@ class EksStack(Stack):
             for i, arn in enumerate(cfg.admin_principal_arns)
         ]
 
-        # ----- the pipeline's post-deploy step (design: stacks/pipeline.py) -------------------------
-        self.post_deploy_role: iam.Role | None = None
-        self.post_deploy_access: eks.AccessEntry | None = None
+        # The role the pipeline's post-deploy step assumes, with its own access entry.
+        self.post_deploy_access: PostDeployAccess | None = None
         if config.pipeline.enabled:
-            self.post_deploy_role, self.post_deploy_access = self._post_deploy_access(config)
-        # ----- end post-deploy ---------------------------------------------------------------------
+            self.post_deploy_access = PostDeployAccess(
+                self,
+                "PostDeployAccess",
+                cluster=self.cluster,
+                role_name=names.post_deploy_role_name(config),
+                trusted_account=config.pipeline.pipeline_account or config.account or self.account,
+                codebuild_role_name=names.post_deploy_codebuild_role_name(config),
+            )
 
         self.helm_chart = HyperPodHelmChart(
             self,
@@ -209,57 +216,6 @@ class EksStack(Stack):
         CfnOutput(self, outputs.EKS_CLUSTER_NAME, value=self.cluster.cluster_name)
         CfnOutput(self, outputs.EKS_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.REGION, value=self.region)
-
-    def _post_deploy_access(self, config: AppConfig) -> tuple[iam.Role, eks.AccessEntry]:
-        """The role the pipeline's post-deploy CodeBuild step assumes, and its Kubernetes access.
-
-        Trust: the pipeline account, narrowed by ``aws:PrincipalArn`` to the step's fixed-name
-        CodeBuild role (a principal ARN in the trust policy itself would have to exist first).
-        The same statement serves a same-account and a cross-account pipeline.
-        """
-        pipeline_account = config.pipeline.pipeline_account or config.account or self.account
-        codebuild_role_arn = (
-            f"arn:{self.partition}:iam::{pipeline_account}:role/{post_deploy_codebuild_role_name(config)}"
-        )
-        role = iam.Role(
-            self,
-            "PostDeployRole",
-            role_name=post_deploy_role_name(config),
-            description="Assumed by the pipeline's post-deploy step: kubeconfig, wait for nodes, label GPUs, SkyPilot tasks",
-            assumed_by=iam.AccountPrincipal(pipeline_account).with_conditions(
-                {"ArnEquals": {"aws:PrincipalArn": codebuild_role_arn}}
-            ),
-        )
-        role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeCluster"], resources=[self.cluster.cluster_arn]))
-        hyperpod_clusters = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:cluster/*"
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
-                resources=[hyperpod_clusters],
-            )
-        )
-        acknowledge(
-            role,
-            "A HyperPod cluster ARN ends in a service-generated id (cluster/<id>) that exists only after the "
-            "later hyperpod stack creates it; the two read-only actions are limited to this account and region.",
-            f"AwsSolutions-IAM5[Resource::arn:{self._nag_partition()}:sagemaker:{self.region}:{self._nag_account()}:cluster/*]",
-        )
-        # Cluster admin, cluster-wide: label-gpus patches Node objects (cluster-scoped; no narrower EKS
-        # access policy allows it) and SkyPilot creates pods, services, a service account and the
-        # ClusterRole/ClusterRoleBinding for it, which needs RBAC bind/escalate rights only cluster-admin has.
-        entry = eks.AccessEntry(
-            self,
-            "PostDeployAccess",
-            cluster=self.cluster,
-            principal=role.role_arn,
-            access_policies=[
-                eks.AccessPolicy.from_access_policy_name(
-                    "AmazonEKSClusterAdminPolicy",
-                    access_scope_type=eks.AccessScopeType.CLUSTER,
-                )
-            ],
-        )
-        return role, entry
 
     def _connect_node_kinds(self, hyperpod_sg: ec2.ISecurityGroup) -> None:
         """All traffic between the two kinds of nodes, as EKS allows among the nodes of one cluster group.
@@ -292,12 +248,6 @@ class EksStack(Stack):
             description="System nodes and pods to HyperPod nodes: coredns replicas, webhooks, services",
         )
 
-    def _nag_partition(self) -> str:
-        return "<AWS::Partition>" if Token.is_unresolved(self.partition) else self.partition
-
-    def _nag_account(self) -> str:
-        return "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
-
     def _acknowledge_managed_policies(self) -> None:
         acknowledge(
             self.cluster.role,
@@ -314,14 +264,3 @@ class EksStack(Stack):
                 for name in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
             ),
         )
-
-
-# ----- post-deploy role names, shared with stacks/pipeline.py -------------------------------------
-def post_deploy_role_name(config: AppConfig) -> str:
-    """The workload-account role the post-deploy step assumes (fixed, so the pipeline can name it)."""
-    return f"{config.prefix}-post-deploy-{config.region}"
-
-
-def post_deploy_codebuild_role_name(config: AppConfig) -> str:
-    """The pipeline-account CodeBuild role of the post-deploy step (fixed, so the trust can name it)."""
-    return f"{config.prefix}-post-deploy-cb-{config.pipeline.pipeline_region or config.region}"

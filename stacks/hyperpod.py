@@ -1,5 +1,7 @@
 """The HyperPod layer: the SageMaker HyperPod cluster, created only after EKS, the Helm chart, the
-access entries and the lifecycle-script upload are all in place."""
+access entries and the lifecycle-script upload are all in place; then the optional HyperPod add-ons
+(observability, the training operator, task governance), which AWS documents as installed on an existing
+cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from aws_cdk import aws_s3 as s3
 from config import AppConfig, outputs
 from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
+from constructs.observability.infrastructure import Observability
+from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
+from constructs.training_operator.infrastructure import TrainingOperator
 from stacks.eks import EksStack
 from stacks.log_retention import retention
 
@@ -50,3 +55,49 @@ class HyperPodStack(Stack):
 
         CfnOutput(self, outputs.HYPERPOD_CLUSTER_NAME, value=self.cluster.cluster_name)
         CfnOutput(self, outputs.HYPERPOD_CLUSTER_ARN, value=self.cluster.cluster_arn)
+        if config.hyperpod.karpenter_groups:
+            # post_deploy reads it: groups at 0 are normal, and SkyPilot waits for Karpenter's nodes.
+            CfnOutput(self, outputs.HYPERPOD_KARPENTER_GROUPS, value=",".join(config.hyperpod.karpenter_groups))
+
+        self.observability: Observability | None = None
+        if config.observability.enabled:
+            self.observability = Observability(
+                self,
+                "Observability",
+                config=config.observability,
+                cluster=eks_stack.cluster,
+                hyperpod_cluster_name=config.hyperpod.cluster_name,
+                name_prefix=config.prefix,
+                tags=config.tags,
+                after=self.cluster.ready,
+            )
+            obs = self.observability
+            CfnOutput(self, outputs.PROMETHEUS_WORKSPACE_ID, value=obs.workspace.attr_workspace_id)
+            CfnOutput(self, outputs.PROMETHEUS_QUERY_URL, value=obs.query_url)
+            CfnOutput(self, outputs.PROMETHEUS_REMOTE_WRITE_URL, value=obs.remote_write_url)
+            if obs.grafana_url is not None:
+                CfnOutput(self, outputs.GRAFANA_WORKSPACE_URL, value=obs.grafana_url)
+
+        self.training_operator: TrainingOperator | None = None
+        if config.training_operator.enabled:
+            self.training_operator = TrainingOperator(
+                self, "TrainingOperator", cluster=eks_stack.cluster, after=self.cluster.ready
+            )
+
+        self.task_governance: TaskGovernance | None = None
+        if config.task_governance.enabled:
+            self.task_governance = TaskGovernance(
+                self,
+                "TaskGovernance",
+                config=config.task_governance,
+                prefix=config.prefix,
+                tags=config.tags,
+                eks_cluster_name=eks_stack.cluster.cluster_name,
+                hyperpod_cluster_arn=self.cluster.cluster_arn,
+                hyperpod_ready=self.cluster.ready,
+                log_retention=retention(config.eks.log_retention_days),
+            )
+            CfnOutput(self, outputs.TASK_GOVERNANCE_TEAMS, value=teams_output(config.task_governance))
+            CfnOutput(
+                self, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES, value=priority_classes_output(config.task_governance)
+            )

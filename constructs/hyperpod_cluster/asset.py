@@ -38,15 +38,18 @@ BUNDLED = {
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
-def build() -> Path:
-    """Return the staged asset folder, building it if this exact set of inputs was never built."""
-    key = _inputs_key()
-    target = Path(tempfile.gettempdir()) / f"hyperpod-cluster-asset-{key}"
+def build(source: Path = RUNTIME_SOURCE, package: str = RUNTIME_PACKAGE) -> Path:
+    """Return the staged asset folder, building it if this exact set of inputs was never built.
+
+    ``source``/``package``: another runtime folder and the top-level package name it gets in the asset
+    (the task-governance compute-quota handler is built the same way, with the same trimmed SDK)."""
+    key = _inputs_key(source, package)
+    target = Path(tempfile.gettempdir()) / f"{package.replace('_', '-')}-asset-{key}"
     if _intact(target):
         return target
-    staging = Path(tempfile.mkdtemp(prefix="hyperpod-cluster-asset-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f"{package.replace('_', '-')}-asset-", dir=target.parent))
     try:
-        _copy_tree(RUNTIME_SOURCE, staging / RUNTIME_PACKAGE, keep=lambda rel: rel.suffix == ".py")
+        _copy_tree(source, staging / package, keep=lambda rel: rel.suffix == ".py")
         for module in BUNDLED:
             _copy_module(module, staging)
         (staging / MANIFEST).write_text(_listing(staging))
@@ -79,10 +82,11 @@ def _intact(target: Path) -> bool:
     return manifest.is_file() and manifest.read_text() == _listing(target)
 
 
-def _inputs_key() -> str:
-    """Hash of everything that decides the asset's bytes: runtime sources, package versions, this builder."""
-    digest = hashlib.sha256()
-    for path in sorted(RUNTIME_SOURCE.rglob("*.py")) + [Path(__file__).resolve()]:
+def _inputs_key(source: Path, package: str) -> str:
+    """Hash of everything that decides the asset's bytes: runtime sources (symlinks read through), the
+    package name, package versions, this builder."""
+    digest = hashlib.sha256(package.encode() + b"\0")
+    for path in sorted(source.rglob("*.py")) + [Path(__file__).resolve()]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for module, distribution in sorted(BUNDLED.items()):
         digest.update(f"{module}={importlib.metadata.version(distribution)}\0".encode())

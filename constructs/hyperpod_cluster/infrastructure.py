@@ -24,6 +24,7 @@ accepted the request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 from aws_cdk import CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, RemovalPolicy, Stack
@@ -52,6 +53,7 @@ class HyperPodCluster(Construct):
     """The cluster, its execution role, the custom resource and (unless disabled) the InService wait.
 
     Attributes: ``cluster_name`` (str), ``cluster_arn`` (token), ``execution_role`` (the nodes' role),
+    ``cluster_role`` (the role HyperPod assumes for Karpenter autoscaling, or None),
     ``ready`` (what to depend on for "cluster usable": the WaitCondition, or the custom resource when not
     waiting), ``wait_condition`` (or None), ``status`` (cluster status when the custom resource finished).
     """
@@ -94,6 +96,9 @@ class HyperPodCluster(Construct):
         )
 
         self.execution_role = self._execution_role(perm_scope)
+        self.cluster_role: iam.Role | None = None
+        if config.autoscaling == "karpenter":
+            self.cluster_role = self._cluster_role(perm_scope)
         code = lambda_.Code.from_asset(str(asset.build()))
         wait_seconds = config.creation_timeout_hours * 3600
         self.poller: InServicePoller | None = None
@@ -124,11 +129,15 @@ class HyperPodCluster(Construct):
             security_group_id=perm_scope.security_group_id,
             execution_role_arn=self.execution_role.role_arn,
             source_s3_uri=f"s3://{lifecycle_bucket.bucket_name}/{prefix}/",
+            cluster_role_arn=self.cluster_role.role_arn if self.cluster_role else None,
         )
         properties = {
             "ClusterRequest": stack.to_json_string(cluster_request),
             "OwnerTagKey": request.OWNER_TAG_KEY,
         }
+        if config.karpenter_groups:
+            # Their node counts are Karpenter's: the handler keeps the live counts instead of resetting them.
+            properties["KarpenterGroups"] = json.dumps(list(config.karpenter_groups))
         if handle is not None:
             properties["WaitHandleUrl"] = handle.ref
             properties["WaitTimeoutSeconds"] = str(wait_seconds)
@@ -187,6 +196,18 @@ class HyperPodCluster(Construct):
         )
         return role
 
+    def _cluster_role(self, scope: permissions.Scope) -> iam.Role:
+        role = iam.Role(
+            self,
+            "ClusterRole",
+            assumed_by=iam.ServicePrincipal(permissions.HYPERPOD_SLR_SERVICE),
+            description=f"HyperPod cluster {self.cluster_name}: adds and removes nodes for Karpenter autoscaling",
+            # Inline, so the permissions exist before CreateCluster names the role.
+            inline_policies={"Autoscaling": iam.PolicyDocument(statements=permissions.cluster_role_statements(scope))},
+        )
+        nag.justify_wildcard_resources(role, role.node.default_child, nag.by_sid(permissions.WILDCARD_REASONS))
+        return role
+
     def _provider(self, scope: permissions.Scope, code: lambda_.Code, log_retention: logs.RetentionDays) -> cr.Provider:
         handler_role = iam.Role(
             self,
@@ -199,6 +220,7 @@ class HyperPodCluster(Construct):
                         scope,
                         execution_role_arn=self.execution_role.role_arn,
                         poller_arn=self.poller.state_machine.state_machine_arn if self.poller else None,
+                        cluster_role_arn=self.cluster_role.role_arn if self.cluster_role else None,
                     )
                 )
             },

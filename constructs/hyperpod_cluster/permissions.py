@@ -65,6 +65,8 @@ ECR_PULL = (
     "ecr:GetAuthorizationToken",
     "ecr:GetDownloadUrlForLayer",
 )
+# What HyperPod does with the ClusterRole (the API model's ClusterRole documentation names both).
+AUTOSCALING_ACTIONS = ("sagemaker:BatchAddClusterNodes", "sagemaker:BatchDeleteClusterNodes")
 EKS_ACCESS_ENTRY_ACTIONS = ("eks:DescribeAccessEntry", "eks:DeleteAccessEntry", "eks:AssociateAccessPolicy")
 
 WILDCARD_REASONS = {
@@ -128,6 +130,11 @@ WILDCARD_REASONS = {
         "CreateCluster/UpdateCluster are also authorised against the reserved capacity of the configured training "
         "plans, whose ids SageMaker generates; limited to this account and region, and only usable together with "
         "the owner-tag-restricted cluster grants (IAM must allow every resource of a request)."
+    ),
+    "ScaleOwnedClusterOnly": (
+        "HyperPod's autoscaling role as AWS documents it (BatchAddClusterNodes/BatchDeleteClusterNodes on "
+        "cluster/*); the cluster id in the ARN is generated at creation, so the aws:ResourceTag condition on this "
+        "construct's owner tag limits it to this one cluster, in this account and region only."
     ),
     "HyperPodAccessEntries": (
         "HyperPod creates EKS access entries for its execution role and service-linked role with the "
@@ -233,7 +240,32 @@ def execution_role_statements(scope: Scope) -> list[iam.PolicyStatement]:
     ]
 
 
-def handler_statements(scope: Scope, *, execution_role_arn: str, poller_arn: str | None) -> list[iam.PolicyStatement]:
+def cluster_role_statements(scope: Scope) -> list[iam.PolicyStatement]:
+    """The role HyperPod assumes to add and remove nodes for Karpenter (``ClusterRole``; AWS docs "Create an
+    IAM role for HyperPod autoscaling with Karpenter"). Narrower than the documented policy: this region and
+    account instead of ``*:*``, and only the cluster carrying this construct's owner tag (the resource type's
+    ``aws:ResourceTag`` key). The documented ``kms:CreateGrant``/``kms:DescribeKey`` statement is for instance
+    volumes encrypted with a customer managed key, which this construct never configures, so it is left out.
+    ``eks:DescribeCluster`` on the one EKS cluster is the dependent action the Service Authorization Reference
+    lists for both node actions."""
+    return [
+        iam.PolicyStatement(
+            sid="ScaleOwnedClusterOnly",
+            actions=list(AUTOSCALING_ACTIONS),
+            resources=[scope.clusters],
+            conditions={"StringEquals": {f"aws:ResourceTag/{scope.owner_tag_key}": scope.owner_tag_value}},
+        ),
+        iam.PolicyStatement(
+            sid="DescribeThisEksCluster",
+            actions=["eks:DescribeCluster"],
+            resources=[scope.eks_cluster_arn],
+        ),
+    ]
+
+
+def handler_statements(
+    scope: Scope, *, execution_role_arn: str, poller_arn: str | None, cluster_role_arn: str | None = None
+) -> list[iam.PolicyStatement]:
     clusters = scope.clusters
     owner_tag = {f"aws:ResourceTag/{scope.owner_tag_key}": scope.owner_tag_value}
     statements = [
@@ -314,6 +346,18 @@ def handler_statements(scope: Scope, *, execution_role_arn: str, poller_arn: str
             resources=["*"],
         ),
     ]
+    if cluster_role_arn is not None:
+        # CreateCluster/UpdateCluster pass the ClusterRole to SageMaker; the role trusts HyperPod's principal.
+        # Which of the two SageMaker reports as iam:PassedToService is not documented, so both are admitted
+        # (the role itself is the only resource).
+        statements.append(
+            iam.PolicyStatement(
+                sid="PassClusterRoleToHyperPod",
+                actions=["iam:PassRole"],
+                resources=[cluster_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": [SAGEMAKER, HYPERPOD_SLR_SERVICE]}},
+            )
+        )
     if scope.training_plan_arns:
         statements.append(
             iam.PolicyStatement(

@@ -65,6 +65,8 @@ def instance_group(
         spec["OnStartDeepHealthChecks"] = list(group.deep_health_checks)
     if group.training_plan_arn:
         spec["TrainingPlanArn"] = group.training_plan_arn
+    if group.min_instance_count is not None:
+        spec["MinInstanceCount"] = group.min_instance_count
     labels = labels_for(group.instance_type)
     if labels:
         spec["KubernetesConfig"] = {"Labels": labels}
@@ -81,8 +83,12 @@ def cluster_request(
     security_group_id: str,
     execution_role_arn: str,
     source_s3_uri: str,
+    cluster_role_arn: str | None = None,
 ) -> dict[str, Any]:
-    """The CreateCluster request. Values may be CDK tokens; the stack serialises them at deploy time."""
+    """The CreateCluster request. Values may be CDK tokens; the stack serialises them at deploy time.
+
+    With ``autoscaling: karpenter`` the request carries ``AutoScaling`` and the ``ClusterRole`` HyperPod assumes
+    to add and remove nodes ("Create and configure a HyperPod cluster with Karpenter autoscaling")."""
     validate_tags(tags)
     request: dict[str, Any] = {
         "ClusterName": config.cluster_name,
@@ -97,13 +103,33 @@ def cluster_request(
         "NodeRecovery": config.node_recovery,
         "Tags": [{"Key": k, "Value": v} for k, v in sorted({**tags, OWNER_TAG_KEY: owner}.items())],
     }
-    if config.node_provisioning_mode:
-        request["NodeProvisioningMode"] = config.node_provisioning_mode
+    if config.provisioning_mode:
+        request["NodeProvisioningMode"] = config.provisioning_mode
+    if config.autoscaling == "karpenter":
+        if not cluster_role_arn:
+            raise ValueError("autoscaling: karpenter needs the cluster role HyperPod assumes (cluster_role_arn)")
+        request["ClusterRole"] = cluster_role_arn
+        request["AutoScaling"] = {"Mode": "Enable", "AutoScalerType": "Karpenter"}
     return request
 
 
 def spec_digest(config: HyperPodConfig, tags: Mapping[str, str], lifecycle_prefix: str) -> str:
     """Short hash of the desired cluster. It names the WaitCondition and its handle, so any change of spec
     gets a fresh handle and CloudFormation waits again for the new target."""
-    payload = {"hyperpod": config.model_dump(mode="json"), "tags": dict(tags), "lifecycle_prefix": lifecycle_prefix}
+    payload = {"hyperpod": _digest_view(config), "tags": dict(tags), "lifecycle_prefix": lifecycle_prefix}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10].upper()
+
+
+# Config keys added after the digest existed, with their "off" values: left out of the digest while off, so
+# a deployment that does not use a capability keeps its WaitCondition (and its template) unchanged.
+_LATER_CLUSTER_KEYS = {"autoscaling": None}
+_LATER_GROUP_KEYS = {"min_instance_count": None, "karpenter": False}
+
+
+def _digest_view(config: HyperPodConfig) -> dict[str, Any]:
+    def without_off(data: dict[str, Any], later: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if not (k in later and v == later[k])}
+
+    view = without_off(config.model_dump(mode="json"), _LATER_CLUSTER_KEYS)
+    view["instance_groups"] = [without_off(g, _LATER_GROUP_KEYS) for g in view["instance_groups"]]
+    return view

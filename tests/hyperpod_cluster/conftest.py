@@ -55,12 +55,16 @@ def cluster_request(name: str = "hp-test", groups: list | None = None, **extra: 
     return request
 
 
-def properties(request: dict | None = None, *, handle: str | None = None, timeout: int = 43200) -> dict:
+def properties(
+    request: dict | None = None, *, handle: str | None = None, timeout: int = 43200, karpenter: list | None = None
+) -> dict:
     props = {
         "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:framework",
         "ClusterRequest": json.dumps(request if request is not None else cluster_request()),
         "OwnerTagKey": OWNER_KEY,
     }
+    if karpenter:
+        props["KarpenterGroups"] = json.dumps(karpenter)
     if handle:
         props["WaitHandleUrl"] = handle
         props["WaitTimeoutSeconds"] = str(timeout)
@@ -95,7 +99,13 @@ def described(
     """A DescribeCluster response for ``request``, as HyperPod would shape it."""
     groups = []
     for g in request["InstanceGroups"]:
-        detail = {k: copy.deepcopy(v) for k, v in g.items() if k not in ("InstanceCount", "KubernetesConfig")}
+        detail = {
+            k: copy.deepcopy(v)
+            for k, v in g.items()
+            if k not in ("InstanceCount", "KubernetesConfig", "MinInstanceCount")
+        }
+        if "MinInstanceCount" in g:
+            detail["MinCount"] = g["MinInstanceCount"]  # DescribeCluster's name for it
         detail["TargetCount"] = (target or {}).get(g["InstanceGroupName"], g["InstanceCount"])
         detail["CurrentCount"] = (current or {}).get(g["InstanceGroupName"], detail["TargetCount"])
         detail["Status"] = "InService" if status == "InService" else "Creating"

@@ -151,6 +151,8 @@ def test_create_installs_with_reset_values_and_the_complete_values_file(shim, gi
         "kube-system",
         "--create-namespace",
         "--reset-values",
+        "--server-side=true",
+        "--force-conflicts",
         "-f",
         f"{chart_dir}/regional-values/values-{REGION}.yaml",
         "-f",
@@ -215,6 +217,56 @@ def test_update_reapplies_every_value_so_nothing_stale_survives(shim, github, ek
     objects = _rendered(output)
     assert ("ConfigMap", "mpi-operator-component") not in objects
     assert ("ConfigMap", "deep-health-check-component") in objects
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"ReleaseName": "hyperpod-deps"}, "eks.helm_chart.release_name 'dependencies' -> 'hyperpod-deps'"),
+        ({"Namespace": "hyperpod"}, "eks.helm_chart.namespace 'kube-system' -> 'hyperpod'"),
+    ],
+)
+def test_update_that_renames_the_release_or_namespace_is_refused_before_helm_runs(
+    shim, github, eks, kube_api, tmp_path, change, named
+):
+    update = event(
+        "Update",
+        properties(**change),
+        OldResourceProperties=properties(),
+        PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies",
+    )
+    with pytest.raises(handler_module.RenameRefused) as refused:
+        installer(shim, github, eks, tmp_path).handle(update)
+    message = str(refused.value)
+    assert "\n" not in message and named in message and "Nothing was changed" in message
+    assert shim.calls() == [] and github.server.requests == []  # no fetch, no helm, no AWS call
+    eks.assert_no_pending_responses()
+
+
+def test_rollback_of_a_refused_rename_reinstalls_the_original_release(shim, github, eks, kube_api, tmp_path):
+    """CloudFormation's rollback Update carries the original properties and the unchanged physical id."""
+    eks.add_response("describe_cluster", {"cluster": eks.cluster}, {"name": CLUSTER})
+    rollback = event(
+        "Update",
+        properties(),
+        OldResourceProperties=properties(ReleaseName="hyperpod-deps"),
+        PhysicalResourceId=f"{CLUSTER}/kube-system/dependencies",
+    )
+    result = installer(shim, github, eks, tmp_path).handle(rollback)
+    assert result["PhysicalResourceId"] == f"{CLUSTER}/kube-system/dependencies"
+    assert shim.upgrade_record()[0][2] == "dependencies"
+
+
+def test_a_new_eks_cluster_may_use_another_release_name(shim, github, eks, kube_api, tmp_path):
+    eks.add_response("describe_cluster", {"cluster": eks.cluster}, {"name": CLUSTER})
+    moved = event(
+        "Update",
+        properties(ReleaseName="hyperpod-deps"),
+        OldResourceProperties=properties(ClusterName="old-cluster"),
+        PhysicalResourceId="old-cluster/kube-system/dependencies",
+    )
+    result = installer(shim, github, eks, tmp_path).handle(moved)
+    assert result["PhysicalResourceId"] == f"{CLUSTER}/kube-system/hyperpod-deps"
 
 
 def test_pinned_digest_that_matches_installs(shim, github, eks, kube_api, tmp_path):

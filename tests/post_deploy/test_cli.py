@@ -16,11 +16,22 @@ from kubernetes.client.rest import ApiException
 
 from post_deploy import cli
 from post_deploy.common import StepError
-from post_deploy.exit_codes import ExitCode
+from post_deploy.exit_codes import EXIT_CODE_HELP, ExitCode
 from post_deploy.outputs import OutputsError
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ["kubeconfig", "wait-nodes", "label-gpus", "check", "submit", "run", "teardown", "token"]
+SUBCOMMANDS = [
+    "preflight",
+    "canary",
+    "kubeconfig",
+    "wait-nodes",
+    "label-gpus",
+    "check",
+    "submit",
+    "run",
+    "teardown",
+    "token",
+]
 
 
 def test_every_step_is_a_subcommand_in_order():
@@ -37,7 +48,7 @@ def test_top_level_help_lists_every_step_and_every_exit_code(capsys):
     for name in SUBCOMMANDS:
         assert f"\n    {name}" in out
     for code in ExitCode:
-        assert f"{int(code):>3}  {cli.EXIT_CODE_HELP[code]}" in out
+        assert f"{int(code):>3}  {EXIT_CODE_HELP[code]}" in out
     assert "100+" in out
 
 
@@ -52,7 +63,7 @@ def test_each_subcommand_has_help_with_the_exit_codes(name, capsys):
 
 
 def test_every_exit_code_is_documented():
-    assert set(cli.EXIT_CODE_HELP) == set(ExitCode)
+    assert set(EXIT_CODE_HELP) == set(ExitCode)
 
 
 def test_bad_arguments_exit_with_the_usage_code(capsys):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from post_deploy import labels
+from post_deploy import kube, labels
 from post_deploy.exit_codes import ExitCode
 from tests.k8s_double import seed
 
@@ -176,7 +176,7 @@ def test_persistent_server_errors_give_up_after_bounded_retries(k8s_double, k8s_
 
     assert not report.ok and report.failed[0].node == name
     assert "HTTP 500" in report.failed[0].error
-    assert len(k8s_double.writes()) == labels.MAX_TRANSIENT_RETRIES
+    assert len(k8s_double.writes()) == kube.MAX_TRANSIENT_RETRIES
 
 
 def test_endless_conflicts_are_bounded_and_reported(k8s_double, k8s_api_client):

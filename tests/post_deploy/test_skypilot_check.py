@@ -209,13 +209,24 @@ def test_api_refusing_the_probe_disables_the_context(k8s_double, kubeconfig_for_
     )
 
 
-def test_no_gpu_nodes_is_a_problem(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
-    k8s_double.add_node(seed.cpu_hyperpod_node())
+def test_a_cpu_only_hyperpod_cluster_passes_with_a_note(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
+    """The canary's cluster has one CPU instance group: SkyPilot's own check decides, no GPU checks apply."""
+    k8s_double.add_node(seed.cpu_hyperpod_node("ml.m5.large", name="hyperpod-i-0canary"))
+
+    code, summary, _ = _check(kubeconfig_for_double, capsys, "--cluster-name", "hp-test")
+
+    assert code == ExitCode.OK and summary["enabled"] is True and summary["problems"] == []
+    assert summary["cpu_nodes"] == ["hyperpod-i-0canary"] and summary["nodes"] == []
+    assert any(n.startswith("CPU-only HyperPod cluster: 1 node(s) without GPUs") for n in summary["notes"])
+
+
+def test_no_hyperpod_nodes_is_a_problem(k8s_double, kubeconfig_for_double, skypilot_env, capsys):
+    k8s_double.add_node(seed.cpu_hyperpod_node(cluster="another-cluster"))
 
     code, summary, _ = _check(kubeconfig_for_double, capsys, "--cluster-name", "hp-test")
 
     assert code == ExitCode.SKYPILOT_CHECK
-    assert summary["problems"][0].startswith("no HyperPod GPU nodes of cluster 'hp-test' found")
+    assert summary["problems"][0].startswith("no HyperPod nodes of cluster 'hp-test' found")
 
 
 def test_check_runs_without_a_skypilot_api_server(gpu_cluster, kubeconfig_for_double, skypilot_env, capsys):

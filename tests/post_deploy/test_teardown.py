@@ -21,7 +21,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from post_deploy import teardown
+from post_deploy import network_cleanup, teardown
 from post_deploy.exit_codes import ExitCode
 from tests.conftest import make_config
 
@@ -198,7 +198,7 @@ def test_stacks_are_destroyed_hyperpod_eks_lifecycle_then_network_each_exclusive
 
 
 def test_stack_names_come_from_the_same_function_the_app_uses(cdk_recorder, network, tmp_path):
-    from stacks.infrastructure import stack_names
+    from config.names import stack_names
 
     assert run_teardown(tmp_path=tmp_path) == ExitCode.OK
     expected = stack_names(make_config())
@@ -389,7 +389,7 @@ def test_ec2_permission_errors_end_step_three_with_its_code(cdk_recorder, networ
             {"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "DescribeNetworkInterfaces"
         )
 
-    monkeypatch.setattr(teardown, "_enis_in_vpc", denied)
+    monkeypatch.setattr(network_cleanup, "_enis_in_vpc", denied)
     assert run_teardown(tmp_path=tmp_path) == ExitCode.NODES_TIMEOUT
     assert STACKS["network"] not in destroyed_stacks(cdk_recorder)
     assert "DescribeNetworkInterfaces: UnauthorizedOperation: not allowed" in capsys.readouterr().err
@@ -557,7 +557,59 @@ def test_outputs_from_another_region_are_refused(cdk_recorder, tmp_path, capsys)
     path.write_text(json.dumps({STACKS["eks"]: {"EksClusterName": CONTEXT, "Region": "eu-west-1"}}))
     assert run_teardown("--outputs", str(path), tmp_path=tmp_path) == ExitCode.USAGE
     assert cdk_calls(cdk_recorder) == []
-    assert "the outputs say region eu-west-1 but the config says us-east-1" in capsys.readouterr().err
+    assert f"outputs file {path}: region eu-west-1, but the config says us-east-1" in capsys.readouterr().err
+
+
+def write_outputs(tmp_path: Path, outputs: dict) -> Path:
+    path = tmp_path / "cdk-outputs.json"
+    path.write_text(json.dumps(outputs))
+    return path
+
+
+TEAM_A_OUTPUTS = {
+    "team-a-lifecycle": {"LifecycleBucketName": "sagemaker-team-a-lifecycle-123456789012-us-east-1"},
+    "team-a-eks": {"EksClusterName": "team-a-eks", "Region": REGION},
+    "team-a-hyperpod": {"HyperPodClusterName": "hyperpod-sky"},
+}
+
+
+def test_outputs_of_another_deployment_are_refused_before_anything_is_deleted(cdk_recorder, tmp_path, capsys):
+    # Deployed with prefix team-a, destroyed without its config: the plan would be hyperpod-sky-*.
+    path = write_outputs(tmp_path, TEAM_A_OUTPUTS)
+    assert run_teardown("--outputs", str(path), tmp_path=tmp_path) == ExitCode.USAGE
+    assert cdk_calls(cdk_recorder) == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"teardown: outputs file {path}: stack(s) team-a-lifecycle, team-a-eks, team-a-hyperpod are not in this "
+        f"config's plan ({', '.join(STACKS[r] for r in ('hyperpod', 'eks', 'lifecycle_bucket', 'network'))}): "
+        "pass the -c config of that deployment (make destroy CDK_ARGS=...)"
+    )
+
+
+def test_the_same_outputs_with_their_config_are_destroyed(cdk_recorder, aws, tmp_path):
+    path = write_outputs(tmp_path, TEAM_A_OUTPUTS)
+    assert run_teardown("--outputs", str(path), "-c", "prefix=team-a", tmp_path=tmp_path) == ExitCode.OK
+    assert destroyed_stacks(cdk_recorder) == ["team-a-hyperpod", "team-a-eks", "team-a-lifecycle", "team-a-network"]
+
+
+@pytest.mark.parametrize(
+    "outputs, message",
+    [
+        (
+            {STACKS["eks"]: {"EksClusterName": "someone-elses-eks"}},
+            "EksClusterName someone-elses-eks, but the config makes hyperpod-sky-eks",
+        ),
+        (
+            {STACKS["hyperpod"]: {"HyperPodClusterName": "prod-gpus"}},
+            "HyperPodClusterName prod-gpus, but the config makes hyperpod-sky",
+        ),
+    ],
+)
+def test_outputs_naming_other_clusters_are_refused(outputs, message, cdk_recorder, tmp_path, capsys):
+    path = write_outputs(tmp_path, outputs)
+    assert run_teardown("--outputs", str(path), tmp_path=tmp_path) == ExitCode.USAGE
+    assert cdk_calls(cdk_recorder) == []
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_a_missing_outputs_file_does_not_block_teardown(cdk_recorder, network, tmp_path, capsys):
@@ -575,34 +627,37 @@ def test_retained_buckets_are_reported_as_left_behind(cdk_recorder, network, tmp
 @pytest.mark.parametrize(
     "eni_fields, kind",
     [
-        ({"InterfaceType": "lambda", "Description": "AWS Lambda VPC ENI-fn-1"}, teardown.EniKind.LAMBDA),
+        ({"InterfaceType": "lambda", "Description": "AWS Lambda VPC ENI-fn-1"}, network_cleanup.EniKind.LAMBDA),
         # moto creates every ENI as type "interface", so EFA is only covered here
-        ({"InterfaceType": "efa", "Description": ""}, teardown.EniKind.EFA),
-        ({"InterfaceType": "efa-only", "Description": ""}, teardown.EniKind.EFA),
+        ({"InterfaceType": "efa", "Description": ""}, network_cleanup.EniKind.EFA),
+        ({"InterfaceType": "efa-only", "Description": ""}, network_cleanup.EniKind.EFA),
         (
             {"InterfaceType": "nat_gateway", "Description": "Interface for NAT Gateway nat-0123456789abcdef0"},
-            teardown.EniKind.OWN,
+            network_cleanup.EniKind.OWN,
         ),
         (
             {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0123456789abcdef0"},
-            teardown.EniKind.OWN,
+            network_cleanup.EniKind.OWN,
         ),
         (
             {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0fedcba9876543210"},
-            teardown.EniKind.UNKNOWN,
+            network_cleanup.EniKind.UNKNOWN,
         ),
-        ({"InterfaceType": "interface", "Description": "Amazon EKS hyperpod-sky-eks"}, teardown.EniKind.EKS),
-        ({"InterfaceType": "interface", "Description": "hyperpod-sky bastion"}, teardown.EniKind.UNKNOWN),
-        ({"InterfaceType": "interface", "Description": "", "Groups": [{"GroupId": "sg-0aaa"}]}, teardown.EniKind.APP),
+        ({"InterfaceType": "interface", "Description": "Amazon EKS hyperpod-sky-eks"}, network_cleanup.EniKind.EKS),
+        ({"InterfaceType": "interface", "Description": "hyperpod-sky bastion"}, network_cleanup.EniKind.UNKNOWN),
+        (
+            {"InterfaceType": "interface", "Description": "", "Groups": [{"GroupId": "sg-0aaa"}]},
+            network_cleanup.EniKind.APP,
+        ),
         (
             {"InterfaceType": "network_load_balancer", "Description": "ELB net/k8s-default-svc/0123"},
-            teardown.EniKind.UNKNOWN,
+            network_cleanup.EniKind.UNKNOWN,
         ),
     ],
 )
 def test_classifier_attributes_by_evidence_only(eni_fields, kind):
     own = frozenset({"nat-0123456789abcdef0", "vpce-0123456789abcdef0", "sg-0aaa"})
-    assert teardown.classify_eni({"NetworkInterfaceId": "eni-1", **eni_fields}, own)[0] is kind
+    assert network_cleanup.classify_eni({"NetworkInterfaceId": "eni-1", **eni_fields}, own)[0] is kind
 
 
 # ----- `cdk destroy --all` alone, from a deployed state -------------------------------------------
@@ -688,3 +743,72 @@ def test_custom_resources_are_the_known_ones_whose_delete_paths_were_reviewed(in
         "Custom::S3AutoDeleteObjects",
     }
     assert found["Custom::CDKBucketDeployment"]["Properties"].get("RetainOnDelete") is False
+
+
+# ----- step 3: the cluster security group EKS leaves behind -----------------------------------------
+def eks_cluster_sg(ec2, vpc: str, cluster: str) -> str:
+    """What EKS creates for a cluster: its name pattern and the aws:eks:cluster-name tag."""
+    return ec2.create_security_group(
+        GroupName=f"eks-cluster-sg-{cluster}-1234567890",
+        Description="EKS created security group applied to ENI that is attached to EKS Control Plane master nodes",
+        VpcId=vpc,
+        TagSpecifications=[
+            {
+                "ResourceType": "security-group",
+                "Tags": [
+                    {"Key": "aws:eks:cluster-name", "Value": cluster},
+                    {"Key": f"kubernetes.io/cluster/{cluster}", "Value": "owned"},
+                ],
+            }
+        ],
+    )["GroupId"]
+
+
+def groups_in(ec2, vpc: str) -> set[str]:
+    found = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
+    return {g["GroupId"] for g in found}
+
+
+def test_the_cluster_security_group_eks_left_behind_is_deleted_before_the_network_stack(
+    cdk_recorder, aws, network, tmp_path, capsys, monkeypatch
+):
+    ec2, _ = aws
+    left = eks_cluster_sg(ec2, network["Vpc"], CONTEXT)
+    # the interface that kept EKS from deleting it, released by now
+    eni(ec2, network["EksSubnet"], "Amazon EKS hyperpod-sky-eks", groups=[left])
+    destroyed_at_deletion: list[list[str]] = []
+    real_delete = network_cleanup.delete_eks_cluster_security_groups
+
+    def recording(*args, **kwargs):
+        destroyed_at_deletion.append(destroyed_stacks(cdk_recorder))
+        return real_delete(*args, **kwargs)
+
+    monkeypatch.setattr(teardown, "delete_eks_cluster_security_groups", recording)
+    assert run_teardown(tmp_path=tmp_path) == ExitCode.OK
+    assert left not in groups_in(ec2, network["Vpc"])
+    assert destroyed_at_deletion == [[STACKS[r] for r in ("hyperpod", "eks", "lifecycle_bucket")]]
+    assert destroyed_stacks(cdk_recorder)[-1] == STACKS["network"]
+    assert f"security groups: deleted {left} (eks-cluster-sg-{CONTEXT}-1234567890)" in capsys.readouterr().err
+
+
+def test_another_clusters_security_group_is_not_touched(cdk_recorder, aws, network, tmp_path):
+    ec2, _ = aws
+    theirs = eks_cluster_sg(ec2, network["Vpc"], "someone-elses-eks")
+    assert run_teardown(tmp_path=tmp_path) == ExitCode.OK
+    assert theirs in groups_in(ec2, network["Vpc"])
+
+
+def test_a_cluster_security_group_still_referenced_stops_before_the_network_stack(
+    cdk_recorder, aws, network, tmp_path, capsys
+):
+    ec2, _ = aws
+    left = eks_cluster_sg(ec2, network["Vpc"], CONTEXT)
+    other = ec2.create_security_group(GroupName="bastion", Description="someone's", VpcId=network["Vpc"])["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=other, IpPermissions=[{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": left}]}]
+    )
+    assert run_teardown(tmp_path=tmp_path) == ExitCode.NODES_TIMEOUT
+    assert left in groups_in(ec2, network["Vpc"])
+    assert STACKS["network"] not in destroyed_stacks(cdk_recorder)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"security group {left}" in last and f"by rules of {other}" in last and "rerun teardown" in last

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
 
     from sky import backends, execution
 
-    from post_deploy import submit
+    from post_deploy import skypilot_env, submit
     from post_deploy.task_validation import validate_task_file
 
     class RecordingBackend(backends.CloudVmRayBackend):
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     item = validate_task_file(args.task)
     cluster = submit.cluster_name_for(item, None)
     try:
-        with submit.skypilot_environment(args.kubeconfig), submit._pinned_to_context(item.task, args.context):
+        with skypilot_env.skypilot_environment(args.kubeconfig), submit._pinned_to_context(item.task, args.context):
             execution.launch(item.task, cluster_name=cluster, dryrun=True, backend=RecordingBackend())
     except Exception as exc:  # noqa: BLE001 - reported as data for the rehearsal to judge
         print(json.dumps({"cluster": cluster, "error": f"{type(exc).__name__}: {exc}"}), file=result, flush=True)

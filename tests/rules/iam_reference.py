@@ -76,6 +76,7 @@ _ARN_OF = {
     "AWS::SQS::Queue": "arn:aws:sqs:{r}:{a}:{n}",
     "AWS::CodeBuild::Project": "arn:aws:codebuild:{r}:{a}:project/{n}",
     "AWS::EC2::VPC": "arn:aws:ec2:{r}:{a}:vpc/{n}",
+    "AWS::APS::Workspace": "arn:aws:aps:{r}:{a}:workspace/ws-{lower}",
 }
 # What a Ref returns, per type, when it is not the ARN.
 _REF_OF = {
@@ -157,6 +158,8 @@ class Renderer:
             return _REF_OF[kind].format(**fields)
         if kind == "Custom::CDKBucketDeployment" and attribute == "DestinationBucketArn":
             return f"arn:aws:s3:::{self.render(stack, resource['Properties']['DestinationBucketName'])}"
+        if kind == "Custom::HyperPodCluster" and attribute == "ClusterArn":  # what the handler returns
+            return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{logical_id.lower()}"
         if kind == "AWS::EKS::Cluster" and attribute == "ClusterSecurityGroupId":
             return f"sg-0{logical_id.lower()}"
         # Anything else (custom-resource attributes, ids): an opaque token. Inside an ARN it stands for

@@ -375,6 +375,28 @@ FLOWS: list[Flow] = [
     Flow("VPC Lambdas reach interface endpoints", "vpc_lambdas", "interface_endpoints", "tcp", HTTPS, True),
 ]
 
+# Observability (constructs/observability): the add-on's OpenTelemetry collector runs on a system or a
+# HyperPod node and scrapes every node's kubelet (cAdvisor, /metrics), node exporter (Prometheus default
+# 9100; AWS's EFA node exporter is a fork listening on the same port) and, on GPU nodes, NVIDIA's DCGM
+# exporter (default listener :9400, NVIDIA dcgm-exporter reference). Checked for the default templates too:
+# the add-on can be switched on without touching a security group.
+NODE_EXPORTER = (9100, 9100)
+DCGM_EXPORTER = (9400, 9400)
+OBSERVABILITY_FLOWS: list[Flow] = [
+    Flow(f"{where} collector scrapes {what} on {label}", src, dest, "tcp", ports)
+    for where, src in (("system-node", "system_nodes"), ("HyperPod-node", "hyperpod_nodes"))
+    for dest, label, targets in (
+        (
+            "hyperpod_nodes",
+            "HyperPod nodes",
+            (("kubelet", KUBELET), ("node exporter", NODE_EXPORTER), ("DCGM exporter", DCGM_EXPORTER)),
+        ),
+        ("system_nodes", "system nodes", (("kubelet", KUBELET), ("node exporter", NODE_EXPORTER))),
+    )
+    for what, ports in targets
+]
+FLOWS += OBSERVABILITY_FLOWS
+
 
 def check(templates: Mapping[str, dict], flows: Iterable[Flow] = FLOWS) -> list[str]:
     """One line per (flow, source interface, destination interface) the security groups block."""

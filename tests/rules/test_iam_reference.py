@@ -34,6 +34,22 @@ def with_training_plan(tmp_path_factory) -> dict[str, dict]:
     return _synth(tmp_path_factory.mktemp("plan"), f"hyperpod.instance_groups[0].training_plan_arn={PLAN}")
 
 
+AUTOSCALING = """
+hyperpod:
+  autoscaling: karpenter
+  instance_groups:
+    - {name: system, instance_type: ml.m5.xlarge, instance_count: 1}
+    - {name: gpu-auto, instance_type: ml.g5.8xlarge, instance_count: 0, karpenter: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def with_autoscaling(tmp_path_factory) -> dict[str, dict]:
+    config = tmp_path_factory.mktemp("autoscaling-config") / "autoscaling.yaml"
+    config.write_text(AUTOSCALING)
+    return _synth(tmp_path_factory.mktemp("autoscaling"), f"config={config}")
+
+
 def _statement(templates, stack: str, sid: str) -> dict:
     for resource in templates[stack]["Resources"].values():
         for policy in resource.get("Properties", {}).get("Policies", []) or []:
@@ -197,3 +213,23 @@ def test_an_action_without_resource_level_permissions_needs_a_wildcard(templates
     )
     problems = iam_reference.check(changed)
     assert any("ec2:DescribeInstances on arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1" in p for p in problems)
+
+
+def test_with_autoscaling_the_cluster_role_and_its_pass_role_hold_up_against_the_references(with_autoscaling):
+    scale = _statement(with_autoscaling, "hyperpod-sky-hyperpod", "ScaleOwnedClusterOnly")
+    assert sorted(scale["Action"]) == ["sagemaker:BatchAddClusterNodes", "sagemaker:BatchDeleteClusterNodes"]
+    assert (
+        _statement(with_autoscaling, "hyperpod-sky-hyperpod", "PassClusterRoleToHyperPod")["Action"] == "iam:PassRole"
+    )
+    assert iam_reference.check(with_autoscaling) == []
+
+
+def test_a_node_action_scoped_by_a_key_the_cluster_type_lacks_is_reported(with_autoscaling):
+    changed = copy.deepcopy(with_autoscaling)
+    _statement(changed, "hyperpod-sky-hyperpod", "ScaleOwnedClusterOnly")["Condition"] = {
+        "StringEquals": {"sagemaker:VpcSubnets": "subnet-1"}
+    }
+    problems = iam_reference.check(changed)
+    assert any(
+        "condition key sagemaker:VpcSubnets is not one sagemaker:BatchAddClusterNodes supports" in p for p in problems
+    )

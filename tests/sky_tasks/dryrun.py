@@ -1,6 +1,6 @@
 """``python -m tests.sky_tasks.dryrun --kubeconfig F --contexts C1,C2 [--controller {home,default}] TASK.yaml...``:
 SkyPilot's own launch of each task on each context up to the moment it would create the pod, in
-one process (SkyPilot's import and state set-up dominate; one process keeps the tests fast).
+one process (SkyPilot's import and state set-up dominate; one process keeps the tests fast). ``--team``/``--priority``/``--outputs`` are ``submit``'s own flags.
 
 Each task goes through what ``submit`` does with it (``validate_task_file``, which adds the
 health selector; ``submit._pinned_to_context``; with ``--controller`` the managed-jobs
@@ -15,7 +15,7 @@ SkyPilot's ``controller_utils.get_controller_resources`` for the task (``home``:
 ``submit --managed`` sends; ``default``: SkyPilot's defaults), launched the way
 ``sky/jobs/server/core.py`` ``_ensure_controller_up`` launches it.
 
-Printed per pod: labels, nodeSelector, affinity, tolerations and container resources (the
+Printed per pod: namespace, labels, annotations, nodeSelector, affinity, tolerations and container resources (the
 scheduling-relevant parts; the rest is SkyPilot's start-up script).
 """
 
@@ -34,6 +34,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--contexts", required=True, help="comma-separated kubeconfig contexts")
     parser.add_argument("--controller", help="comma-separated: home, default")
+    parser.add_argument("--team", help="submit --team: the task governance team")
+    parser.add_argument("--priority", help="submit --priority")
+    parser.add_argument("--outputs", help="submit --outputs: stack outputs naming the teams")
     args = parser.parse_args(argv)
     result = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -44,7 +47,7 @@ def main(argv: list[str]) -> int:
     from sky.backends import backend_utils
     from sky.utils import controller_utils
 
-    from post_deploy import submit
+    from post_deploy import skypilot_env, submit
     from post_deploy.task_validation import validate_task_file
 
     rendered: list[str] = []
@@ -57,6 +60,7 @@ def main(argv: list[str]) -> int:
 
     backend_utils.write_cluster_config = recording_write_cluster_config
     exit_code = 0
+    team = submit.team_placement(args)
     modes = args.controller.split(",") if args.controller else [None]
     runs = [(c, p, m) for c in args.contexts.split(",") for p in args.tasks for m in modes]
     for context, path, mode in runs:
@@ -65,7 +69,11 @@ def main(argv: list[str]) -> int:
         try:
             item = validate_task_file(path)
             cluster = submit.cluster_name_for(item, None)
-            with submit.skypilot_environment(args.kubeconfig), submit._pinned_to_context(item.task, context):
+            with (
+                skypilot_env.skypilot_environment(args.kubeconfig),
+                submit._pinned_to_context(item.task, context),
+                submit.team_queue(team, context),
+            ):
                 if mode:
                     home = submit._jobs_controller_home(context) if mode == "home" else nullcontext()
                     with home:
@@ -81,10 +89,13 @@ def main(argv: list[str]) -> int:
             out["cluster"] = cluster
             (cluster_yaml,) = rendered
             with open(cluster_yaml) as f:
-                node_config = yaml.safe_load(f)["available_node_types"]["ray_head_default"]["node_config"]
+                cluster_config = yaml.safe_load(f)
+            node_config = cluster_config["available_node_types"]["ray_head_default"]["node_config"]
             spec = node_config["spec"]
             out["pod"] = {
+                "namespace": cluster_config["provider"].get("namespace"),
                 "labels": (node_config.get("metadata") or {}).get("labels") or {},
+                "annotations": (node_config.get("metadata") or {}).get("annotations") or {},
                 "nodeSelector": spec.get("nodeSelector") or {},
                 "affinity": spec.get("affinity") or {},
                 "tolerations": spec.get("tolerations") or [],

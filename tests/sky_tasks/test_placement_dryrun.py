@@ -116,7 +116,7 @@ class Cluster:
             )
         )
 
-    def dryrun(self, contexts: list[str], tasks: list[Path], controller: str | None = None) -> dict:
+    def dryrun(self, contexts: list[str], tasks: list[Path], controller: str | None = None, *extra: str) -> dict:
         completed = subprocess.run(
             [
                 sys.executable,
@@ -127,6 +127,7 @@ class Cluster:
                 "--contexts",
                 ",".join(contexts),
                 *(["--controller", controller] if controller else []),
+                *extra,
                 *map(str, tasks),
             ],
             cwd=REPO,

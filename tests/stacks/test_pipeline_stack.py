@@ -22,15 +22,14 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import ConfigError, load_config
 from config import outputs as keys
-from stacks.eks import post_deploy_codebuild_role_name, post_deploy_role_name
-from stacks.infrastructure import add_infrastructure, stack_names
+from config.names import pipeline_stack_name, post_deploy_codebuild_role_name, post_deploy_role_name, stack_names
+from stacks.infrastructure import add_infrastructure
 from stacks.pipeline import (
     APT_INSTALL,
     POST_DEPLOY_OUTPUTS,
     PipelineStack,
     deploy_time_cdk_args,
     kubectl_from_layer,
-    pipeline_stack_name,
 )
 from tests.conftest import cdk_context
 
@@ -578,9 +577,21 @@ def test_post_deploy_role_gets_a_cluster_admin_access_entry(same_account):
 def test_without_the_pipeline_the_eks_stack_has_no_post_deploy_role():
     app = cdk.App(context=cdk_context())
     stacks = add_infrastructure(app, load_config(app.node.get_all_context()))
-    assert stacks.eks.post_deploy_role is None and stacks.eks.post_deploy_access is None
-    assert stacks.eks.node.try_find_child("PostDeployRole") is None
+    assert stacks.eks.post_deploy_access is None
     assert stacks.eks.node.try_find_child("PostDeployAccess") is None
+    assert not [c for c in stacks.eks.node.find_all() if "PostDeploy" in c.node.id]
+
+
+def test_post_deploy_role_and_access_entry_keep_the_logical_ids_they_had_before_the_construct(same_account):
+    # A fixed-name role or an access entry of the same principal under a new logical id fails the stack
+    # update (CloudFormation creates the new one first, and the name/principal is still taken).
+    eks = same_account.stage_template("eks")
+    post_deploy = {k: r["Type"] for k, r in eks["Resources"].items() if "PostDeploy" in k}
+    assert post_deploy == {
+        "PostDeployRole7E5340B9": "AWS::IAM::Role",
+        "PostDeployRoleDefaultPolicyED403619": "AWS::IAM::Policy",
+        "PostDeployAccess92B8973D": "AWS::EKS::AccessEntry",
+    }
 
 
 # ----- cross-account ------------------------------------------------------------------------------
@@ -679,7 +690,7 @@ def test_a_config_file_outside_the_repository_is_refused(tmp_path):
 
 # ----- cdk-nag and cfn-lint -----------------------------------------------------------------------
 def owned_by_the_pipeline(path: str, stack: str) -> bool:
-    return (path.startswith(f"{stack}/") and not path.startswith(f"{stack}/Deploy/")) or "/PostDeployRole/" in path
+    return (path.startswith(f"{stack}/") and not path.startswith(f"{stack}/Deploy/")) or "/PostDeployAccess/" in path
 
 
 @pytest.mark.parametrize("which", ["same_account", "cross_account", "codecommit"])

@@ -115,7 +115,7 @@ def _check_adoptable(props: Properties, existing: dict[str, Any]) -> None:
             f"(tag {props.owner_tag_key} is {owner!r}, expected {props.owner_tag_value!r}); delete it or choose "
             "another hyperpod.cluster_name"
         )
-    mismatches = spec.adoption_mismatches(props.request, existing)
+    mismatches = spec.adoption_mismatches(props.request, existing, props.karpenter_groups)
     if mismatches:
         raise HandlerError(
             f"HyperPod cluster {name} already exists from an earlier attempt with a different spec "
@@ -143,7 +143,7 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise HandlerError(spec.refusal_message(name, problems))
     previous = _previous_request(event.get("OldResourceProperties"))
-    update_needed = spec.needs_update(props.request, previous, actual)
+    update_needed = spec.needs_update(props.request, previous, actual, props.karpenter_groups)
     status = actual["ClusterStatus"]
     if update_needed and status != "InService":
         detail = f" ({actual['FailureMessage']})" if actual.get("FailureMessage") else ""
@@ -155,13 +155,14 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
     add, remove = _tag_changes(props, arn)
     _start_poller(props, "Update", event["RequestId"])
     if update_needed:
-        request = spec.update_request(props.request, actual)
+        request = spec.update_request(props.request, actual, props.karpenter_groups)
         LOG.info(
             "UpdateCluster",
             extra={
                 "cluster": name,
                 "groups": spec.target_counts(props.request),
                 "deleting": request.get("InstanceGroupsToDelete", []),
+                "autoscaling": request.get("AutoScaling", {}).get("Mode", "unchanged"),
             },
         )
         _sagemaker().update_cluster(**request)
@@ -281,8 +282,19 @@ def _start_poller(props: Properties, operation: str, request_id: str) -> None:
         "UniqueId": props.cluster_name,
         "Operation": operation,
         "DeadlineEpoch": int(time.time()) + props.wait_timeout_seconds - DEADLINE_MARGIN_SECONDS,
-        "TargetCounts": spec.target_counts(props.request),
+        "TargetCounts": {n: c for n, c in spec.target_counts(props.request).items() if n not in props.karpenter_groups},
     }
+    min_counts = {
+        g["InstanceGroupName"]: g["MinInstanceCount"]
+        for g in props.request["InstanceGroups"]
+        if "MinInstanceCount" in g
+    }
+    if min_counts:
+        payload["MinCounts"] = min_counts
+    if props.karpenter_groups:
+        # Karpenter's groups have no target to wait for; the deploy waits for autoscaling to be InService.
+        payload["KarpenterGroups"] = list(props.karpenter_groups)
+        payload["AutoScaling"] = True
     try:
         execution = aws.client("stepfunctions", "event").start_execution(
             stateMachineArn=state_machine,

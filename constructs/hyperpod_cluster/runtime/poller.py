@@ -43,7 +43,14 @@ def check(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """State machine task: evaluate once, signal if finished, tell the Choice state what to do next."""
     name = event["ClusterName"]
     previous = event.get("Check") or {}
-    verdict = evaluate(name, event["TargetCounts"], previous)
+    verdict = evaluate(
+        name,
+        event["TargetCounts"],
+        previous,
+        karpenter_groups=tuple(event.get("KarpenterGroups", ())),
+        autoscaling=bool(event.get("AutoScaling")),
+        min_counts=event.get("MinCounts") or {},
+    )
     if verdict.outcome == WAIT and time.time() >= event["DeadlineEpoch"]:
         verdict = Verdict(
             FAILURE,
@@ -92,7 +99,20 @@ def report_error(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return {"Outcome": FAILURE, "Reason": reason}
 
 
-def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Verdict:
+def evaluate(
+    name: str,
+    targets: dict[str, int],
+    previous: dict[str, Any],
+    *,
+    karpenter_groups: tuple[str, ...] = (),
+    autoscaling: bool = False,
+    min_counts: dict[str, int] | None = None,
+) -> Verdict:
+    """One look at the cluster. Karpenter's groups have no target (their counts follow pending pods); with
+    ``autoscaling`` the cluster is ready only once HyperPod reports its autoscaling InService, the point from
+    which the HyperpodNodeClass can become Ready (AWS: "Create and configure a HyperPod cluster with
+    Karpenter autoscaling"). A group with a MinInstanceCount is ready with that many Running nodes (continuous
+    provisioning keeps adding the rest in the background)."""
     sagemaker = aws.client("sagemaker", "poll")
     rolled_back = bool(previous.get("RolledBack"))
     try:
@@ -131,7 +151,10 @@ def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Ve
         return Verdict(
             FAILURE, status, f"HyperPod cluster {name}: instance group(s) {', '.join(failed)} failed; {nodes}", data
         )
-    mismatched = sorted(n for n in set(targets) | set(groups) if groups.get(n, {}).get("TargetCount") != targets.get(n))
+    scaled = set(karpenter_groups)
+    mismatched = sorted(
+        n for n in (set(targets) | set(groups)) - scaled if groups.get(n, {}).get("TargetCount") != targets.get(n)
+    )
     if mismatched:
         if rolled_back or message:
             return Verdict(
@@ -146,19 +169,36 @@ def evaluate(name: str, targets: dict[str, int], previous: dict[str, Any]) -> Ve
             f"{status}; waiting for HyperPod to take the new targets of {', '.join(mismatched)}; {progress}",
             data,
         )
-    if any(groups[n].get("CurrentCount", 0) < count for n, count in targets.items()):
+    needed = {n: (min_counts or {}).get(n, count) for n, count in targets.items()}
+    if any(groups[n].get("CurrentCount", 0) < count for n, count in needed.items()):
         return Verdict(WAIT, status, f"{status}; {progress}", data)
+    if autoscaling:
+        scaling = cluster.get("AutoScaling") or {}
+        scaling_status = scaling.get("Status", "not reported")
+        if scaling_status == "Failed":
+            return Verdict(
+                FAILURE,
+                status,
+                f"HyperPod cluster {name}: autoscaling failed: {scaling.get('FailureMessage') or 'no FailureMessage'}",
+                data,
+            )
+        if scaling.get("Mode") != "Enable" or scaling_status != "InService":
+            return Verdict(
+                WAIT, status, f"{status}; autoscaling {scaling.get('Mode', 'unset')}/{scaling_status}; {progress}", data
+            )
     running = _running_nodes(sagemaker, name)
-    short = {n: (running.get(n, 0), count) for n, count in targets.items() if running.get(n, 0) < count}
+    short = {n: (running.get(n, 0), count) for n, count in needed.items() if running.get(n, 0) < count}
     if short:
         detail = ", ".join(f"{n} {have}/{want} Running" for n, (have, want) in sorted(short.items()))
         return Verdict(WAIT, status, f"{status}; nodes not all Running yet: {detail}", data)
-    summary = ", ".join(f"{n} {running[n]}/{targets[n]}" for n in sorted(targets))
+    summary = ", ".join(f"{n} {running.get(n, 0)}/{targets[n]}" for n in sorted(targets)) or "no fixed-size groups"
+    if scaled:
+        summary += f"; Karpenter scales {', '.join(sorted(scaled))}"
     return Verdict(
         SUCCESS,
         status,
         f"HyperPod cluster {name} is InService with every node Running: {summary}",
-        {**data, "Running": {n: running[n] for n in sorted(targets)}},
+        {**data, "Running": {n: running.get(n, 0) for n in sorted(targets)}},
     )
 
 

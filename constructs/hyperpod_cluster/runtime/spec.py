@@ -53,6 +53,8 @@ class Properties:
     owner_tag_key: str
     wait_handle_url: str | None
     wait_timeout_seconds: int
+    # Groups whose node counts Karpenter owns while autoscaling is on (property KarpenterGroups).
+    karpenter_groups: tuple[str, ...] = ()
 
     @property
     def cluster_name(self) -> str:
@@ -86,7 +88,35 @@ class Properties:
             ) from None
         if url is not None and not 60 <= timeout <= 43200:
             raise SpecError(f"property WaitTimeoutSeconds = {timeout} must be 60..43200 (a WaitCondition's limits)")
-        return cls(request=request, owner_tag_key=owner_key, wait_handle_url=url, wait_timeout_seconds=timeout)
+        return cls(
+            request=request,
+            owner_tag_key=owner_key,
+            wait_handle_url=url,
+            wait_timeout_seconds=timeout,
+            karpenter_groups=_karpenter_groups(props.get("KarpenterGroups"), request),
+        )
+
+
+def _karpenter_groups(raw: Any, request: dict[str, Any]) -> tuple[str, ...]:
+    if raw in (None, ""):
+        return ()
+    try:
+        names = json.loads(raw) if isinstance(raw, str) else None
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"property KarpenterGroups = {str(raw)[:60]!r} is not a JSON list of instance group names")
+    unknown = sorted(set(names) - set(groups_of(request)))
+    if unknown:
+        raise SpecError(f"property KarpenterGroups names groups the request does not have: {', '.join(unknown)}")
+    if names and not autoscaling_enabled(request):
+        raise SpecError("property KarpenterGroups is set but the request does not enable AutoScaling")
+    return tuple(names)
+
+
+def autoscaling_enabled(request_or_cluster: dict[str, Any]) -> bool:
+    """Karpenter autoscaling is on in this request (or on the live cluster, from DescribeCluster)."""
+    return (request_or_cluster.get("AutoScaling") or {}).get("Mode") == "Enable"
 
 
 def validate_request(request: Any) -> None:
@@ -186,8 +216,25 @@ def refusals(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     if have_eks and have_eks != want_eks:
         problems.append(f"Orchestrator.Eks.ClusterArn {have_eks} -> {want_eks}")
     have_mode, want_mode = actual.get("NodeProvisioningMode"), desired.get("NodeProvisioningMode")
-    if have_mode != want_mode:
-        problems.append(f"NodeProvisioningMode {have_mode or 'unset'} -> {want_mode or 'unset'}")
+    if have_mode and not want_mode:
+        # UpdateCluster can set the mode (it is not create-only in CloudFormation's schema for
+        # AWS::SageMaker::Cluster either) but has no value that turns it off again.
+        problems.append(
+            f"NodeProvisioningMode {have_mode} -> unset (HyperPod cannot switch continuous provisioning off; keep "
+            "hyperpod.node_provisioning_mode: Continuous, which turning hyperpod.autoscaling off does not change)"
+        )
+    if autoscaling_enabled(desired) and not autoscaling_enabled(actual) and have_mode != "Continuous":
+        problems.append(
+            "AutoScaling Disabled -> Enable on a cluster without continuous provisioning (HyperPod enables Karpenter "
+            "only on clusters already in NodeProvisioningMode Continuous: deploy once with "
+            "hyperpod.node_provisioning_mode: Continuous, then turn on hyperpod.autoscaling)"
+        )
+    have_role, want_role = actual.get("ClusterRole"), desired.get("ClusterRole")
+    if autoscaling_enabled(actual) and autoscaling_enabled(desired) and have_role and want_role != have_role:
+        problems.append(
+            f"ClusterRole {have_role} -> {want_role} (it cannot change while autoscaling is enabled: deploy once with "
+            "hyperpod.autoscaling off, then on again)"
+        )
     have_groups = groups_of(actual)
     for name, want in groups_of(desired).items():
         have = have_groups.get(name)
@@ -213,45 +260,90 @@ def in_place_projection(request: dict[str, Any]) -> dict[str, Any]:
     """The parts of a request UpdateCluster applies; equal projections mean no UpdateCluster is needed."""
     return {
         "NodeRecovery": request.get("NodeRecovery"),
+        "NodeProvisioningMode": request.get("NodeProvisioningMode"),
+        "AutoScaling": autoscaling_enabled(request),
         "Groups": {
-            name: {f: _normal(g.get(f)) for f in IN_PLACE_GROUP_FIELDS} for name, g in groups_of(request).items()
+            name: {f: _normal(g.get(f)) for f in (*IN_PLACE_GROUP_FIELDS, "MinInstanceCount")}
+            for name, g in groups_of(request).items()
         },
     }
 
 
-def needs_update(desired: dict[str, Any], previous: dict[str, Any] | None, actual: dict[str, Any]) -> bool:
-    """UpdateCluster is needed if the in-place spec changed, or the live cluster drifted from it."""
+def karpenter_owned(karpenter_groups: tuple[str, ...], actual: dict[str, Any]) -> set[str]:
+    """Groups whose live counts belong to Karpenter: it only owns them once autoscaling runs on the cluster."""
+    return set(karpenter_groups) if autoscaling_enabled(actual) else set()
+
+
+def needs_update(
+    desired: dict[str, Any],
+    previous: dict[str, Any] | None,
+    actual: dict[str, Any],
+    karpenter_groups: tuple[str, ...] = (),
+) -> bool:
+    """UpdateCluster is needed if the in-place spec changed, or the live cluster drifted from it (a Karpenter
+    group's count is not drift: Karpenter moves it through BatchAdd/BatchDeleteClusterNodes)."""
     if previous is None or in_place_projection(desired) != in_place_projection(previous):
+        return True
+    if autoscaling_enabled(desired) != autoscaling_enabled(actual):
+        return True
+    if desired.get("NodeProvisioningMode") and desired["NodeProvisioningMode"] != actual.get("NodeProvisioningMode"):
         return True
     have = groups_of(actual)
     if set(have) != set(groups_of(desired)):
         return True
-    return any(have[name].get("TargetCount") != count for name, count in target_counts(desired).items())
+    owned = karpenter_owned(karpenter_groups, actual)
+    return any(
+        have[name].get("TargetCount") != count for name, count in target_counts(desired).items() if name not in owned
+    )
 
 
-def update_request(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
-    """UpdateCluster takes the full group list; groups no longer wanted go in InstanceGroupsToDelete."""
-    request: dict[str, Any] = {
-        "ClusterName": desired["ClusterName"],
-        "InstanceGroups": desired["InstanceGroups"],
-    }
-    removed = sorted(set(groups_of(actual)) - set(groups_of(desired)))
+def update_request(
+    desired: dict[str, Any], actual: dict[str, Any], karpenter_groups: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """UpdateCluster takes the full group list; groups no longer wanted go in InstanceGroupsToDelete.
+
+    A Karpenter group keeps its live count (sending the config's 0 would remove the nodes Karpenter added).
+    Autoscaling is switched with ``AutoScaling``; the ClusterRole goes with enabling only, since HyperPod does
+    not accept a ClusterRole change while autoscaling is enabled."""
+    have = groups_of(actual)
+    owned = karpenter_owned(karpenter_groups, actual)
+    groups = []
+    for group in desired["InstanceGroups"]:
+        name = group["InstanceGroupName"]
+        if name in owned and name in have and have[name].get("TargetCount") is not None:
+            group = {**group, "InstanceCount": have[name]["TargetCount"]}
+        groups.append(group)
+    request: dict[str, Any] = {"ClusterName": desired["ClusterName"], "InstanceGroups": groups}
+    removed = sorted(set(have) - set(groups_of(desired)))
     if removed:
         request["InstanceGroupsToDelete"] = removed
     if "NodeRecovery" in desired:
         request["NodeRecovery"] = desired["NodeRecovery"]
     if desired.get("NodeProvisioningMode"):
         request["NodeProvisioningMode"] = desired["NodeProvisioningMode"]
+    if autoscaling_enabled(desired) and not autoscaling_enabled(actual):
+        request["AutoScaling"] = desired["AutoScaling"]
+        request["ClusterRole"] = desired["ClusterRole"]
+    elif autoscaling_enabled(actual) and not autoscaling_enabled(desired):
+        request["AutoScaling"] = {"Mode": "Disable"}
     return request
 
 
-def adoption_mismatches(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+def adoption_mismatches(
+    desired: dict[str, Any], actual: dict[str, Any], karpenter_groups: tuple[str, ...] = ()
+) -> list[str]:
     """Why an existing cluster of the same name is not the one this request would create."""
     problems = refusals(desired, actual)
     have, want = groups_of(actual), groups_of(desired)
+    if autoscaling_enabled(desired) != autoscaling_enabled(actual):
+        problems.append(
+            f"AutoScaling {'Enable' if autoscaling_enabled(actual) else 'Disabled'} -> "
+            f"{'Enable' if autoscaling_enabled(desired) else 'Disabled'}"
+        )
     if set(have) != set(want):
         problems.append(f"instance groups {sorted(have)} -> {sorted(want)}")
-    for name in sorted(set(have) & set(want)):
+    owned = karpenter_owned(karpenter_groups, actual)
+    for name in sorted(set(have) & set(want) - owned):
         if have[name].get("TargetCount") != want[name]["InstanceCount"]:
             problems.append(
                 f"instance group {name}: InstanceCount {have[name].get('TargetCount')} -> {want[name]['InstanceCount']}"

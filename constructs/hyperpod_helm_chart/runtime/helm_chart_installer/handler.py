@@ -103,6 +103,43 @@ class ReleaseSpec:
         )
 
 
+class RenameRefused(ValueError):
+    """An Update would move the release to another name or namespace on the same EKS cluster."""
+
+
+def refuse_rename(event: dict, spec: ReleaseSpec) -> None:
+    """Refuse an Update that renames the release or moves its namespace on the same cluster.
+
+    Why: a new name or namespace is a new physical resource, so CloudFormation would install a second
+    release first and delete the old one afterwards. The second install collides with the cluster-scoped
+    objects (ClusterRoles, ClusterRoleBindings, CRDs, namespaces) the first release owns (helm refuses
+    objects annotated for another release), the update fails, and the stack rolls back. Config cannot
+    see the deployed name, but this handler can: the current one is in the PhysicalResourceId
+    (``cluster/namespace/release``; OldResourceProperties otherwise). A rollback Update carries the
+    original properties, which match the physical id, so it is never refused. A new EKS cluster gets its
+    own release and nothing collides.
+    """
+    parts = str(event.get("PhysicalResourceId", "")).split("/")
+    if len(parts) == 3:
+        cluster, namespace, release = parts
+    else:
+        old = event.get("OldResourceProperties") or {}
+        cluster, namespace, release = old.get("ClusterName"), old.get("Namespace"), old.get("ReleaseName")
+    if cluster != spec.cluster_name or (namespace, release) == (spec.namespace, spec.release_name):
+        return
+    changes = []
+    if release != spec.release_name:
+        changes.append(f"eks.helm_chart.release_name {release!r} -> {spec.release_name!r}")
+    if namespace != spec.namespace:
+        changes.append(f"eks.helm_chart.namespace {namespace!r} -> {spec.namespace!r}")
+    raise RenameRefused(
+        f"refusing to move the HyperPod chart release on cluster {cluster} ({'; '.join(changes)}): a second "
+        "release would collide with the cluster-scoped objects the first one owns and the update would fail; "
+        f"set them back to release_name {release!r} and namespace {namespace!r} (to move it, destroy the EKS "
+        "stack and deploy again). Nothing was changed."
+    )
+
+
 def write_values_files(spec: ReleaseSpec, chart_dir: Path, work: Path) -> list[Path]:
     """The ``-f`` files of every install/upgrade, in order: the chart's own regional file when it has one
     (as peers pass it), then this deployment's complete values (written to ``work``). Tests render the
@@ -155,6 +192,8 @@ class Installer:
         if request not in ("Create", "Update"):
             raise ValueError(f"unknown RequestType {request!r}")
         spec = ReleaseSpec.from_properties(props)
+        if request == "Update":
+            refuse_rename(event, spec)
         digest = self.install(spec)
         return {
             "PhysicalResourceId": spec.physical_id,

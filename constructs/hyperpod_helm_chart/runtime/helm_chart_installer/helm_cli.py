@@ -176,6 +176,14 @@ class HelmCli:
             namespace,
             "--create-namespace",
             "--reset-values",
+            # helm 4 applies server-side; "auto" (its default) would keep whatever method the previous
+            # revision used. Explicitly server-side, forcing conflicts: the release must equal chart +
+            # these values (as --reset-values says), so a field the chart sets that another manager
+            # changed since (a hand `kubectl edit`, a controller, a helm 3 client-side revision) goes back
+            # to the chart's value instead of failing the upgrade and rolling the stack back. Fields the
+            # chart does not set stay with their managers. tests/hyperpod_helm_chart/test_server_side_apply.py
+            "--server-side=true",
+            "--force-conflicts",
         ]
         for values in values_files:
             args += ["-f", str(values)]

@@ -1,0 +1,1 @@
+../../hyperpod_cluster/runtime/jsonlog.py
