@@ -662,6 +662,9 @@ class PipelineConfig(_Strict):
     cross_account_keys: bool = False
     post_deploy_tasks: tuple[str, ...] = ("sky_tasks/smoke.yaml",)
     post_deploy_timeout_minutes: int = Field(default=240, ge=30, le=2160)
+    # A first stage that runs `python -m post_deploy canary` (examples/canary.yaml, deployed and destroyed
+    # again) in the workload's account and region before the real deployment.
+    canary: bool = False
 
     @field_validator("connection_arn")
     @classmethod
@@ -991,6 +994,18 @@ class AppConfig(_Strict):
                         f"team {team.name!r} would be guaranteed more {quota.instance_type} than the cluster's "
                         f"{have} (sum of hyperpod.instance_groups[].instance_count)",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _canary_in_own_account(self) -> AppConfig:
+        p = self.pipeline
+        if p.enabled and p.canary and p.pipeline_account and p.pipeline_account != self.account:
+            raise _KeyedError(
+                "pipeline.canary",
+                True,
+                "needs the pipeline in the workload's own account (pipeline.pipeline_account unset or equal to "
+                "account): the canary's teardown and leftovers check call AWS with the pipeline's credentials",
+            )
         return self
 
     @model_validator(mode="after")

@@ -54,7 +54,10 @@ def pipeline_artifact_key_alias(config: AppConfig) -> str:
 
 
 def eks_cluster_name(config: AppConfig) -> str:
-    """The EKS cluster, which is also the kubeconfig context the ``kubeconfig`` step writes."""
+    """The EKS cluster, which is also the kubeconfig context the ``kubeconfig`` step writes (an existing
+    cluster keeps its own name)."""
+    if config.eks.existing:
+        return config.eks.existing.cluster_name
     return f"{config.prefix}-eks"
 
 
@@ -65,7 +68,10 @@ def eks_control_plane_log_group(config: AppConfig) -> str:
 
 def lifecycle_bucket_name(config: AppConfig, account: str, region: str) -> str:
     """``sagemaker-*``: the managed AmazonSageMakerClusterInstanceRolePolicy only reads such buckets.
-    The stack passes CloudFormation's account/region tokens; checks pass concrete values."""
+    The stack passes CloudFormation's account/region tokens; checks pass concrete values. An existing
+    bucket (``lifecycle_bucket.existing_bucket_name``) keeps its own name."""
+    if config.lifecycle_bucket.existing_bucket_name:
+        return config.lifecycle_bucket.existing_bucket_name
     return f"sagemaker-{config.prefix}-lifecycle-{account}-{region}"
 
 

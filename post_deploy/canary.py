@@ -209,9 +209,9 @@ def run(
     clock: Callable[[], float] = time.monotonic,
     stdin=None,
 ) -> int:
+    from config.names import stack_names
     from post_deploy.preflight import cost_lines, load_deploy_config
     from post_deploy.teardown import cdk_executable
-    from stacks.infrastructure import stack_names
 
     pairs = context_pairs(args)
     config = load_deploy_config(pairs)

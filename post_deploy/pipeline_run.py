@@ -117,7 +117,16 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
         ("kubeconfig", [*common, "--cluster-name", outs.eks_cluster_name, *aws]),
         ("wait-nodes", [*common, *wait]),
         ("label-gpus", [*common, "--cluster-name", outs.hyperpod_cluster_name]),
-        ("check", [*common, "--cluster-name", outs.hyperpod_cluster_name]),
+        # check also shows each task-governance team's queue (from the same outputs file or env vars).
+        (
+            "check",
+            [
+                *common,
+                "--cluster-name",
+                outs.hyperpod_cluster_name,
+                *(["--outputs", args.outputs] if args.outputs else []),
+            ],
+        ),
     ]
     if args.tasks:
         plan.append(

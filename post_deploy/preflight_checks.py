@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from config import AppConfig, compatibility
+from config import AppConfig, compatibility, names
 from config.model import SUPPORTED_EKS_VERSIONS
 from post_deploy.address_budget import ec2_type, node_addresses, subnet_capacity
 
@@ -666,17 +666,10 @@ def check_existing_cluster(clients: Clients, target: Target) -> list[Finding]:
     return findings
 
 
-def lifecycle_bucket_name(config: AppConfig, account: str) -> str:
-    """The bucket the app uses: the existing one, or the fixed name stacks/lifecycle_bucket.py gives its own."""
-    return (
-        config.lifecycle_bucket.existing_bucket_name or f"sagemaker-{config.prefix}-lifecycle-{account}-{config.region}"
-    )
-
-
 def check_bucket(clients: Clients, target: Target) -> list[Finding]:
     config = target.config
     s3 = clients("s3")
-    name = lifecycle_bucket_name(config, target.account)
+    name = names.lifecycle_bucket_name(config, target.account, config.region)
     existing = config.lifecycle_bucket.existing_bucket_name
     try:
         s3.head_bucket(Bucket=name)

@@ -35,11 +35,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, gpu_spec
-from post_deploy import placement
+from post_deploy import placement, task_governance
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
-from post_deploy.kube import kubeconfig_path
+from post_deploy.kube import kube_api_client, kubeconfig_path
 from post_deploy.labels import CLUSTER_NAME_LABEL, GPU_RESOURCE
+from post_deploy.outputs import read_outputs
 from post_deploy.skypilot_env import skypilot_session
 
 LABEL_FIX = "run `python -m post_deploy label-gpus`"
@@ -381,6 +382,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="only check nodes of this HyperPod cluster (default: every HyperPod node)",
     )
+    parser.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="cdk deploy --outputs-file JSON: with task governance, also show each team's Kueue queue and "
+        "quota (TaskGovernanceTeams; env vars of the same names also work)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -406,6 +413,7 @@ def run(args: argparse.Namespace) -> int:
             f"  {name}: {gpu['capacity']} total, {gpu['available']} free, requestable per node: "
             f"{', '.join(map(str, gpu['requestable'])) or '-'}"
         )
+    teams = _team_queues(args, report)
     for note in report.notes:
         say(f"note: {note}")
     for problem in report.problems:
@@ -413,6 +421,26 @@ def run(args: argparse.Namespace) -> int:
     say("check: ok" if report.ok else f"check FAILED: {len(report.problems)} problem(s)")
     emit_json(
         args,
-        {"step": "check", "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK), **report.to_dict()},
+        {
+            "step": "check",
+            "exit_code": int(ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK),
+            **report.to_dict(),
+            **({"teams": [asdict(t) for t in teams]} if teams is not None else {}),
+        },
     )
     return ExitCode.OK if report.ok else ExitCode.SKYPILOT_CHECK
+
+
+def _team_queues(args: argparse.Namespace, report: CheckReport) -> list[task_governance.TeamQueue] | None:
+    """With task governance deployed: print each team's queue and quota; a missing queue is a problem
+    (``submit --team`` would wait for an admission that can never come)."""
+    governance = task_governance.Governance.from_outputs(read_outputs(getattr(args, "outputs", None)))
+    if governance is None:
+        return None
+    teams = task_governance.team_queues(kube_api_client(args.kubeconfig, report.context), governance)
+    say("task governance:")
+    for team in teams:
+        say(f"  {team.line()}")
+        if team.problem:
+            report.problems.append(f"task governance team {team.team}: {team.problem}")
+    return teams

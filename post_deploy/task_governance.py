@@ -126,3 +126,96 @@ def validate_skypilot_config(config: dict) -> None:
         common_utils.validate_schema(config, schemas.get_config_schema(), "Invalid SkyPilot config: ")
     except ValueError as exc:
         raise StepError(ExitCode.TASK_INVALID, " ".join(str(exc).split())) from None
+
+
+# --- what `check` reports per team ----------------------------------------------------------------
+
+# Newest first, as SkyPilot's own debug dump does (sky/provision/kubernetes/debug.py): Kueue 0.15+ serves
+# v1beta2, earlier releases v1beta1 only.
+KUEUE_VERSIONS = ("v1beta2", "v1beta1")
+_NO_SUCH_RESOURCE = "could not find the requested resource"
+
+
+@dataclass
+class TeamQueue:
+    """One team's Kueue objects as the cluster has them (``problem`` set when they are missing)."""
+
+    team: str
+    namespace: str
+    local_queue: str
+    cluster_queue: str | None = None
+    pending: int | None = None
+    admitted: int | None = None
+    # flavor -> resource -> nominal quota (as Kueue writes it, e.g. "8" nvidia.com/gpu)
+    quota: dict[str, dict[str, str]] | None = None
+    problem: str | None = None
+
+    def line(self) -> str:
+        where = f"team {self.team}: {self.namespace}/{self.local_queue}"
+        if self.problem:
+            return f"{where}: {self.problem}"
+        quota = "; ".join(
+            f"{flavor}: " + ", ".join(f"{name} {value}" for name, value in resources.items())
+            for flavor, resources in (self.quota or {}).items()
+        )
+        return (
+            f"{where} -> cluster queue {self.cluster_queue}: {self.pending} pending, {self.admitted} admitted; "
+            f"quota {quota or 'none'}"
+        )
+
+
+def team_queues(api_client, governance: Governance) -> list[TeamQueue]:
+    """Each team's LocalQueue and the ClusterQueue behind it (its nominal quota), read through the API."""
+    from kubernetes import client as k8s
+
+    custom = k8s.CustomObjectsApi(api_client)
+    found: list[TeamQueue] = []
+    for team in governance.teams:
+        entry = TeamQueue(team=team, namespace=names.team_namespace(team), local_queue=names.local_queue(team))
+        local = _kueue_object(custom, "localqueues", entry.local_queue, entry.namespace)
+        if local is None:
+            entry.problem = (
+                "LocalQueue not found: task governance creates it with the team's compute quota "
+                "(is the amazon-sagemaker-hyperpod-taskgovernance add-on ACTIVE and the quota Created?)"
+            )
+            found.append(entry)
+            continue
+        status = local.get("status") or {}
+        entry.pending = int(status.get("pendingWorkloads") or 0)
+        entry.admitted = int(status.get("admittedWorkloads") or 0)
+        entry.cluster_queue = (local.get("spec") or {}).get("clusterQueue")
+        cluster_queue = _kueue_object(custom, "clusterqueues", entry.cluster_queue) if entry.cluster_queue else None
+        if cluster_queue is None:
+            entry.problem = f"its ClusterQueue {entry.cluster_queue!r} was not found"
+        else:
+            entry.quota = {
+                flavor["name"]: {r["name"]: str(r.get("nominalQuota", "0")) for r in flavor.get("resources", [])}
+                for group in (cluster_queue.get("spec") or {}).get("resourceGroups", [])
+                for flavor in group.get("flavors", [])
+            }
+        found.append(entry)
+    return found
+
+
+def _kueue_object(custom, plural: str, name: str, namespace: str | None = None) -> dict | None:
+    """The object from the newest Kueue API version the cluster serves; None when it does not exist."""
+    from kubernetes.client.rest import ApiException
+
+    from post_deploy.kube import call_with_retries
+
+    for version in KUEUE_VERSIONS:
+        try:
+            if namespace:
+                return call_with_retries(
+                    lambda v=version: custom.get_namespaced_custom_object(names.KUEUE_GROUP, v, namespace, plural, name)
+                )
+            return call_with_retries(
+                lambda v=version: custom.get_cluster_custom_object(names.KUEUE_GROUP, v, plural, name)
+            )
+        except ApiException as err:
+            if err.status == 404 and _NO_SUCH_RESOURCE in (err.body or ""):
+                continue  # this Kueue version is not served: try the older one
+            if err.status == 404:
+                return None
+            raise
+    return None

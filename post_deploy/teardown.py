@@ -163,6 +163,42 @@ class Plan:
     pipeline_stack: str | None = None
     foreign_pipeline: str | None = None
     eks_cluster_name: str = ""  # also what teardown looks for in the VPC's left-over security groups
+    # Existing resources the config points at (network.existing, eks.existing, an existing bucket): never
+    # deleted, and said so. With an existing VPC there is no network stack in ``stacks``.
+    kept: tuple[str, ...] = ()
+
+
+def destroy_order(plan: Plan) -> tuple[str, ...]:
+    """Stack roles in the order teardown destroys them (no network stack with an existing VPC)."""
+    return (*WORKLOAD_ORDER, *(("network",) if "network" in plan.stacks else ()))
+
+
+def kept_resources(config) -> tuple[str, ...]:
+    """What the config names but the app did not create, so teardown leaves it alone."""
+    kept = []
+    if config.network.existing:
+        n = config.network.existing
+        kept.append(
+            f"VPC {n.vpc_id}, its subnets ({', '.join(dict.fromkeys((*n.hyperpod_subnet_ids, *n.eks_subnet_ids)))}) "
+            f"and security group {n.security_group_id} (network.existing; the app's rules on them go with the eks stack)"
+        )
+    if config.eks.existing:
+        kept.append(
+            f"EKS cluster {config.eks.existing.cluster_name} (eks.existing; only the app's chart, access entries and "
+            "security-group rules go with the eks stack)"
+        )
+    bucket = config.lifecycle_bucket.existing_bucket_name
+    if bucket:
+        scripts = f"s3://{bucket}/{config.prefix}/lifecycle_scripts/"
+        kept.append(
+            f"bucket {bucket} (lifecycle_bucket.existing_bucket_name; "
+            + (
+                f"{scripts} is kept too: removal_policy retain)"
+                if config.lifecycle_bucket.removal_policy == "retain"
+                else f"only {scripts} is deleted)"
+            )
+        )
+    return tuple(kept)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -187,14 +223,20 @@ def make_plan(args: argparse.Namespace) -> Plan:
     plan = Plan(
         prefix=config.prefix,
         region=config.region,
-        stacks=names.stack_names(config),
+        stacks={
+            role: name
+            for role, name in names.stack_names(config).items()
+            if not (role == "network" and config.network.existing)
+        },
         cdk_context=tuple(f"{k}={v}" for k, v in overrides.items()),
         kube_context=args.context or outputs.eks_cluster_name,
-        retained_buckets=config.lifecycle_bucket.removal_policy == "retain",
+        retained_buckets=config.lifecycle_bucket.removal_policy == "retain"
+        and not config.lifecycle_bucket.existing_bucket_name,
         outputs=outputs,
         pipeline_stack=names.pipeline_stack_name(config) if config.pipeline.enabled and not foreign else None,
         foreign_pipeline=f"{names.pipeline_stack_name(config)} in account {p.pipeline_account}" if foreign else None,
         eks_cluster_name=names.eks_cluster_name(config),
+        kept=kept_resources(config),
     )
     mismatch = outputs_mismatch(plan, config.hyperpod.cluster_name, args.outputs)
     if mismatch:
@@ -217,7 +259,7 @@ def outputs_mismatch(plan: Plan, hyperpod_cluster_name: str, outputs_path: str |
     if foreign_stacks:
         return (
             f"{where}: stack(s) {', '.join(foreign_stacks)} are not in this config's plan "
-            f"({', '.join(plan.stacks[r] for r in (*WORKLOAD_ORDER, 'network'))})"
+            f"({', '.join(plan.stacks[r] for r in destroy_order(plan))})"
         )
     for what, found, expected in (
         ("EksClusterName", outs.eks_cluster_name, plan.eks_cluster_name),
@@ -230,10 +272,10 @@ def outputs_mismatch(plan: Plan, hyperpod_cluster_name: str, outputs_path: str |
 
 def confirm(plan: Plan, assume_yes: bool, stdin=None) -> None:
     stdin = stdin or sys.stdin
-    order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [
-        plan.stacks[r] for r in (*WORKLOAD_ORDER, "network")
-    ]
+    order = ([plan.pipeline_stack] if plan.pipeline_stack else []) + [plan.stacks[r] for r in destroy_order(plan)]
     say(f"teardown: region {plan.region}; stacks, in order: {', '.join(order)}")
+    for line in plan.kept:
+        say(f"teardown: not deleted, not created by this app: {line}")
     if plan.foreign_pipeline:
         say(
             f"teardown: WARNING: the pipeline {plan.foreign_pipeline} redeploys these stacks on its next run; "
@@ -411,27 +453,37 @@ def run(
             )
             summary["destroyed"].append(plan.stacks[role])
 
-        session = aws_session(args.profile, plan.region)
-        ec2 = session.client("ec2", config=AWS_RETRY_CONFIG)
-        cfn = session.client("cloudformation", config=AWS_RETRY_CONFIG)
-        report = clear_network_interfaces(
-            ec2,
-            cfn,
-            plan.stacks["network"],
-            timeout_s=args.eni_timeout_minutes * 60,
-            poll_s=args.poll_seconds,
-            clock=clock,
-            sleep=sleep,
-        )
-        summary["network_interfaces"] = report.__dict__
-        summary["security_groups_deleted"] = delete_eks_cluster_security_groups(
-            ec2, cfn, plan.stacks["network"], plan.eks_cluster_name
-        )
+        summary["kept"] = list(plan.kept)
+        if "network" not in plan.stacks:
+            # Network interfaces in someone else's VPC are not ours to wait for or delete.
+            say("network: existing VPC (network.existing): no network stack to destroy, interfaces left alone")
+        else:
+            session = aws_session(args.profile, plan.region)
+            ec2 = session.client("ec2", config=AWS_RETRY_CONFIG)
+            cfn = session.client("cloudformation", config=AWS_RETRY_CONFIG)
+            report = clear_network_interfaces(
+                ec2,
+                cfn,
+                plan.stacks["network"],
+                timeout_s=args.eni_timeout_minutes * 60,
+                poll_s=args.poll_seconds,
+                clock=clock,
+                sleep=sleep,
+            )
+            summary["network_interfaces"] = report.__dict__
+            summary["security_groups_deleted"] = delete_eks_cluster_security_groups(
+                ec2, cfn, plan.stacks["network"], plan.eks_cluster_name
+            )
 
-        cdk_destroy(
-            cdk, plan.stacks["network"], plan, profile=args.profile, timeout_s=stack_timeout, code=STEP_NETWORK_STACK
-        )
-        summary["destroyed"].append(plan.stacks["network"])
+            cdk_destroy(
+                cdk,
+                plan.stacks["network"],
+                plan,
+                profile=args.profile,
+                timeout_s=stack_timeout,
+                code=STEP_NETWORK_STACK,
+            )
+            summary["destroyed"].append(plan.stacks["network"])
     except StepError as err:
         say(f"teardown: {err.message}")
         emit_json(args, {**summary, "exit_code": int(err.code), "error": err.message})
@@ -440,6 +492,8 @@ def run(
     leftovers = left_behind(plan)
     for line in leftovers:
         say(f"teardown: left behind: {line}")
+    for line in plan.kept:
+        say(f"teardown: kept, not created by this app: {line}")
     say("teardown: done")
     emit_json(args, {**summary, "ok": True, "left_behind": leftovers})
     return ExitCode.OK

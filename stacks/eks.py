@@ -11,10 +11,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
 from config import AppConfig, compatibility, names, outputs
+from config.model import ExistingEksConfig
 from constructs import Construct
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 from constructs.nag_acknowledgment import acknowledge
 from constructs.post_deploy_access.infrastructure import PostDeployAccess
+from stacks.existing_network import Network, imported_network
 from stacks.log_retention import retention
 
 _ENDPOINT_ACCESS = {
@@ -42,16 +44,76 @@ class EksStack(Stack):
         construct_id: str,
         *,
         config: AppConfig,
-        vpc: ec2.IVpc,
-        control_plane_subnets: list[ec2.ISubnet],
-        node_subnets: list[ec2.ISubnet],
-        security_group: ec2.ISecurityGroup,
+        network: Network | None,
         **kwargs,
     ) -> None:
+        """``network``: the network stack's VPC, or None to import ``network.existing`` into this stack."""
         super().__init__(scope, construct_id, **kwargs)
         cfg = config.eks
         self.cluster_name = names.eks_cluster_name(config)
+        net = network or imported_network(self, config)
+        vpc, security_group = net.vpc, net.security_group
+        self.addons: dict[str, eks.Addon] = {}
+        self.system_nodes: eks.Nodegroup | None = None
+        if cfg.existing:
+            self._use_existing_cluster(cfg.existing)
+        else:
+            self._create_cluster(config, net)
+        self._connect_node_kinds(security_group)
 
+        self.access_entries = [
+            eks.AccessEntry(
+                self,
+                f"Admin{i}",
+                cluster=self.cluster,
+                principal=arn,
+                access_policies=[
+                    eks.AccessPolicy.from_access_policy_name(
+                        "AmazonEKSClusterAdminPolicy",
+                        access_scope_type=eks.AccessScopeType.CLUSTER,
+                    )
+                ],
+            )
+            for i, arn in enumerate(cfg.admin_principal_arns)
+        ]
+
+        # The role the pipeline's post-deploy step assumes, with its own access entry.
+        self.post_deploy_access: PostDeployAccess | None = None
+        if config.pipeline.enabled:
+            self.post_deploy_access = PostDeployAccess(
+                self,
+                "PostDeployAccess",
+                cluster=self.cluster,
+                role_name=names.post_deploy_role_name(config),
+                trusted_account=config.pipeline.pipeline_account or config.account or self.account,
+                codebuild_role_name=names.post_deploy_codebuild_role_name(config),
+            )
+
+        self.helm_chart = HyperPodHelmChart(
+            self,
+            "HyperPodDependencies",
+            cluster=self.cluster,
+            chart=cfg.helm_chart,
+            vpc=vpc,
+            # The network stack's VPC knows its private subnets; an imported one has no subnet types.
+            subnets=net.eks_subnets if network is None else None,
+            security_group=security_group,
+            log_retention=retention(cfg.log_retention_days),
+        )
+        # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod (an
+        # existing cluster already has both).
+        for addon in self.addons.values():
+            self.helm_chart.node.add_dependency(addon)
+        if self.system_nodes:
+            self.helm_chart.node.add_dependency(self.system_nodes)
+
+        CfnOutput(self, outputs.EKS_CLUSTER_NAME, value=self.cluster.cluster_name)
+        CfnOutput(self, outputs.EKS_CLUSTER_ARN, value=self.cluster.cluster_arn)
+        CfnOutput(self, outputs.REGION, value=self.region)
+
+    def _create_cluster(self, config: AppConfig, net: Network) -> None:
+        """The app's own cluster: control plane, logs, secrets key, managed add-ons and system nodes."""
+        cfg = config.eks
         # EKS creates this group on first log write and never deletes it; owning it here means a
         # retention policy and nothing left behind by `cdk destroy`. The audit log records every API request
         # (user names, resource names, request metadata), so it gets a customer-managed key of its own.
@@ -119,9 +181,9 @@ class EksStack(Stack):
             "Cluster",
             cluster_name=self.cluster_name,
             version=eks.KubernetesVersion.of(cfg.version),
-            vpc=vpc,
-            vpc_subnets=[ec2.SubnetSelection(subnets=control_plane_subnets)],
-            security_group=security_group,
+            vpc=net.vpc,
+            vpc_subnets=[ec2.SubnetSelection(subnets=net.eks_subnets)],
+            security_group=net.security_group,
             endpoint_access=endpoint,
             # Auto Mode is the aws_eks_v2 default, but HyperPod documents managed/HyperPod nodes only.
             default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
@@ -137,7 +199,6 @@ class EksStack(Stack):
         self.cluster.node.add_dependency(control_plane_logs)
         cfn_cluster = self.cluster.node.default_child
         cfn_cluster.add_property_override("AccessConfig.AuthenticationMode", cfg.authentication_mode)
-        self._connect_node_kinds(security_group)
 
         self.addons = {
             name: eks.Addon(
@@ -161,7 +222,7 @@ class EksStack(Stack):
             min_size=0,
             max_size=max(cfg.system_node_group.desired_size, 1),
             disk_size=cfg.system_node_group.disk_size_gb,
-            subnets=ec2.SubnetSelection(subnets=node_subnets),
+            subnets=ec2.SubnetSelection(subnets=net.eks_subnets),
             labels={"node-role": "system"},
         )
         # Nodes need the CNI and kube-proxy to become Ready; coredns needs a node to become ACTIVE
@@ -171,51 +232,17 @@ class EksStack(Stack):
         self.addons["coredns"].node.add_dependency(self.system_nodes)
         self._acknowledge_managed_policies()
 
-        self.access_entries = [
-            eks.AccessEntry(
-                self,
-                f"Admin{i}",
-                cluster=self.cluster,
-                principal=arn,
-                access_policies=[
-                    eks.AccessPolicy.from_access_policy_name(
-                        "AmazonEKSClusterAdminPolicy",
-                        access_scope_type=eks.AccessScopeType.CLUSTER,
-                    )
-                ],
-            )
-            for i, arn in enumerate(cfg.admin_principal_arns)
-        ]
-
-        # The role the pipeline's post-deploy step assumes, with its own access entry.
-        self.post_deploy_access: PostDeployAccess | None = None
-        if config.pipeline.enabled:
-            self.post_deploy_access = PostDeployAccess(
-                self,
-                "PostDeployAccess",
-                cluster=self.cluster,
-                role_name=names.post_deploy_role_name(config),
-                trusted_account=config.pipeline.pipeline_account or config.account or self.account,
-                codebuild_role_name=names.post_deploy_codebuild_role_name(config),
-            )
-
-        self.helm_chart = HyperPodHelmChart(
+    def _use_existing_cluster(self, existing: ExistingEksConfig) -> None:
+        """Someone else's cluster, by name: its version, add-ons, nodes, logging and authentication stay as they
+        are (the stack creates no Addon, node group or cluster setting). No kubectl provider is needed: the
+        chart installer reads the endpoint with eks:DescribeCluster at deploy time and authenticates through
+        its own access entry, which the API authentication mode (checked by ``make preflight``) allows."""
+        self.cluster = eks.Cluster.from_cluster_attributes(
             self,
-            "HyperPodDependencies",
-            cluster=self.cluster,
-            chart=cfg.helm_chart,
-            vpc=vpc,
-            security_group=security_group,
-            log_retention=retention(cfg.log_retention_days),
+            "Cluster",
+            cluster_name=existing.cluster_name,
+            cluster_security_group_id=existing.cluster_security_group_id,
         )
-        # Device plugins and operators need somewhere to run, and vpc-cni must exist before any pod.
-        for addon in self.addons.values():
-            self.helm_chart.node.add_dependency(addon)
-        self.helm_chart.node.add_dependency(self.system_nodes)
-
-        CfnOutput(self, outputs.EKS_CLUSTER_NAME, value=self.cluster.cluster_name)
-        CfnOutput(self, outputs.EKS_CLUSTER_ARN, value=self.cluster.cluster_arn)
-        CfnOutput(self, outputs.REGION, value=self.region)
 
     def _connect_node_kinds(self, hyperpod_sg: ec2.ISecurityGroup) -> None:
         """All traffic between the two kinds of nodes, as EKS allows among the nodes of one cluster group.

@@ -6,7 +6,6 @@ cluster."""
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 
 from config import AppConfig, outputs
@@ -16,6 +15,7 @@ from constructs.observability.infrastructure import Observability
 from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
 from constructs.training_operator.infrastructure import TrainingOperator
 from stacks.eks import EksStack
+from stacks.existing_network import Network, imported_network
 from stacks.log_retention import retention
 
 
@@ -27,23 +27,23 @@ class HyperPodStack(Stack):
         *,
         config: AppConfig,
         eks_stack: EksStack,
-        vpc: ec2.IVpc,
-        subnets: list[ec2.ISubnet],
-        security_group: ec2.ISecurityGroup,
+        network: Network | None,
         lifecycle_bucket: s3.IBucket,
         lifecycle_prefix: str,
         **kwargs,
     ) -> None:
+        """``network``: the network stack's VPC, or None to import ``network.existing`` into this stack."""
         super().__init__(scope, construct_id, **kwargs)
+        net = network or imported_network(self, config)
         self.cluster = HyperPodCluster(
             self,
             "Cluster",
             config=config.hyperpod,
             tags=config.tags,
             eks_cluster=eks_stack.cluster,
-            vpc=vpc,
-            subnets=subnets,
-            security_group=security_group,
+            vpc=net.vpc,
+            subnets=net.hyperpod_subnets,
+            security_group=net.security_group,
             lifecycle_bucket=lifecycle_bucket,
             lifecycle_prefix=lifecycle_prefix,
             log_retention=retention(config.eks.log_retention_days),

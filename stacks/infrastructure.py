@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from aws_cdk import Aspects, Environment, Stack, Stage, Tags
 
-from config import AppConfig, ConfigError
+from config import AppConfig
 from config.names import stack_names
 from constructs import Construct
 from constructs.checkov_skips import CheckovSkips
 from stacks.eks import EksStack
+from stacks.existing_network import created_network
 from stacks.hyperpod import HyperPodStack
 from stacks.lifecycle_bucket import LifecycleBucketStack
 from stacks.network import NetworkStack
@@ -19,30 +20,27 @@ from stacks.network import NetworkStack
 
 @dataclass(frozen=True)
 class InfrastructureStacks:
-    network: NetworkStack
+    network: NetworkStack | None  # None: network.existing
     lifecycle_bucket: LifecycleBucketStack
     eks: EksStack
     hyperpod: HyperPodStack
 
     def all(self) -> list[Stack]:
-        return [self.network, self.lifecycle_bucket, self.eks, self.hyperpod]
+        return [s for s in (self.network, self.lifecycle_bucket, self.eks, self.hyperpod) if s is not None]
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
-    # Until the stacks wire existing resources and AZ ids in, refuse them rather than ignore them.
-    for key, value in (
-        ("network.existing", config.network.existing),
-        ("eks.existing", config.eks.existing),
-        ("lifecycle_bucket.existing_bucket_name", config.lifecycle_bucket.existing_bucket_name),
-        ("hyperpod.availability_zone_ids", config.hyperpod.availability_zone_ids),
-    ):
-        if value:
-            raise ConfigError(f"config error: {key}: checked by `make preflight`, not yet deployed by the stacks")
     env = Environment(account=config.account, region=config.region)
     names = stack_names(config)
     # stack_name pinned: inside a Stage (the pipeline) CDK would otherwise prefix the stage name, and
     # the pipeline and `cdk deploy --all` must manage the very same CloudFormation stacks.
-    network = NetworkStack(scope, names["network"], config=config, env=env, stack_name=names["network"])
+    # An existing VPC gets no network stack: the EKS and HyperPod stacks import its ids themselves.
+    network = (
+        None
+        if config.network.existing
+        else NetworkStack(scope, names["network"], config=config, env=env, stack_name=names["network"])
+    )
+    network_refs = created_network(network) if network else None
     bucket = LifecycleBucketStack(
         scope,
         names["lifecycle_bucket"],
@@ -56,10 +54,7 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         config=config,
         env=env,
         stack_name=names["eks"],
-        vpc=network.vpc,
-        control_plane_subnets=network.eks_subnets,
-        node_subnets=network.eks_subnets,
-        security_group=network.security_group,
+        network=network_refs,
     )
     hyperpod = HyperPodStack(
         scope,
@@ -68,9 +63,7 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         env=env,
         stack_name=names["hyperpod"],
         eks_stack=eks,
-        vpc=network.vpc,
-        subnets=network.hyperpod_subnets,
-        security_group=network.security_group,
+        network=network_refs,
         lifecycle_bucket=bucket.deployed_bucket,
         lifecycle_prefix=bucket.lifecycle_prefix,
     )

@@ -22,9 +22,35 @@ class LifecycleBucketStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        existing = config.lifecycle_bucket.existing_bucket_name
         destroy = config.lifecycle_bucket.removal_policy == "destroy"
-        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
+        if existing:
+            # Someone else's bucket: imported by name, so no stack can delete it; the scripts go under this
+            # app's own prefix, so the upload's prune and its delete touch only the app's objects.
+            self.bucket = s3.Bucket.from_bucket_name(self, "Bucket", existing)
+            prefix = f"{config.prefix}/{LIFECYCLE_PREFIX}"
+        else:
+            self.bucket = self._own_bucket(config, destroy)
+            prefix = LIFECYCLE_PREFIX
+        # The whole folder: on_create.sh sources helpers that live beside it.
+        self.deployment = s3deploy.BucketDeployment(
+            self,
+            "LifecycleScripts",
+            sources=[s3deploy.Source.asset(str(LIFECYCLE_SCRIPTS_DIR))],
+            destination_bucket=self.bucket,
+            destination_key_prefix=prefix,
+            prune=True,
+            # In an existing bucket "destroy" removes only the app's prefix; "retain" keeps the scripts.
+            retain_on_delete=not destroy if existing else False,
+            memory_limit=256,
+        )
+        self._acknowledge_deployment_handler()
+        self.deployed_bucket = self.deployment.deployed_bucket
+        self.lifecycle_prefix = prefix
+        CfnOutput(self, outputs.LIFECYCLE_BUCKET_NAME, value=self.bucket.bucket_name)
 
+    def _own_bucket(self, config: AppConfig, destroy: bool) -> s3.Bucket:
+        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
         access_logs = s3.Bucket(
             self,
             "AccessLogs",
@@ -45,9 +71,8 @@ class LifecycleBucketStack(Stack):
         checkov_skips.skip(
             access_logs, "CKV_AWS_18", "This is the access-log target bucket; logging it to itself would loop."
         )
-
         # The managed AmazonSageMakerClusterInstanceRolePolicy only reads buckets named sagemaker-*.
-        self.bucket = s3.Bucket(
+        return s3.Bucket(
             self,
             "Bucket",
             bucket_name=lifecycle_bucket_name(config, Aws.ACCOUNT_ID, Aws.REGION),
@@ -60,28 +85,16 @@ class LifecycleBucketStack(Stack):
             removal_policy=removal,
             auto_delete_objects=destroy,
         )
-        # The whole folder: on_create.sh sources helpers that live beside it.
-        self.deployment = s3deploy.BucketDeployment(
-            self,
-            "LifecycleScripts",
-            sources=[s3deploy.Source.asset(str(LIFECYCLE_SCRIPTS_DIR))],
-            destination_bucket=self.bucket,
-            destination_key_prefix=LIFECYCLE_PREFIX,
-            prune=True,
-            retain_on_delete=False,
-            memory_limit=256,
-        )
-        self._acknowledge_deployment_handler()
-        self.deployed_bucket = self.deployment.deployed_bucket
-        self.lifecycle_prefix = LIFECYCLE_PREFIX
-        CfnOutput(self, outputs.LIFECYCLE_BUCKET_NAME, value=self.bucket.bucket_name)
 
     def _acknowledge_deployment_handler(self) -> None:
         """cdk-nag findings on aws-cdk-lib's own BucketDeployment Lambda, acknowledged on it alone."""
         handler = self.deployment.handler_role.node.scope
-        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"
         # With a concrete region CDK writes the partition as a literal (enablePartitionLiterals).
         partition = "<AWS::Partition>" if Token.is_unresolved(self.partition) else self.partition
+        if isinstance(self.bucket, s3.Bucket):
+            bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"
+        else:
+            bucket_arn = f"arn:{partition}:s3:::{self.bucket.bucket_name}"
         account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
         asset_bucket = f"arn:{partition}:s3:::cdk-hnb659fds-assets-{account}-{self.region}"
         acknowledge(

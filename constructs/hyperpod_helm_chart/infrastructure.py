@@ -9,6 +9,7 @@ at deploy time, checks the chart files' digest and runs helm from the kubectl v3
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -53,9 +54,12 @@ class HyperPodHelmChart(Construct):
         chart: HelmChartConfig,
         vpc: ec2.IVpc,
         security_group: ec2.ISecurityGroup,
+        subnets: Sequence[ec2.ISubnet] | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         kubectl_layer: lambda_.ILayerVersion | None = None,
     ) -> None:
+        """``subnets``: where the installer runs (it needs the cluster endpoint and GitHub); default every
+        private subnet with egress of ``vpc``. An imported VPC has no subnet types, so pass them."""
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.release_name = chart.release_name
@@ -88,7 +92,8 @@ class HyperPodHelmChart(Construct):
         log_group = logs.LogGroup(
             self, "HandlerLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
         )
-        private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        selection = {"subnets": list(subnets)} if subnets else {"subnet_type": ec2.SubnetType.PRIVATE_WITH_EGRESS}
+        private_subnets = ec2.SubnetSelection(**selection)
         self.handler = lambda_.Function(
             self,
             "Handler",
@@ -178,7 +183,7 @@ class HyperPodHelmChart(Construct):
         # The access entry must exist before helm runs and outlive the release on delete; the NAT routes
         # must exist before the handler fetches the chart from GitHub.
         self.resource.node.add_dependency(self.access_entry)
-        self.resource.node.add_dependency(
-            vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).internet_connectivity_established
-        )
+        # (Per subnet: selecting imported subnets would ask for AZs they were imported without.)
+        for subnet in subnets or vpc.select_subnets(**selection).subnets:
+            self.resource.node.add_dependency(subnet.internet_connectivity_established)
         self.chart_digest = self.resource.get_att_string("FilesSha256")

@@ -21,7 +21,7 @@ is one documented console step (README, "Observability") that needs no long-live
 
 from __future__ import annotations
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy, Stack
 from aws_cdk import aws_aps as aps
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_grafana as grafana
@@ -30,7 +30,7 @@ from aws_cdk import aws_iam as iam
 from config.model import ObservabilityConfig
 from constructs import Construct, IDependable
 from constructs.nag_acknowledgment import acknowledge
-from constructs.pod_identity_addon import PodIdentityAddon, pod_identity_role
+from constructs.pod_identity_addon import PodIdentityAddon
 
 ADDON_NAME = "amazon-sagemaker-hyperpod-observability"
 SERVICE_ACCOUNT = "hyperpod-observability-operator-otel-collector"
@@ -94,24 +94,11 @@ class Observability(Construct):
         )
         self.remote_write_url = f"{self.query_url}/api/v1/remote_write"
 
-        self.role = pod_identity_role(
-            self, "CollectorRole", cluster=cluster, description=f"{ADDON_NAME} collector: remote write, HyperPod logs"
-        )
-        self.role.add_to_policy(iam.PolicyStatement(actions=["aps:RemoteWrite"], resources=[self.workspace.attr_arn]))
+        statements = [iam.PolicyStatement(actions=["aps:RemoteWrite"], resources=[self.workspace.attr_arn])]
+        log_groups = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/Clusters/{hyperpod_cluster_name}/*"
         if config.logging:
-            groups = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/Clusters/{hyperpod_cluster_name}/*"
-            self.role.add_to_policy(
-                iam.PolicyStatement(actions=list(LOG_ACTIONS), resources=[groups, f"{groups}:log-stream:*"])
-            )
-            acknowledge(
-                self.role,
-                "HyperPod names its log groups /aws/sagemaker/Clusters/<cluster name>/<cluster id>; the id exists only "
-                "after CreateCluster, so the collector's log actions are limited to this cluster's groups by name.",
-                *(
-                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
-                    f"/aws/sagemaker/Clusters/{hyperpod_cluster_name}/*{suffix}]"
-                    for suffix in ("", ":log-stream:*")
-                ),
+            statements.append(
+                iam.PolicyStatement(actions=list(LOG_ACTIONS), resources=[log_groups, f"{log_groups}:log-stream:*"])
             )
 
         self.grafana_workspace: grafana.CfnWorkspace | None = None
@@ -137,14 +124,28 @@ class Observability(Construct):
             "Addon",
             cluster=cluster,
             addon_name=ADDON_NAME,
-            role=self.role,
             service_account=SERVICE_ACCOUNT,
-            configuration_values=configuration,
+            description=f"{ADDON_NAME} collector (EKS Pod Identity): remote write, HyperPod logs",
+            statements=statements,
         )
+        self.role = self.addon.role
+        cfn_addon: eks.CfnAddon = self.addon.addon.node.default_child
+        cfn_addon.configuration_values = Stack.of(self).to_json_string(configuration)
         # A HyperPod add-on: it collects from the HyperPod cluster's nodes and agents, so after the cluster.
         self.addon.node.add_dependency(self.workspace, after)
         if self.grafana_workspace is not None:
             self.addon.node.add_dependency(self.grafana_workspace)
+        if config.logging:
+            acknowledge(
+                self.role,
+                "HyperPod names its log groups /aws/sagemaker/Clusters/<cluster name>/<cluster id>; the id exists only "
+                "after CreateCluster, so the collector's log actions are limited to this cluster's groups by name.",
+                *(
+                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+                    f"/aws/sagemaker/Clusters/{hyperpod_cluster_name}/*{suffix}]"
+                    for suffix in ("", ":log-stream:*")
+                ),
+            )
 
     def _grafana(self, name: str, removal: RemovalPolicy) -> grafana.CfnWorkspace:
         role = iam.Role(

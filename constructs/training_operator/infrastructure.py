@@ -22,7 +22,7 @@ from aws_cdk import aws_iam as iam
 
 from constructs import Construct, IDependable
 from constructs.nag_acknowledgment import acknowledge
-from constructs.pod_identity_addon import PodIdentityAddon, pod_identity_role
+from constructs.pod_identity_addon import PodIdentityAddon
 
 ADDON_NAME = "amazon-sagemaker-hyperpod-training-operator"
 CERT_MANAGER_ADDON_NAME = "cert-manager"
@@ -35,23 +35,26 @@ JOB_CRD = "hyperpodpytorchjobs.sagemaker.amazonaws.com"
 class TrainingOperator(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.ICluster, after: IDependable) -> None:
         super().__init__(scope, construct_id)
-        self.cert_manager = PodIdentityAddon(
-            self, "CertManager", cluster=cluster, addon_name=CERT_MANAGER_ADDON_NAME, role=None, service_account=None
-        )
+        # cert-manager calls no AWS API: a plain add-on, EKS-owned fields as for every add-on here.
+        self.cert_manager = eks.Addon(self, "CertManager", cluster=cluster, addon_name=CERT_MANAGER_ADDON_NAME)
+        self.cert_manager.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")
         self.cert_manager.node.add_dependency(after)
 
-        self.role = pod_identity_role(
-            self, "OperatorRole", cluster=cluster, description=f"{ADDON_NAME} controller ({SERVICE_ACCOUNT})"
+        self.operator = PodIdentityAddon(
+            self,
+            "Operator",
+            cluster=cluster,
+            addon_name=ADDON_NAME,
+            service_account=SERVICE_ACCOUNT,
+            description=f"{ADDON_NAME} controller (EKS Pod Identity)",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(MANAGED_POLICY)],
         )
-        self.role.add_managed_policy(iam.ManagedPolicy.from_aws_managed_policy_name(MANAGED_POLICY))
+        self.role = self.operator.role
         acknowledge(
             self.role,
             f"{MANAGED_POLICY} is the policy AWS documents for the HyperPod training operator's role and maintains "
             "as the operator gains features; the role is assumable only by pods of this EKS cluster.",
             f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{MANAGED_POLICY}]",
-        )
-        self.operator = PodIdentityAddon(
-            self, "Operator", cluster=cluster, addon_name=ADDON_NAME, role=self.role, service_account=SERVICE_ACCOUNT
         )
         self.operator.node.add_dependency(self.cert_manager)
         self.operator.node.add_dependency(after)

@@ -1,5 +1,5 @@
 """The operations switches of issue 13 that this app wires into the HyperPod layer (observability with
-Grafana and logging, the training operator), all on in a closed network: the real CLI synth passes
+Grafana and logging, the training operator, task governance with a team), all on in a closed network: the real CLI synth passes
 cdk-nag and cfn-lint, every security-group flow still holds (the collectors' scrape flows included),
 and every IAM statement holds up against AWS's references. Off, the templates are exactly those of a
 config without the sections."""
@@ -21,9 +21,11 @@ SWITCHES = (
     "observability.grafana=true",
     "observability.logging=true",
     "training_operator.enabled=true",
+    "task_governance.enabled=true",
+    "task_governance.teams=[{name: research, instance_quotas: [{instance_type: ml.p5.48xlarge, count: 1}]}]",
     "network.interface_endpoints=true",
 )
-SECTIONS = ("observability", "training_operator")
+SECTIONS = ("observability", "training_operator", "task_governance")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,7 @@ def test_all_switches_on_pass_cdk_nag_and_cfn_lint(all_on):
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = {r["Type"] for t in _templates(all_on).values() for r in t["Resources"].values()}
     assert {"AWS::APS::Workspace", "AWS::Grafana::Workspace", "AWS::EKS::Addon"} <= kinds
+    assert {"AWS::SageMaker::ClusterSchedulerConfig", "Custom::ComputeQuota"} <= kinds
 
 
 def test_all_switches_on_keep_every_flow_including_the_collectors_scrapes(all_on):

@@ -12,6 +12,8 @@ What it serves (everything else is logged in ``unknown_requests`` and answered w
 - nodes: list (labelSelector, fieldSelector), get, patch (merge and strategic merge), put
 - namespaces: list, get, create
 - pods: list namespaced and across namespaces (label/field selectors), get
+- custom objects (e.g. Kueue LocalQueues and ClusterQueues): get, namespaced or cluster-scoped, for the
+  kinds seeded with ``add_custom_object``; any other kind answers 404 as an API server without that CRD
 
 Behaviour pinned by ``tests/k8s_double/test_*.py`` against the real client:
 
@@ -128,6 +130,8 @@ class _Store:
     nodes: dict[str, dict] = field(default_factory=dict)
     namespaces: dict[str, dict] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # (group, version, plural) -> {(namespace or "", name): object}
+    custom: dict[tuple[str, str, str], dict[tuple[str, str], dict]] = field(default_factory=dict)
 
 
 class K8sDouble:
@@ -225,6 +229,16 @@ class K8sDouble:
             stored = self._new(pod)
             stored["metadata"].setdefault("namespace", "default")
             self._store.pods[(stored["metadata"]["namespace"], meta["name"])] = stored
+            return copy.deepcopy(stored)
+
+    def add_custom_object(self, group: str, version: str, plural: str, obj: dict) -> dict:
+        """Seed a custom resource (its CRD counts as installed from then on)."""
+        meta = obj["metadata"]
+        with self._lock:
+            stored = self._new(obj)
+            self._store.custom.setdefault((group, version, plural), {})[(meta.get("namespace", ""), meta["name"])] = (
+                stored
+            )
             return copy.deepcopy(stored)
 
     def node(self, name: str) -> dict:
@@ -472,6 +486,18 @@ class K8sDouble:
         return copy.deepcopy(self._store.pods[(namespace, name)])
 
 
+def _get_custom(
+    self: K8sDouble, request: Request, group: str, version: str, plural: str, name: str, namespace: str = ""
+) -> dict:
+    kind = self._store.custom.get((group, version, plural))
+    if kind is None:  # no such CRD: the real API server's answer for an unknown resource path
+        self.unknown_requests.append(request)
+        raise ApiError(404, "the server could not find the requested resource")
+    if (namespace, name) not in kind:
+        raise ApiError(404, f'{plural}.{group} "{name}" not found', name=name, kind=plural)
+    return copy.deepcopy(kind[(namespace, name)])
+
+
 def _object_ref(path: str) -> tuple[str | None, str | None]:
     """(plural kind, name) of an object path, e.g. ``/api/v1/nodes/n1`` -> (nodes, n1)."""
     m = re.search(r"/api/v1/(?:namespaces/[^/]+/)?(\w+)(?:/([^/]+))?", path)
@@ -493,6 +519,19 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., dict]]] = [
     ("GET", re.compile(r"/api/v1/pods"), K8sDouble._list_pods),
     ("GET", re.compile(rf"/api/v1/namespaces/(?P<namespace>{_NAME})/pods"), K8sDouble._list_pods),
     ("GET", re.compile(rf"/api/v1/namespaces/(?P<namespace>{_NAME})/pods/(?P<name>{_NAME})"), K8sDouble._get_pod),
+    (
+        "GET",
+        re.compile(
+            rf"/apis/(?P<group>{_NAME})/(?P<version>v[0-9a-z]+)/namespaces/(?P<namespace>{_NAME})"
+            rf"/(?P<plural>[a-z]+)/(?P<name>{_NAME})"
+        ),
+        _get_custom,
+    ),
+    (
+        "GET",
+        re.compile(rf"/apis/(?P<group>{_NAME})/(?P<version>v[0-9a-z]+)/(?P<plural>[a-z]+)/(?P<name>{_NAME})"),
+        _get_custom,
+    ),
 ]
 
 

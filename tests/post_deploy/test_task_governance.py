@@ -3,17 +3,20 @@ sends passes SkyPilot 0.14.1's own schema validator, and every mistake is one li
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 from sky.utils import common_utils, schemas
 
 from config import outputs as keys
+from post_deploy import skypilot_check
 from post_deploy import task_governance as tgv
 from post_deploy.cli import main
 from post_deploy.common import StepError
 from post_deploy.exit_codes import ExitCode
 from post_deploy.outputs import read_outputs
+from tests.k8s_double import seed
 
 GOVERNANCE = tgv.Governance(teams=("research", "platform"), priority_classes={"training": 80, "interactive": 60})
 
@@ -146,3 +149,114 @@ def test_submit_team_reads_the_teams_from_environment_variables_as_the_pipeline_
     code = main(["submit", "--team", "platform", "no-such-task.yaml"])
     assert code == ExitCode.USAGE
     assert "not one of the teams task governance has on this cluster: research" in capsys.readouterr().err
+
+
+# --- check: each team's queue and quota -----------------------------------------------------------
+
+
+def _seed_team_queue(double, team: str, *, version: str = "v1beta1", gpus: str = "8", pending: int = 1) -> None:
+    """A team's LocalQueue and ClusterQueue shaped as task governance creates them (names per AWS docs)."""
+    namespace = f"hyperpod-ns-{team}"
+    double.add_namespace(namespace)
+    double.add_custom_object(
+        "kueue.x-k8s.io",
+        version,
+        "localqueues",
+        {
+            "apiVersion": f"kueue.x-k8s.io/{version}",
+            "kind": "LocalQueue",
+            "metadata": {"name": f"{namespace}-localqueue", "namespace": namespace},
+            "spec": {"clusterQueue": f"{namespace}-clusterqueue"},
+            "status": {"pendingWorkloads": pending, "admittedWorkloads": 2, "reservingWorkloads": 2},
+        },
+    )
+    double.add_custom_object(
+        "kueue.x-k8s.io",
+        version,
+        "clusterqueues",
+        {
+            "apiVersion": f"kueue.x-k8s.io/{version}",
+            "kind": "ClusterQueue",
+            "metadata": {"name": f"{namespace}-clusterqueue"},
+            "spec": {
+                "cohort": "shared-pool",
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
+                        "flavors": [
+                            {
+                                "name": "ml.p5.48xlarge",
+                                "resources": [
+                                    {"name": "cpu", "nominalQuota": "192"},
+                                    {"name": "memory", "nominalQuota": "2048Gi"},
+                                    {"name": "nvidia.com/gpu", "nominalQuota": gpus},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+    )
+
+
+def test_team_queues_reads_each_teams_local_queue_and_its_cluster_queues_quota(k8s_double, k8s_api_client):
+    _seed_team_queue(k8s_double, "research")
+    teams = tgv.team_queues(k8s_api_client, GOVERNANCE)
+    research, platform = teams
+    assert research.line() == (
+        "team research: hyperpod-ns-research/hyperpod-ns-research-localqueue -> cluster queue "
+        "hyperpod-ns-research-clusterqueue: 1 pending, 2 admitted; quota ml.p5.48xlarge: cpu 192, memory 2048Gi, "
+        "nvidia.com/gpu 8"
+    )
+    assert platform.problem.startswith("LocalQueue not found: task governance creates it with the team's compute quota")
+    # v1beta2 is asked first and is not served here (Kueue before 0.15): the fallback found v1beta1.
+    paths = [r.path for r in k8s_double.requests if "localqueues" in r.path]
+    assert paths[:2] == [
+        "/apis/kueue.x-k8s.io/v1beta2/namespaces/hyperpod-ns-research/localqueues/hyperpod-ns-research-localqueue",
+        "/apis/kueue.x-k8s.io/v1beta1/namespaces/hyperpod-ns-research/localqueues/hyperpod-ns-research-localqueue",
+    ]
+
+
+def test_team_queues_prefers_v1beta2_and_retries_a_throttled_read(k8s_double, k8s_api_client):
+    _seed_team_queue(k8s_double, "research", version="v1beta2")
+    _seed_team_queue(k8s_double, "platform", version="v1beta2", gpus="16", pending=0)
+    k8s_double.inject_fault("GET", r"/apis/kueue.x-k8s.io/v1beta2/clusterqueues/", status=429, times=1)
+    research, platform = tgv.team_queues(k8s_api_client, GOVERNANCE)
+    assert research.problem is None and platform.problem is None
+    assert platform.quota == {"ml.p5.48xlarge": {"cpu": "192", "memory": "2048Gi", "nvidia.com/gpu": "16"}}
+    assert not [r for r in k8s_double.requests if "/v1beta1/" in r.path]
+
+
+def test_check_shows_each_teams_queue_and_fails_on_a_missing_one(
+    k8s_double, kubeconfig_for_double, skypilot_env, capsys, tmp_path
+):
+    k8s_double.add_node(seed.cpu_hyperpod_node("ml.m5.large", name="hyperpod-i-0team"))
+    _seed_team_queue(k8s_double, "research")
+    outputs = tmp_path / "cdk-outputs.json"
+    outputs.write_text(json.dumps({"hyperpod-sky-hyperpod": {keys.TASK_GOVERNANCE_TEAMS: "research,platform"}}))
+    parser = argparse.ArgumentParser()
+    skypilot_check.register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "check",
+            "--kubeconfig",
+            str(kubeconfig_for_double.path),
+            "--context",
+            kubeconfig_for_double.context,
+            "--outputs",
+            str(outputs),
+            "--json",
+        ]
+    )
+    code = skypilot_check.run(args)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert code == ExitCode.SKYPILOT_CHECK
+    assert "team research: hyperpod-ns-research/hyperpod-ns-research-localqueue -> cluster queue" in captured.err
+    assert summary["problems"] == [
+        "task governance team platform: LocalQueue not found: task governance creates it with the team's compute "
+        "quota (is the amazon-sagemaker-hyperpod-taskgovernance add-on ACTIVE and the quota Created?)"
+    ]
+    assert [t["team"] for t in summary["teams"]] == ["research", "platform"]
+    assert summary["teams"][0]["quota"]["ml.p5.48xlarge"]["nvidia.com/gpu"] == "8"

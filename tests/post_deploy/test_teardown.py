@@ -812,3 +812,43 @@ def test_a_cluster_security_group_still_referenced_stops_before_the_network_stac
     assert STACKS["network"] not in destroyed_stacks(cdk_recorder)
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"security group {left}" in last and f"by rules of {other}" in last and "rerun teardown" in last
+
+
+# ----- existing resources -------------------------------------------------------------------------
+EXISTING = [
+    "-c",
+    "network.existing.vpc_id=vpc-0123456789abcdef0",
+    "-c",
+    "network.existing.hyperpod_subnet_ids=[subnet-0123456789abcdef0]",
+    "-c",
+    "network.existing.eks_subnet_ids=[subnet-0123456789abcdef1, subnet-0123456789abcdef2]",
+    "-c",
+    "network.existing.security_group_id=sg-0123456789abcdef0",
+    "-c",
+    "eks.existing.cluster_name=team-cluster",
+    "-c",
+    "eks.existing.cluster_security_group_id=sg-0123456789abcdef9",
+    "-c",
+    "lifecycle_bucket.existing_bucket_name=sagemaker-team-scripts",
+]
+
+
+def test_existing_vpc_cluster_and_bucket_are_never_deleted_and_teardown_says_so(cdk_recorder, aws, tmp_path, capsys):
+    ec2, _ = aws
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.0.0/24")["Subnet"]["SubnetId"]
+    theirs = eni(ec2, subnet, "someone else's interface")
+    assert run_teardown(*EXISTING, tmp_path=tmp_path) == ExitCode.OK
+    # The three workload stacks only: there is no network stack, and nothing in any VPC is touched.
+    assert destroyed_stacks(cdk_recorder) == [STACKS[r] for r in ("hyperpod", "eks", "lifecycle_bucket")]
+    assert theirs in enis_in(ec2, vpc)
+    err = capsys.readouterr().err
+    assert "network: existing VPC (network.existing): no network stack to destroy" in err
+    for kept in (
+        "kept, not created by this app: VPC vpc-0123456789abcdef0",
+        "kept, not created by this app: EKS cluster team-cluster",
+        "kept, not created by this app: bucket sagemaker-team-scripts (lifecycle_bucket.existing_bucket_name; "
+        "only s3://sagemaker-team-scripts/hyperpod-sky/lifecycle_scripts/ is deleted)",
+    ):
+        assert kept in err
+    assert "left behind: lifecycle_bucket.removal_policy=retain" not in err

@@ -356,7 +356,9 @@ FLOWS: list[Flow] = [
     Flow("system pods reach pods on HyperPod nodes", "system_nodes", "hyperpod_nodes", ALL),
     # EFA and NCCL between HyperPod nodes, across instance groups too.
     Flow("HyperPod nodes exchange EFA/NCCL traffic", "hyperpod_nodes", "hyperpod_nodes", ALL),
-    # The API server calls kubelets (logs, exec, port-forward) and admission webhooks in pods.
+    # The API server calls kubelets (logs, exec, port-forward) and admission webhooks in pods. Task
+    # governance adds no flow of its own: Kueue's webhooks (9443) and its visibility API server (8082, an
+    # aggregated APIService) are pods the control plane reaches through these same rules.
     Flow("control plane reaches kubelet on system nodes", "control_plane", "system_nodes", "tcp", KUBELET),
     Flow("control plane reaches kubelet on HyperPod nodes", "control_plane", "hyperpod_nodes", "tcp", KUBELET),
     Flow("control plane reaches webhook pods on system nodes", "control_plane", "system_nodes", "tcp", HTTPS),

@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Match, Template
 
 from stacks.eks import ADDONS, EksStack
+from stacks.existing_network import created_network
 from stacks.network import NetworkStack
 from tests.conftest import make_config
 
@@ -20,10 +21,7 @@ def _stacks(**overrides) -> tuple[EksStack, Template]:
         "Eks",
         config=config,
         env=env,
-        vpc=net.vpc,
-        control_plane_subnets=net.eks_subnets,
-        node_subnets=net.eks_subnets,
-        security_group=net.security_group,
+        network=created_network(net),
     )
     return eks, Template.from_stack(eks)
 

@@ -708,7 +708,7 @@ def test_the_stage_adds_no_nag_finding_that_cdk_deploy_all_does_not_have(same_ac
     assert staged == direct
 
 
-@pytest.mark.parametrize("which", ["same_account", "cross_account"])
+@pytest.mark.parametrize("which", ["same_account", "cross_account", "with_canary"])
 def test_cfn_lint_finds_nothing_but_w3005_in_the_pipeline_template(which, request):
     synth: Synth = request.getfixturevalue(which)
     files = sorted(str(p) for p in synth.outdir.glob("*.template.json"))
@@ -734,3 +734,79 @@ def test_checkov_reports_no_unexplained_finding_on_the_pipeline_stack(same_accou
     from tests.checkov_scan import scan, unexplained
 
     assert unexplained(scan([same_account.outdir / f"{same_account.stack.stack_name}.template.json"])) == []
+
+
+# ----- the optional canary stage --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def with_canary(tmp_path_factory) -> Synth:
+    return synth_pipeline(tmp_path_factory, "canary", {**SAME_ACCOUNT, "pipeline.canary": "true"})
+
+
+def test_canary_is_off_by_default(same_account):
+    assert same_account.config.pipeline.canary is False and same_account.stack.canary_step is None
+    assert "Canary" not in [s["Name"] for s in same_account.pipeline_stages()]
+
+
+def test_canary_runs_as_its_own_stage_before_the_deployment(with_canary):
+    stages = [s["Name"] for s in with_canary.pipeline_stages()]
+    assert stages == ["Source", "Build", "UpdatePipeline", "Assets", "Canary", "Deploy"]
+    (action,) = next(s for s in with_canary.pipeline_stages() if s["Name"] == "Canary")["Actions"]
+    assert action["ActionTypeId"]["Provider"] == "CodeBuild"
+
+
+def test_canary_stage_runs_the_cli_in_the_workload_region_and_azs(with_canary):
+    spec = buildspec(with_canary, "PipelineCanaryRun")
+    config = with_canary.config
+    (command,) = [c for c in spec["phases"]["build"]["commands"] if "post_deploy canary" in c]
+    azs = ",".join(config.network.availability_zones)
+    assert command == (
+        "python -m post_deploy canary --yes -c config=examples/canary.yaml "
+        f"-c region={config.region} -c 'network.availability_zones=[{azs}]' "
+        f"-c 'hyperpod.availability_zones=[{config.hyperpod_azs[0]}]'"
+    )
+    assert APT_INSTALL in spec["phases"]["install"]["commands"]
+    project = with_canary.resource("AWS::CodeBuild::Project", "PipelineCanaryRun")
+    assert project["Properties"]["TimeoutInMinutes"] == 150
+    # The pairs load as a valid canary config in that region (what `cdk deploy` will see).
+    from stacks.pipeline import canary_cdk_pairs
+
+    pairs = dict(p.split("=", 1) for p in canary_cdk_pairs(config))
+    canary = load_config({**cdk_context(), **pairs})
+    assert canary.region == config.region and canary.prefix == "hp-canary"
+    assert canary.hyperpod.cluster_name == "hp-canary"  # the name its IAM statements are scoped to
+
+
+def test_canary_role_has_no_wildcard_action_and_assumes_only_cdk_bootstrap_roles(with_canary):
+    statements = policy_statements(with_canary.raw, "PipelineCanaryRun")
+    ours = [s for s in statements if s.get("Sid")]
+    assert {s["Sid"] for s in ours} == {
+        "AssumeCdkBootstrapRoles",
+        "ReadCanaryClusters",
+        "ReadCanaryStacks",
+        "FindLeftovers",
+        "DeleteLeftoverInterfaces",
+    }
+    assert all("*" not in a for s in ours for a in as_list(s["Action"]))
+    # Wildcard actions only in aws-cdk-lib's artifact-bucket and key grants (acknowledged with the others).
+    generated = {a for s in statements if not s.get("Sid") for a in as_list(s["Action"]) if "*" in a}
+    assert {a.split(":")[0] for a in generated} <= {"s3", "kms"}
+    (assume,) = [s for s in statements if s.get("Sid") == "AssumeCdkBootstrapRoles"]
+    assert assume["Action"] == "sts:AssumeRole"
+    assert assume["Condition"] == {
+        "ForAnyValue:StringEquals": {
+            "iam:ResourceTag/aws-cdk:bootstrap-role": ["deploy", "file-publishing", "image-publishing", "lookup"]
+        }
+    }
+    deletes = [s for s in statements if s.get("Sid") == "DeleteLeftoverInterfaces"]
+    assert deletes and set(as_list(deletes[0]["Action"])) == {"ec2:DeleteNetworkInterface", "ec2:DeleteSecurityGroup"}
+
+
+def test_canary_stage_passes_cdk_nag(with_canary):
+    assert (with_canary.outdir / "validation-report.json").exists(), "cdk-nag did not run"
+    mine = {p: r for p, r in with_canary.violations.items() if owned_by_the_pipeline(p, with_canary.stack.stack_name)}
+    assert mine == {}
+
+
+def test_canary_refuses_a_pipeline_in_another_account():
+    with pytest.raises(ConfigError, match=r"^config error: pipeline\.canary = true: needs the pipeline in the"):
+        load_config({**cdk_context(), **CROSS_ACCOUNT, "pipeline.canary": "true"})
