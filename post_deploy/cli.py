@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = classify(exc)
         print(f"error: {message}", file=sys.stderr)
         if args.debug:
-            traceback.print_exc()
+            # An explicit limit: SkyPilot's print_exception_no_traceback() sets sys.tracebacklimit = 0 and
+            # leaves it so when the exception it wraps propagates (SkyPilot 0.14.1 sky/utils/ux_utils.py).
+            traceback.print_exception(exc, limit=1000)
         elif code == ExitCode.UNEXPECTED:
             print("(rerun with --debug for the traceback)", file=sys.stderr)
         if getattr(args, "json", False):

@@ -2,9 +2,10 @@
 
 Why not SkyPilot's own labeler: it needs kubectl, creates RBAC objects and one CUDA Job per node,
 takes ten minutes or more, leaves pods Pending on tainted or busy nodes and exits 0 when it fails
-(facts.md section 3). The instance type already tells us the GPU, so the label is a pure function
-of ``node.kubernetes.io/instance-type`` (``config.gpu_types``) and one PATCH per node that is
-missing it or has a wrong value (SkyPilot only understands lowercase values).
+(SkyPilot 0.14.1 ``sky/utils/kubernetes/gpu_labeler.py``). The instance type already tells us the
+GPU, so the label is a pure function of ``node.kubernetes.io/instance-type`` (``config.gpu_types``)
+and one PATCH per node that is missing it or has a wrong value (SkyPilot only understands lowercase
+values).
 
 Each PATCH carries the ``metadata.resourceVersion`` the decision was based on: if HyperPod or
 anyone else changed the node in between, the API answers 409, and the node is re-read and

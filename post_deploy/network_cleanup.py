@@ -275,9 +275,12 @@ def eks_cluster_security_groups(ec2, vpc_id: str, eks_cluster_name: str, own_ids
     ):
         for group in page.get("SecurityGroups", []):
             tags = {t["Key"]: t.get("Value", "") for t in group.get("Tags") or []}
-            ours = tags.get(EKS_CLUSTER_TAG) == eks_cluster_name or group.get("GroupName", "").startswith(
-                f"eks-cluster-sg-{eks_cluster_name}-"
-            )
+            # The tag EKS sets decides; the name only when the tag is gone (the name of cluster x-eks-2's
+            # group also starts with x-eks-).
+            if EKS_CLUSTER_TAG in tags:
+                ours = tags[EKS_CLUSTER_TAG] == eks_cluster_name
+            else:
+                ours = group.get("GroupName", "").startswith(f"eks-cluster-sg-{eks_cluster_name}-")
             if ours and group["GroupId"] not in own_ids:
                 found.append(group)
     return found

@@ -34,6 +34,7 @@ from rich.live import Live
 from rich.table import Table
 
 from config.gpu_types import INSTANCE_TYPE_LABEL
+from post_deploy import autoscaling
 from post_deploy.common import AWS_RETRY_CONFIG, StepError, add_common_args, aws_failure, aws_session, emit_json, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.kube import api_error_text, kube_api_client
@@ -41,7 +42,6 @@ from post_deploy.labels import CLUSTER_NAME_LABEL, list_hyperpod_nodes
 
 HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
 DEEP_HEALTH_LABEL = "sagemaker.amazonaws.com/deep-health-check-status"
-WAITING_CLUSTER_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating"})
 FAILED_CLUSTER_STATUSES = frozenset({"Failed", "RollingBack", "Deleting"})
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_POLL_INTERVAL = 15.0
@@ -106,6 +106,7 @@ class Snapshot:
     expected: int
     nodes: list[NodeState] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)  # "name: current/target (status)"
+    scaled: list[str] = field(default_factory=list)  # Karpenter's groups, not counted in ``expected``
 
     @property
     def usable(self) -> list[NodeState]:
@@ -151,17 +152,21 @@ class SageMakerClient(Protocol):
     def describe_cluster(self, *, ClusterName: str) -> dict[str, Any]: ...
 
 
-def _describe(sagemaker: SageMakerClient, cluster_name: str, expected: int | None) -> Snapshot:
+def _describe(
+    sagemaker: SageMakerClient, cluster_name: str, expected: int | None, karpenter_groups: tuple[str, ...] = ()
+) -> Snapshot:
     try:
         cluster = sagemaker.describe_cluster(ClusterName=cluster_name)
     except (ClientError, BotoCoreError) as err:
         raise aws_failure(f"DescribeCluster {cluster_name!r} failed", err) from None
     groups = cluster.get("InstanceGroups") or []
-    target = sum(g.get("TargetCount", 0) for g in groups)
+    # A Karpenter group's count follows pending pods (0 when idle is normal); its nodes are not waited for.
+    target = sum(g.get("TargetCount", 0) for g in groups if g["InstanceGroupName"] not in karpenter_groups)
     return Snapshot(
         cluster_status=cluster["ClusterStatus"],
         failure_message=cluster.get("FailureMessage"),
         expected=target if expected is None else expected,
+        scaled=[g["InstanceGroupName"] for g in groups if g["InstanceGroupName"] in karpenter_groups],
         groups=[
             f"{g['InstanceGroupName']}: {g.get('CurrentCount', 0)}/{g.get('TargetCount', 0)} "
             f"{g.get('InstanceType', '')} ({g.get('Status', '?')})"
@@ -177,8 +182,9 @@ def poll_once(
     *,
     expected: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    karpenter_groups: tuple[str, ...] = (),
 ) -> Snapshot:
-    snapshot = _describe(sagemaker, cluster_name, expected)
+    snapshot = _describe(sagemaker, cluster_name, expected, karpenter_groups)
     try:
         nodes = list_hyperpod_nodes(api, cluster_name=cluster_name, sleep=sleep)
     except (ApiException, urllib3.exceptions.HTTPError) as err:
@@ -196,9 +202,14 @@ def _outcome(
         reason = f": {snapshot.failure_message}" if snapshot.failure_message else ""
         return ExitCode.CLUSTER_NOT_READY, f"HyperPod cluster {cluster_name!r} is {status}{reason}"
     if snapshot.done:
+        scaled = (
+            f"; Karpenter scales {', '.join(snapshot.scaled)} (nodes come when pods need them)"
+            if snapshot.scaled
+            else ""
+        )
         return ExitCode.OK, (
             f"{len(snapshot.usable)} of {snapshot.expected} expected nodes of "
-            f"{cluster_name!r} are Ready and schedulable"
+            f"{cluster_name!r} are Ready and schedulable{scaled}"
         )
     unhealthy = snapshot.unhealthy
     if unhealthy and (final or fail_fast):
@@ -233,6 +244,7 @@ def wait_for_nodes(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_poll: Callable[[Snapshot, float], None] | None = None,
+    karpenter_groups: tuple[str, ...] = (),
 ) -> WaitResult:
     """Poll until the nodes are usable, the cluster failed, or ``timeout`` seconds have passed.
 
@@ -242,7 +254,9 @@ def wait_for_nodes(
     start = clock()
     deadline = start + timeout
     while True:
-        snapshot = poll_once(api, sagemaker, cluster_name, expected=expected, sleep=sleep)
+        snapshot = poll_once(
+            api, sagemaker, cluster_name, expected=expected, sleep=sleep, karpenter_groups=karpenter_groups
+        )
         now = clock()
         if on_poll:
             on_poll(snapshot, now - start)
@@ -332,6 +346,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="stop at the first unhealthy node instead of waiting for HyperPod to replace it",
     )
+    parser.add_argument(
+        "--karpenter-groups",
+        metavar="NAME[,NAME]",
+        help="instance groups Karpenter scales (the HyperPodKarpenterGroups stack output): not waited for, "
+        "0 nodes is normal",
+    )
     parser.add_argument("--region", help="AWS region of the HyperPod cluster")
     parser.add_argument("--profile", help="AWS profile")
     parser.set_defaults(func=run)
@@ -374,6 +394,7 @@ def run(
                 clock=clock,
                 sleep=sleep,
                 on_poll=view.update,
+                karpenter_groups=autoscaling.parse_groups(getattr(args, "karpenter_groups", None)),
             )
     except StepError as err:
         say(err.message)

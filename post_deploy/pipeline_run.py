@@ -113,9 +113,11 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
         wait += ["--timeout", str(args.node_timeout)]
     if args.expected_nodes is not None:
         wait += ["--expected", str(args.expected_nodes)]
+    # With Karpenter autoscaling, its groups at 0 are normal and SkyPilot must wait for their nodes.
+    scaled = ["--karpenter-groups", ",".join(outs.karpenter_groups)] if outs.karpenter_groups else []
     plan = [
         ("kubeconfig", [*common, "--cluster-name", outs.eks_cluster_name, *aws]),
-        ("wait-nodes", [*common, *wait]),
+        ("wait-nodes", [*common, *wait, *scaled]),
         ("label-gpus", [*common, "--cluster-name", outs.hyperpod_cluster_name]),
         # check also shows each task-governance team's queue (from the same outputs file or env vars).
         (
@@ -125,6 +127,7 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
                 "--cluster-name",
                 outs.hyperpod_cluster_name,
                 *(["--outputs", args.outputs] if args.outputs else []),
+                *scaled,
             ],
         ),
     ]
@@ -132,7 +135,13 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
         plan.append(
             (
                 "submit",
-                [*common, *(["--down"] if args.down else []), *(["--managed"] if args.managed else []), *args.tasks],
+                [
+                    *common,
+                    *(["--down"] if args.down else []),
+                    *(["--managed"] if args.managed else []),
+                    *scaled,
+                    *args.tasks,
+                ],
             )
         )
     return plan

@@ -3,7 +3,7 @@
 SkyPilot 0.14.1 pins a GPU pod only by ``skypilot.co/accelerator`` (a required node-affinity
 term, ``sky/provision/kubernetes/utils.py`` ``get_node_affinity``). HyperPod marks a node that
 waits for a reboot or a replacement only through the ``sagemaker.amazonaws.com/node-health-status``
-label (AWS documents that label for node selectors; facts.md section 1), so a GPU pod could be
+label (the AWS HyperPod EKS user guide documents that label for node selectors), so a GPU pod could be
 placed on a node HyperPod is about to take away. Two rules close that:
 
 * every GPU resource of a task selects ``node-health-status: Schedulable`` through its pod
@@ -42,7 +42,7 @@ from config.gpu_types import ACCELERATOR_LABEL
 
 HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
 SCHEDULABLE = "Schedulable"
-# Every HyperPod node carries it (facts.md section 1); EKS managed nodes never do.
+# HyperPod puts it on every node it registers (AWS HyperPod EKS user guide); EKS managed nodes never carry it.
 HYPERPOD_NODE_LABEL = "sagemaker.amazonaws.com/cluster-name"
 
 # A controller that fits an m7i.large system node (2 vCPU, 8 GiB, 50 GB root volume; kubelet

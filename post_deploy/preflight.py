@@ -10,8 +10,6 @@ whether the deploy is blocked (11) or only warned about (12). The checks are in
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from config import pricing
 from post_deploy.common import AWS_RETRY_CONFIG, StepError, aws_session, emit_json, say
@@ -28,8 +26,6 @@ from post_deploy.preflight_checks import (
     guarded,
     resolve_az_ids,
 )
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,17 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_deploy_config(pairs: list[str]):
     """The config exactly as ``cdk`` loads it: cdk.json's context, then the same ``-c`` pairs."""
-    from config import ConfigError, load_config
+    from config import ConfigError, names
 
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise StepError(ExitCode.USAGE, f"--cdk-context {pair!r}: expected KEY=VALUE")
-        overrides[key.strip()] = value
-    context = json.loads((PROJECT_ROOT / "cdk.json").read_text()).get("context", {})
     try:
-        return load_config({**context, **overrides})
+        return names.load_as_cdk_does(pairs)
     except ConfigError as exc:
         raise StepError(ExitCode.USAGE, str(exc)) from None
 

@@ -560,6 +560,21 @@ def check_existing_network(clients: Clients, target: Target) -> list[Finding]:
                 rule_fix.format("egress"),
             )
         )
+    all_egress = any(
+        p.get("IpProtocol") == "-1" and any(r.get("CidrIp") == "0.0.0.0/0" for r in p.get("IpRanges", []))
+        for p in sg.get("IpPermissionsEgress", [])
+    )
+    if not all_egress:
+        findings.append(
+            Finding(
+                "existing-network",
+                WARNING,
+                f"{sg['GroupId']} does not allow all egress; HyperPod nodes, pods and the chart installer need the "
+                "EKS API, ECR, S3, STS and GitHub (tests/rules assume all egress)",
+                f"aws ec2 authorize-security-group-egress --group-id {sg['GroupId']} "
+                "--ip-permissions 'IpProtocol=-1,IpRanges=[{CidrIp=0.0.0.0/0}]', or check each of those paths",
+            )
+        )
     if not findings:
         findings.append(
             Finding(

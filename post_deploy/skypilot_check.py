@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from config.gpu_types import ACCELERATOR_LABEL, INSTANCE_TYPE_LABEL, gpu_spec
-from post_deploy import placement, task_governance
+from post_deploy import autoscaling, placement, task_governance
 from post_deploy.common import StepError, add_common_args, emit_json, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.kube import kube_api_client, kubeconfig_path
@@ -280,7 +280,11 @@ def _diagnose(node: Any, expected: NodeGpus) -> str | None:
 
 
 def check_skypilot(
-    kubeconfig: str | None = None, context: str | None = None, *, cluster_name: str | None = None
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    cluster_name: str | None = None,
+    karpenter_groups: tuple[str, ...] = (),
 ) -> CheckReport:
     """Run SkyPilot's Kubernetes checks for one context and explain every gap.
 
@@ -348,7 +352,14 @@ def check_skypilot(
         report.nodes.append(entry)
         if entry.problem:
             report.problems.append(f"{entry.node} ({entry.instance_type}): {entry.problem}")
-    if not report.nodes and report.cpu_nodes:
+    if karpenter_groups:
+        report.notes.append(autoscaling.note(chosen, karpenter_groups, autoscaling.DEFAULT_SCALE_UP_TIMEOUT))
+    if not report.nodes and karpenter_groups:
+        report.notes.append(
+            f"no HyperPod GPU node runs now: normal while Karpenter's groups ({', '.join(karpenter_groups)}) "
+            "are at 0; `submit` launches wait for their nodes"
+        )
+    elif not report.nodes and report.cpu_nodes:
         # A CPU-only HyperPod cluster (the canary's): nothing for the GPU checks; SkyPilot's own
         # check above already said whether it can use the context.
         report.notes.append(
@@ -383,6 +394,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="only check nodes of this HyperPod cluster (default: every HyperPod node)",
     )
     parser.add_argument(
+        "--karpenter-groups",
+        metavar="NAME[,NAME]",
+        help="instance groups Karpenter scales from 0 (the HyperPodKarpenterGroups stack output): no GPU node "
+        "is then normal",
+    )
+    parser.add_argument(
         "--outputs",
         metavar="FILE",
         help="cdk deploy --outputs-file JSON: with task governance, also show each team's Kueue queue and "
@@ -393,7 +410,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = check_skypilot(args.kubeconfig, args.context, cluster_name=getattr(args, "cluster_name", None))
+        report = check_skypilot(
+            args.kubeconfig,
+            args.context,
+            cluster_name=getattr(args, "cluster_name", None),
+            karpenter_groups=autoscaling.parse_groups(getattr(args, "karpenter_groups", None)),
+        )
     except StepError as err:
         say(f"check FAILED: {err.message}")
         emit_json(args, {"step": "check", "ok": False, "exit_code": int(err.code), "problems": [err.message]})

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from post_deploy import placement, task_governance
+from post_deploy import autoscaling, placement, task_governance
 from post_deploy.common import StepError, add_common_args, emit_json, first_line, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.outputs import read_outputs
@@ -70,6 +70,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run as a SkyPilot managed job (sky.jobs.launch): recovers from preemption, cleans up by itself",
     )
     parser.add_argument(
+        "--karpenter-groups",
+        metavar="NAME[,NAME]",
+        help="instance groups Karpenter scales from 0 (the HyperPodKarpenterGroups stack output): SkyPilot then "
+        "waits for their nodes instead of failing; needs --context",
+    )
+    parser.add_argument(
+        "--scale-up-timeout",
+        type=int,
+        default=autoscaling.DEFAULT_SCALE_UP_TIMEOUT,
+        metavar="SECONDS",
+        help="with --karpenter-groups: how long a pod may wait for its new node "
+        f"(default {autoscaling.DEFAULT_SCALE_UP_TIMEOUT})",
+    )
+    parser.add_argument(
         "--team",
         metavar="NAME",
         help="task governance: run in the team's namespace hyperpod-ns-NAME through its Kueue LocalQueue "
@@ -99,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
         raise StepError(
             ExitCode.USAGE, "--down has no effect with --managed: managed jobs tear their cluster down themselves"
         )
+    groups = autoscaling.parse_groups(getattr(args, "karpenter_groups", None))
+    if groups and not args.context:
+        raise StepError(ExitCode.USAGE, "--karpenter-groups needs --context (SkyPilot's setting is per context)")
+    if groups and args.scale_up_timeout < 60:
+        raise StepError(ExitCode.USAGE, f"--scale-up-timeout must be at least 60 seconds, got {args.scale_up_timeout}")
     team = team_placement(args)
     validated = validate_tasks(args.tasks, args.k8s_version)
     if args.validate_only:
@@ -155,7 +174,13 @@ def team_placement(args: argparse.Namespace) -> task_governance.TeamPlacement | 
 
 def launch_task(item: ValidatedTask, args: argparse.Namespace, team=None) -> TaskResult:
     task = item.task
-    with _pinned_to_context(task, args.context), team_queue(team, args.context):
+    groups = autoscaling.parse_groups(getattr(args, "karpenter_groups", None))
+    timeout = getattr(args, "scale_up_timeout", autoscaling.DEFAULT_SCALE_UP_TIMEOUT)
+    with (
+        _pinned_to_context(task, args.context),
+        team_queue(team, args.context),
+        autoscaling.autoscaler_config(args.context, groups, timeout),
+    ):
         if args.managed:
             with _jobs_controller_home(args.context):
                 return _launch_managed(item, task)

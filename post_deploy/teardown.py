@@ -39,6 +39,7 @@ Exit codes: ``STEP_MEANINGS`` below, one per step, printed by ``--help``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -143,6 +144,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--cdk", metavar="PATH", help="cdk executable (default: `cdk` on PATH, else the one beside this Python)"
     )
+    parser.add_argument(
+        "--app",
+        metavar="DIR",
+        help="a cloud assembly (cdk.out) synthesized from the same config, passed to every cdk destroy "
+        "instead of synthesizing the app once per stack; it must hold every stack of the plan",
+    )
     parser.set_defaults(func=run)
 
 
@@ -163,6 +170,7 @@ class Plan:
     pipeline_stack: str | None = None
     foreign_pipeline: str | None = None
     eks_cluster_name: str = ""  # also what teardown looks for in the VPC's left-over security groups
+    cdk_app: str | None = None  # `cdk destroy --app`: an assembly synthesized from the same config
     # Existing resources the config points at (network.existing, eks.existing, an existing bucket): never
     # deleted, and said so. With an existing VPC there is no network stack in ``stacks``.
     kept: tuple[str, ...] = ()
@@ -236,14 +244,36 @@ def make_plan(args: argparse.Namespace) -> Plan:
         pipeline_stack=names.pipeline_stack_name(config) if config.pipeline.enabled and not foreign else None,
         foreign_pipeline=f"{names.pipeline_stack_name(config)} in account {p.pipeline_account}" if foreign else None,
         eks_cluster_name=names.eks_cluster_name(config),
+        cdk_app=str(Path(args.app).resolve()) if getattr(args, "app", None) else None,
         kept=kept_resources(config),
     )
-    mismatch = outputs_mismatch(plan, config.hyperpod.cluster_name, args.outputs)
+    mismatch = outputs_mismatch(plan, config.hyperpod.cluster_name, args.outputs) or assembly_mismatch(plan)
     if mismatch:
         raise StepError(
             ExitCode.USAGE, f"{mismatch}: pass the -c config of that deployment (make destroy CDK_ARGS=...)"
         )
     return plan
+
+
+def assembly_mismatch(plan: Plan) -> str | None:
+    """Why ``--app`` cannot destroy the plan (a stack it does not hold), or None."""
+    if not plan.cdk_app:
+        return None
+    manifest = Path(plan.cdk_app) / "manifest.json"
+    try:
+        artifacts = json.loads(manifest.read_text()).get("artifacts", {})
+    except (OSError, ValueError) as exc:
+        return f"--app {plan.cdk_app}: not a cloud assembly ({manifest}: {exc})"
+    held = {
+        a.get("properties", {}).get("stackName") or name
+        for name, a in artifacts.items()
+        if a.get("type") == "aws:cloudformation:stack"
+    }
+    planned = [*(plan.stacks[r] for r in destroy_order(plan)), plan.pipeline_stack]
+    missing = [s for s in planned if s and s not in held]
+    if missing:
+        return f"--app {plan.cdk_app}: holds no stack {', '.join(missing)} (synthesized from another config?)"
+    return None
 
 
 def outputs_mismatch(plan: Plan, hyperpod_cluster_name: str, outputs_path: str | None) -> str | None:
@@ -378,6 +408,8 @@ def _relay(stream, tail: deque[str]) -> None:
 def cdk_destroy(cdk: str, stack: str, plan: Plan, *, profile: str | None, timeout_s: float, code: ExitCode) -> None:
     """One ``cdk destroy`` in the project root; its output relayed to stderr, its tail kept for the error."""
     cmd = [cdk, "destroy", stack, "--exclusively", "--force"]
+    if plan.cdk_app:
+        cmd += ["--app", plan.cdk_app]
     for pair in plan.cdk_context:
         cmd += ["-c", pair]
     if profile:

@@ -114,12 +114,14 @@ def canary_policy_statements(partition: str, region: str, account: str) -> list[
         ),
         # wait-nodes and the leftovers check (HyperPod ARNs carry the cluster id, not its name).
         iam.PolicyStatement(
-            sid="ReadCanaryClusters",
-            actions=["eks:DescribeCluster", "sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
-            resources=[
-                f"{arn}:eks:{region}:{account}:cluster/{prefix}-eks",
-                f"{arn}:sagemaker:{region}:{account}:cluster/*",
-            ],
+            sid="ReadCanaryEksCluster",
+            actions=["eks:DescribeCluster"],
+            resources=[f"{arn}:eks:{region}:{account}:cluster/{prefix}-eks"],
+        ),
+        iam.PolicyStatement(
+            sid="ReadCanaryHyperPodCluster",
+            actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"],
+            resources=[f"{arn}:sagemaker:{region}:{account}:cluster/*"],
         ),
         iam.PolicyStatement(
             sid="ReadCanaryStacks",
@@ -140,11 +142,13 @@ def canary_policy_statements(partition: str, region: str, account: str) -> list[
         ),
         iam.PolicyStatement(
             sid="DeleteLeftoverInterfaces",
-            actions=["ec2:DeleteNetworkInterface", "ec2:DeleteSecurityGroup"],
-            resources=[
-                f"{arn}:ec2:{region}:{account}:network-interface/*",
-                f"{arn}:ec2:{region}:{account}:security-group/*",
-            ],
+            actions=["ec2:DeleteNetworkInterface"],
+            resources=[f"{arn}:ec2:{region}:{account}:network-interface/*"],
+        ),
+        iam.PolicyStatement(
+            sid="DeleteLeftoverSecurityGroups",
+            actions=["ec2:DeleteSecurityGroup"],
+            resources=[f"{arn}:ec2:{region}:{account}:security-group/*"],
         ),
     ]
 
@@ -386,6 +390,9 @@ class PipelineStack(Stack):
         if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
             karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
             env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
+        if config.task_governance.enabled:  # so the step's `check` shows each team's queue and quota
+            for key in (outputs.TASK_GOVERNANCE_TEAMS, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES):
+                env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)
         tasks = " ".join(shlex.quote(t) for t in config.pipeline.post_deploy_tasks)
         return pipelines.CodeBuildStep(
             "PostDeploy",

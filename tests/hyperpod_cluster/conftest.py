@@ -159,6 +159,14 @@ class Stubs:
         self.stubbers = {s: Stubber(c) for s, c in self.clients.items()}
         for stubber in self.stubbers.values():
             stubber.activate()
+        # Each Stubber keeps its own queue, so the order across services is recorded here, in the
+        # order the handler made the calls (every call builds its parameters first, stubbed or not).
+        self.calls: list[str] = []
+        for service, client in self.clients.items():
+            client.meta.events.register(
+                "before-parameter-build.*.*",
+                lambda model, _service=service, **_: self.calls.append(f"{_service}.{model.name}"),
+            )
 
     @property
     def sagemaker(self) -> Stubber:

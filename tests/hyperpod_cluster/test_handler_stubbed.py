@@ -52,6 +52,19 @@ def test_create_starts_the_poller_before_create_cluster_and_sends_the_request_un
 
     assert result == {"PhysicalResourceId": "hp-test", "Data": {"ClusterArn": ARN, "ClusterName": "hp-test"}}
     stubs.assert_done()
+    # CreateCluster last: a poller that failed to start must leave no cluster behind.
+    assert stubs.calls == ["sagemaker.DescribeCluster", "stepfunctions.StartExecution", "sagemaker.CreateCluster"]
+
+
+def test_a_poller_that_cannot_start_leaves_no_cluster(stubs, handle):
+    props = properties(cluster_request(), handle=handle.url, timeout=7200)
+    not_found(stubs)
+    stubs.sfn.add_client_error("start_execution", service_error_code="AccessDeniedException", http_status_code=400)
+
+    with pytest.raises(Exception, match="AccessDenied"):
+        handler.on_event(event("Create", props))
+    stubs.assert_done()
+    assert "sagemaker.CreateCluster" not in stubs.calls
 
 
 def test_poller_input_names_the_handle_targets_and_deadline(stubs, handle, monkeypatch):

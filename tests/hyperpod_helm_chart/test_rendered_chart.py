@@ -44,7 +44,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VENDORED = FIXTURES / "sagemaker-hyperpod-cli"
 CHART = VENDORED / "helm_chart" / "HyperPodHelmChart"
 DEPENDENCIES = FIXTURES / "helm-dependencies"
-# facts.md section 6: sha256 over `sha256sum` lines of all 144 files at 0e32919 (chart_digest's algorithm).
+# sha256 over `sha256sum` lines of all 144 files at 0e32919 (chart_digest's algorithm).
 PINNED_FILES_SHA256 = "26fc72dde401b2bfac8a6c7a9b2af03ab8ab363794fb3cad83756cd423249330"
 
 # Sub-charts this app switches on; every other dependency of the chart must not render.

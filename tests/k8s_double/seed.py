@@ -1,6 +1,6 @@
 """Builders for the objects a HyperPod EKS cluster holds, shaped like what HyperPod and kubelet write.
 
-Labels follow facts.md section 1 (``node.kubernetes.io/instance-type`` with the ``ml.`` prefix,
+Labels follow what HyperPod sets on its nodes (AWS HyperPod EKS user guide; ``node.kubernetes.io/instance-type`` with the ``ml.`` prefix,
 ``sagemaker.amazonaws.com/cluster-name``, ``.../node-health-status``,
 ``.../deep-health-check-status``), names ``hyperpod-i-<17 hex>``. GPU and EFA capacity is given
 explicitly by the caller where a test's expectation depends on it, so the double never decides

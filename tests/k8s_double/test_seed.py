@@ -1,4 +1,4 @@
-"""The builders produce nodes shaped like HyperPod's (facts.md section 1) that the client can parse."""
+"""The builders produce nodes shaped like HyperPod's (labels and names as the AWS HyperPod EKS user guide lists them) that the client can parse."""
 
 from __future__ import annotations
 

@@ -312,6 +312,16 @@ def test_an_existing_group_without_the_self_egress_rule_is_blocked(clients, aws)
     assert "authorize-security-group-egress" in finding.fix
 
 
+def test_an_existing_group_without_all_egress_warns(clients, aws):
+    config = _existing_network(aws, "10.0.0.0/20")
+    sg = config["network.existing.security_group_id"]
+    aws.client("ec2").revoke_security_group_egress(
+        GroupId=sg, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    )
+    [finding] = checks.check_existing_network(clients, target(clients, **config))
+    assert finding.level == "warning" and "does not allow all egress" in finding.message
+
+
 def test_an_eks_subnet_of_another_vpc_is_blocked(clients, aws):
     t = target(clients, **_existing_network(aws, "10.0.0.0/20", eks_in_other_vpc=True))
     findings = checks.check_existing_network(clients, t)

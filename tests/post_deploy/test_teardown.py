@@ -623,43 +623,6 @@ def test_retained_buckets_are_reported_as_left_behind(cdk_recorder, network, tmp
     assert "left behind: lifecycle_bucket.removal_policy=retain kept bucket sagemaker-hyperpod-sky-lifecycle-" in err
 
 
-# ----- the classifier on its own ------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "eni_fields, kind",
-    [
-        ({"InterfaceType": "lambda", "Description": "AWS Lambda VPC ENI-fn-1"}, network_cleanup.EniKind.LAMBDA),
-        # moto creates every ENI as type "interface", so EFA is only covered here
-        ({"InterfaceType": "efa", "Description": ""}, network_cleanup.EniKind.EFA),
-        ({"InterfaceType": "efa-only", "Description": ""}, network_cleanup.EniKind.EFA),
-        (
-            {"InterfaceType": "nat_gateway", "Description": "Interface for NAT Gateway nat-0123456789abcdef0"},
-            network_cleanup.EniKind.OWN,
-        ),
-        (
-            {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0123456789abcdef0"},
-            network_cleanup.EniKind.OWN,
-        ),
-        (
-            {"InterfaceType": "vpc_endpoint", "Description": "VPC Endpoint Interface vpce-0fedcba9876543210"},
-            network_cleanup.EniKind.UNKNOWN,
-        ),
-        ({"InterfaceType": "interface", "Description": "Amazon EKS hyperpod-sky-eks"}, network_cleanup.EniKind.EKS),
-        ({"InterfaceType": "interface", "Description": "hyperpod-sky bastion"}, network_cleanup.EniKind.UNKNOWN),
-        (
-            {"InterfaceType": "interface", "Description": "", "Groups": [{"GroupId": "sg-0aaa"}]},
-            network_cleanup.EniKind.APP,
-        ),
-        (
-            {"InterfaceType": "network_load_balancer", "Description": "ELB net/k8s-default-svc/0123"},
-            network_cleanup.EniKind.UNKNOWN,
-        ),
-    ],
-)
-def test_classifier_attributes_by_evidence_only(eni_fields, kind):
-    own = frozenset({"nat-0123456789abcdef0", "vpce-0123456789abcdef0", "sg-0aaa"})
-    assert network_cleanup.classify_eni({"NetworkInterfaceId": "eni-1", **eni_fields}, own)[0] is kind
-
-
 # ----- `cdk destroy --all` alone, from a deployed state -------------------------------------------
 # Teardown adds ordering and ENI clearing; the stacks themselves must still be deletable on their
 # own: no resource kept by a Retain policy unless the config asks for it, and every bucket that is

@@ -90,7 +90,11 @@ class Rehearsal:
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._reset_moto()  # moto's backends are process-wide; start from nothing
-        self.stacks = MotoStacks(
+        self.stacks = self._moto_stacks()
+        return self
+
+    def _moto_stacks(self) -> MotoStacks:
+        return MotoStacks(
             self.assembly,
             endpoint=self.endpoint,
             account=ACCOUNT,
@@ -98,7 +102,13 @@ class Rehearsal:
             wait_handle=self._new_handle,
             on_eks_cluster=self._point_eks_at_double,
         )
-        return self
+
+    def use_assembly(self, cdk_out: Path) -> None:
+        """Rehearse another cloud assembly before deploying: one synthesized with the ids of resources
+        created in moto first (an existing VPC or bucket), which moto only knows once they exist."""
+        self.stacks.close()
+        self.assembly = CloudAssembly(cdk_out)
+        self.stacks = self._moto_stacks()
 
     def __exit__(self, *exc: object) -> None:
         self.stacks.close()

@@ -2,7 +2,7 @@
 
 Templates alone do not say which network interface carries which security group, and one group (the
 cluster security group EKS creates) is in no template at all. This module supplies both, from AWS's
-documentation (facts.md section 6; EKS user guide "Amazon EKS security group requirements"):
+documentation (EKS user guide "Amazon EKS security group requirements"):
 
 * the cluster security group: ingress all from itself; egress all to 0.0.0.0/0 and to itself. It is
   the ``ClusterSecurityGroupId`` attribute of an ``AWS::EKS::Cluster``.
@@ -12,6 +12,12 @@ documentation (facts.md section 6; EKS user guide "Amazon EKS security group req
 * HyperPod nodes carry only ``VpcConfig.SecurityGroupIds`` of the CreateCluster request
   (``ClusterRequest`` of ``Custom::HyperPodCluster``), and pods (VPC CNI) their node's groups;
 * a Lambda function with ``VpcConfig`` carries its own groups; an interface VPC endpoint its own.
+
+Existing resources (``network.existing``, ``eks.existing``) appear in the templates as literal ``sg-``
+ids. Their rules are not in any template, so they are passed in as ``existing_groups`` with what the app
+assumes and ``make preflight`` checks of them (``existing_security_group`` below: all traffic from and
+to itself, all egress); an existing EKS cluster (``existing_cluster_sg``) is modelled with EKS's own
+semantics: its cluster group as above, its control plane and its managed nodes carrying that group.
 
 A flow is reachable when some egress rule of the source's groups admits the traffic to the
 destination (a rule naming one of its groups, or a CIDR covering the VPC) AND some ingress rule of
@@ -91,6 +97,9 @@ class Network:
     """Every security group in a set of templates, with its ingress and egress rules."""
 
     templates: Mapping[str, dict]
+    # Literal security group ids of existing groups -> (ingress, egress) rules assumed of them.
+    existing_groups: Mapping[str, tuple[list[Rule], list[Rule]]] = field(default_factory=dict)
+    existing_cluster_sg: str | None = None  # the cluster group of an existing EKS cluster
     ingress: dict[Group, list[Rule]] = field(default_factory=dict)
     egress: dict[Group, list[Rule]] = field(default_factory=dict)
     vpc_cidrs: list[ipaddress.IPv4Network] = field(default_factory=list)
@@ -105,6 +114,15 @@ class Network:
         for _, _, props in self.resources("AWS::EC2::VPC"):
             if isinstance(props.get("CidrBlock"), str):
                 self.vpc_cidrs.append(ipaddress.ip_network(props["CidrBlock"]))
+        for sg_id, (ingress, egress) in self.existing_groups.items():
+            self.ingress.setdefault(existing_group(sg_id), []).extend(ingress)
+            self.egress.setdefault(existing_group(sg_id), []).extend(egress)
+        if self.existing_cluster_sg:
+            me = existing_group(self.existing_cluster_sg)
+            self.ingress.setdefault(me, []).append(Rule(ALL, (0, 65535), peer_group=me))
+            self.egress.setdefault(me, []).extend(
+                [Rule(ALL, (0, 65535), peer_cidr=ANY_IPV4), Rule(ALL, (0, 65535), peer_group=me)]
+            )
         for stack, template in self.templates.items():
             for logical_id, resource in template.get("Resources", {}).items():
                 self._load(stack, logical_id, resource)
@@ -112,7 +130,12 @@ class Network:
     # --- resolving references -----------------------------------------------------------------
 
     def group(self, stack: str, value) -> Group:
-        """The security group an intrinsic (Ref, GetAtt GroupId/ClusterSecurityGroupId, ImportValue) names."""
+        """The security group an intrinsic (Ref, GetAtt GroupId/ClusterSecurityGroupId, ImportValue) names,
+        or an existing group's literal id."""
+        if isinstance(value, str) and value.startswith("sg-"):
+            if value not in self.existing_groups and value != self.existing_cluster_sg:
+                raise LookupError(f"{stack}: existing group {value} has no assumed rules (pass it in existing_groups)")
+            return existing_group(value)
         if isinstance(value, dict) and "Fn::ImportValue" in value:
             name = value["Fn::ImportValue"]
             if name not in self._exports:
@@ -231,11 +254,31 @@ def cluster_security_group(stack: str, cluster_logical_id: str) -> Group:
     return Group(f"{stack}/{cluster_logical_id}#cluster-sg")
 
 
+def existing_group(sg_id: str) -> Group:
+    return Group(f"existing/{sg_id}")
+
+
+def existing_security_group(sg_id: str) -> tuple[list[Rule], list[Rule]]:
+    """What the app assumes of ``network.existing.security_group_id`` and ``make preflight`` checks
+    (``post_deploy/preflight_checks.py``): all traffic from itself; all traffic to itself and to anywhere."""
+    me = existing_group(sg_id)
+    return [Rule(ALL, (0, 65535), peer_group=me)], [
+        Rule(ALL, (0, 65535), peer_group=me),
+        Rule(ALL, (0, 65535), peer_cidr=ANY_IPV4),
+    ]
+
+
 # --- roles: which interfaces carry which groups -------------------------------------------------
 
 
 def control_plane(net: Network) -> list[Interface]:
-    return [
+    existing = (
+        # Its additional groups are unknown: the cluster group alone is the least it carries.
+        [Interface("existing cluster control plane", frozenset({existing_group(net.existing_cluster_sg)}))]
+        if net.existing_cluster_sg
+        else []
+    )
+    return existing + [
         Interface(
             f"{stack}/{logical_id} control plane",
             frozenset({cluster_security_group(stack, logical_id)})
@@ -246,7 +289,12 @@ def control_plane(net: Network) -> list[Interface]:
 
 
 def system_nodes(net: Network) -> list[Interface]:
-    found = []
+    # An existing cluster's own managed nodes (no launch template) carry only its cluster group.
+    found = (
+        [Interface("existing cluster managed nodes", frozenset({existing_group(net.existing_cluster_sg)}))]
+        if net.existing_cluster_sg
+        else []
+    )
     for stack, logical_id, props in net.resources("AWS::EKS::Nodegroup"):
         if "LaunchTemplate" in props:
             raise NotImplementedError(f"{stack}/{logical_id}: node groups with a launch template are not modelled")
@@ -357,8 +405,8 @@ FLOWS: list[Flow] = [
     # EFA and NCCL between HyperPod nodes, across instance groups too.
     Flow("HyperPod nodes exchange EFA/NCCL traffic", "hyperpod_nodes", "hyperpod_nodes", ALL),
     # The API server calls kubelets (logs, exec, port-forward) and admission webhooks in pods. Task
-    # governance adds no flow of its own: Kueue's webhooks (9443) and its visibility API server (8082, an
-    # aggregated APIService) are pods the control plane reaches through these same rules.
+    # governance adds no flow of its own: Kueue's admission webhooks and any API it serves are pods the
+    # control plane reaches on an unprivileged port through these same rules.
     Flow("control plane reaches kubelet on system nodes", "control_plane", "system_nodes", "tcp", KUBELET),
     Flow("control plane reaches kubelet on HyperPod nodes", "control_plane", "hyperpod_nodes", "tcp", KUBELET),
     Flow("control plane reaches webhook pods on system nodes", "control_plane", "system_nodes", "tcp", HTTPS),
@@ -400,9 +448,14 @@ OBSERVABILITY_FLOWS: list[Flow] = [
 FLOWS += OBSERVABILITY_FLOWS
 
 
-def check(templates: Mapping[str, dict], flows: Iterable[Flow] = FLOWS) -> list[str]:
+def check(
+    templates: Mapping[str, dict],
+    flows: Iterable[Flow] = FLOWS,
+    existing_groups: Mapping[str, tuple[list[Rule], list[Rule]]] | None = None,
+    existing_cluster_sg: str | None = None,
+) -> list[str]:
     """One line per (flow, source interface, destination interface) the security groups block."""
-    net = Network(templates)
+    net = Network(templates, existing_groups=existing_groups or {}, existing_cluster_sg=existing_cluster_sg)
     interfaces = {role: find(net) for role, find in ROLES.items()}
     problems = []
     for flow in flows:

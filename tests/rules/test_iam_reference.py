@@ -98,13 +98,17 @@ def test_every_statement_of_the_default_templates_holds_up_against_the_reference
 
 
 def test_the_pipeline_and_its_deployment_stage_hold_up_against_the_references(tmp_path):
-    # The pipeline stack plus the Stage's copies of the four stacks (nested cloud assembly).
+    # The pipeline stack (with the optional canary stage) plus the Stage's copies of the four stacks.
     result = run_cdk_synth(
-        tmp_path, "-c", "pipeline.enabled=true", "-c", "pipeline.source=codecommit", "-c", "pipeline.repository=hp"
+        tmp_path,
+        *("-c", "pipeline.enabled=true", "-c", "pipeline.source=codecommit", "-c", "pipeline.repository=hp"),
+        *("-c", "pipeline.canary=true"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     every = {str(p.relative_to(tmp_path)): json.loads(p.read_text()) for p in tmp_path.glob("**/*.template.json")}
     assert "hyperpod-sky-pipeline.template.json" in every and len(every) == 9
+    canary = [s for s in iam_reference.statements(every) if "tag:GetResources" in s.actions]
+    assert canary  # the canary stage's statements are among those checked
     assert iam_reference.check(every) == []
 
 

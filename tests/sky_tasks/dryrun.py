@@ -1,4 +1,5 @@
-"""``python -m tests.sky_tasks.dryrun --kubeconfig F --contexts C1,C2 [--controller {home,default}] TASK.yaml...``:
+"""``python -m tests.sky_tasks.dryrun --kubeconfig F --contexts C1,C2 [--controller {home,default}]
+[--karpenter-groups G1,G2] TASK.yaml...``:
 SkyPilot's own launch of each task on each context up to the moment it would create the pod, in
 one process (SkyPilot's import and state set-up dominate; one process keeps the tests fast). ``--team``/``--priority``/``--outputs`` are ``submit``'s own flags.
 
@@ -15,8 +16,11 @@ SkyPilot's ``controller_utils.get_controller_resources`` for the task (``home``:
 ``submit --managed`` sends; ``default``: SkyPilot's defaults), launched the way
 ``sky/jobs/server/core.py`` ``_ensure_controller_up`` launches it.
 
+With ``--karpenter-groups`` the launch runs under the SkyPilot settings ``submit --karpenter-groups``
+sends (``post_deploy.autoscaling``).
+
 Printed per pod: namespace, labels, annotations, nodeSelector, affinity, tolerations and container resources (the
-scheduling-relevant parts; the rest is SkyPilot's start-up script).
+scheduling-relevant parts; the rest is SkyPilot's start-up script), and the provisioner's timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--contexts", required=True, help="comma-separated kubeconfig contexts")
     parser.add_argument("--controller", help="comma-separated: home, default")
+    parser.add_argument("--karpenter-groups", help="as submit --karpenter-groups: SkyPilot's autoscaler settings")
     parser.add_argument("--team", help="submit --team: the task governance team")
     parser.add_argument("--priority", help="submit --priority")
     parser.add_argument("--outputs", help="submit --outputs: stack outputs naming the teams")
@@ -47,7 +52,7 @@ def main(argv: list[str]) -> int:
     from sky.backends import backend_utils
     from sky.utils import controller_utils
 
-    from post_deploy import skypilot_env, submit
+    from post_deploy import autoscaling, skypilot_env, submit
     from post_deploy.task_validation import validate_task_file
 
     rendered: list[str] = []
@@ -69,10 +74,14 @@ def main(argv: list[str]) -> int:
         try:
             item = validate_task_file(path)
             cluster = submit.cluster_name_for(item, None)
+            scaled = autoscaling.autoscaler_config(
+                context, autoscaling.parse_groups(args.karpenter_groups), autoscaling.DEFAULT_SCALE_UP_TIMEOUT
+            )
             with (
                 skypilot_env.skypilot_environment(args.kubeconfig),
                 submit._pinned_to_context(item.task, context),
                 submit.team_queue(team, context),
+                scaled,
             ):
                 if mode:
                     home = submit._jobs_controller_home(context) if mode == "home" else nullcontext()
@@ -91,6 +100,8 @@ def main(argv: list[str]) -> int:
             with open(cluster_yaml) as f:
                 cluster_config = yaml.safe_load(f)
             node_config = cluster_config["available_node_types"]["ray_head_default"]["node_config"]
+            # How long SkyPilot's provisioner lets the pod stay Pending before giving the launch up.
+            out["provision_timeout"] = cluster_config["provider"].get("timeout")
             spec = node_config["spec"]
             out["pod"] = {
                 "namespace": cluster_config["provider"].get("namespace"),

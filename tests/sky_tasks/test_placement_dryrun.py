@@ -90,8 +90,8 @@ def _seed_catalog(home: Path) -> None:
 
 
 class Cluster:
-    def __init__(self, tmp: Path):
-        self.fleets = _fleets()
+    def __init__(self, tmp: Path, fleets: dict[str, list[dict]] | None = None):
+        self.fleets = _fleets() if fleets is None else fleets
         self.doubles: dict[str, K8sDouble] = {}
         for context, nodes in self.fleets.items():
             double = K8sDouble().start()
@@ -106,7 +106,7 @@ class Cluster:
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "current-context": "mixed",
+                    "current-context": next(iter(self.doubles)),
                     "clusters": [{"name": c, "cluster": {"server": d.url}} for c, d in self.doubles.items()],
                     "users": [{"name": c, "user": {"token": d.token}} for c, d in self.doubles.items()],
                     "contexts": [

@@ -127,7 +127,10 @@ def test_skypilot_alone_accepts_an_unknown_key_under_config():
     """Why the extra check exists: the SkyPilot client lets this typo through."""
     import sky
 
-    sky.Task.from_yaml(str(FIXTURES / "unknown-config-key.yaml"))
+    task = sky.Task.from_yaml(str(FIXTURES / "unknown-config-key.yaml"))
+    # parsed without complaint, the typo kept as a config override, the pod config (and its EFA) lost
+    (resources,) = task.resources
+    assert set(resources.cluster_config_overrides["kubernetes"]) == {"pod_confg"}
 
 
 @pytest.mark.parametrize(

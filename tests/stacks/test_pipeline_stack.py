@@ -781,10 +781,12 @@ def test_canary_role_has_no_wildcard_action_and_assumes_only_cdk_bootstrap_roles
     ours = [s for s in statements if s.get("Sid")]
     assert {s["Sid"] for s in ours} == {
         "AssumeCdkBootstrapRoles",
-        "ReadCanaryClusters",
+        "ReadCanaryEksCluster",
+        "ReadCanaryHyperPodCluster",
         "ReadCanaryStacks",
         "FindLeftovers",
         "DeleteLeftoverInterfaces",
+        "DeleteLeftoverSecurityGroups",
     }
     assert all("*" not in a for s in ours for a in as_list(s["Action"]))
     # Wildcard actions only in aws-cdk-lib's artifact-bucket and key grants (acknowledged with the others).
@@ -797,8 +799,11 @@ def test_canary_role_has_no_wildcard_action_and_assumes_only_cdk_bootstrap_roles
             "iam:ResourceTag/aws-cdk:bootstrap-role": ["deploy", "file-publishing", "image-publishing", "lookup"]
         }
     }
-    deletes = [s for s in statements if s.get("Sid") == "DeleteLeftoverInterfaces"]
-    assert deletes and set(as_list(deletes[0]["Action"])) == {"ec2:DeleteNetworkInterface", "ec2:DeleteSecurityGroup"}
+    deletes = {s["Sid"]: s["Action"] for s in ours if s["Sid"].startswith("DeleteLeftover")}
+    assert deletes == {
+        "DeleteLeftoverInterfaces": "ec2:DeleteNetworkInterface",
+        "DeleteLeftoverSecurityGroups": "ec2:DeleteSecurityGroup",
+    }
 
 
 def test_canary_stage_passes_cdk_nag(with_canary):
@@ -810,3 +815,20 @@ def test_canary_stage_passes_cdk_nag(with_canary):
 def test_canary_refuses_a_pipeline_in_another_account():
     with pytest.raises(ConfigError, match=r"^config error: pipeline\.canary = true: needs the pipeline in the"):
         load_config({**cdk_context(), **CROSS_ACCOUNT, "pipeline.canary": "true"})
+
+
+def test_with_task_governance_the_post_deploy_step_also_gets_the_teams_and_priority_classes(tmp_path_factory):
+    governed = synth_pipeline(
+        tmp_path_factory,
+        "governed",
+        {
+            **SAME_ACCOUNT,
+            "task_governance.enabled": "true",
+            "task_governance.teams": "[{name: research, instance_quotas: [{instance_type: ml.p5.48xlarge, count: 1}]}]",
+        },
+    )
+    action = next(a for a in governed.deploy_actions() if a["Name"] == "PostDeploy")
+    variables = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
+    for key in (keys.TASK_GOVERNANCE_TEAMS, keys.TASK_GOVERNANCE_PRIORITY_CLASSES):
+        assert variables[key].endswith(f".{key}}}"), variables[key]
+        assert key in governed.stage_template("hyperpod")["Outputs"]

@@ -14,6 +14,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from config import outputs as output_keys
+from config import sagemaker_api
 from config import task_governance_names as names
 from constructs.hyperpod_cluster import asset
 from constructs.task_governance import infrastructure as tg
@@ -104,6 +105,7 @@ def test_the_cluster_policy_carries_the_priority_classes_and_fair_share_for_this
         "SchedulerConfig": props["SchedulerConfig"],
     }
     assert not ParamValidator().validate(request, _shape("CreateClusterSchedulerConfig")).has_errors()
+    assert sagemaker_api.full_match("EntityName", props["Name"])
 
 
 def test_each_quota_request_is_what_create_compute_quota_accepts_for_its_team(governed):
@@ -130,6 +132,8 @@ def test_each_quota_request_is_what_create_compute_quota_accepts_for_its_team(go
     assert requests["platform"]["ComputeQuotaConfig"]["PreemptTeamTasks"] == "Never"
     assert requests["platform"]["ComputeQuotaTarget"] == {"TeamName": "platform", "FairShareWeight": 10}
     assert {r["Name"] for r in requests.values()} == {"hyperpod-sky-research", "hyperpod-sky-platform"}
+    # botocore's validator checks types and lengths, not patterns: the name's pattern is checked here.
+    assert all(sagemaker_api.full_match("EntityName", r["Name"]) for r in requests.values())
     owners = {t["Value"] for r in requests.values() for t in r["Tags"] if t["Key"] == tg.OWNER_TAG_KEY}
     assert len(owners) == 1 and owners.pop().startswith(f"{HYPERPOD}/")
 

@@ -6,9 +6,11 @@ machine that ``on_event`` starts; for Delete the framework's ``is_complete`` loo
 before CloudFormation removes the EKS cluster and subnets it uses, and deletion fits in the 1-hour limit).
 
 Ordering rules that keep failures clean:
-* Every check (validation, refusals, ownership, status) runs before the first mutating call, and
-  CreateCluster/UpdateCluster is the last call. An exception in ``on_event`` during Create makes the
+* Every check (validation, refusals, ownership, status) runs before the first mutating call.
+* On Create, CreateCluster is the last call: an exception in ``on_event`` during Create makes the
   framework skip the rollback Delete, so nothing may exist yet when ``on_event`` can still fail.
+* On Update, AddTags/DeleteTags follow UpdateCluster: a tag call that fails then fails the update
+  after HyperPod took the new spec, and CloudFormation's rollback sends the old spec back as an Update.
 * A retried Create adopts a cluster of the same name only if this stack's owner tag is on it and its
   spec matches; anything else is refused with the command-free fix (delete it or rename).
 * Errors reach CloudFormation as one line naming the cluster, the operation and HyperPod's own message.
