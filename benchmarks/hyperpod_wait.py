@@ -9,7 +9,7 @@ state, then one check. The WaitCondition signal is a real HTTP PUT to a loopback
 * Lambda seconds: the measured CPU time of each invocation of our handlers, summed (API round trips are
   stubbed, so real billed time adds roughly one network round trip per API call),
 * Step Functions state transitions,
-* time from InService to the signal, over every phase of the 60-second poll cycle, against the bound
+* time from InService to the signal, over every phase of the poll cycle, against the bound
   ``POLL_INTERVAL_SECONDS`` that the state machine guarantees by construction.
 
     python -m benchmarks.hyperpod_wait [--minutes 90] [--phases 60]

@@ -662,6 +662,10 @@ class PipelineConfig(_Strict):
     cross_account_keys: bool = False
     post_deploy_tasks: tuple[str, ...] = ("sky_tasks/smoke.yaml",)
     post_deploy_timeout_minutes: int = Field(default=240, ge=30, le=2160)
+    # The post-deploy CodeBuild step runs outside any VPC and reaches the EKS endpoint over the internet,
+    # from CodeBuild's published ranges (ip-ranges.json, service CODEBUILD): say so when
+    # eks.public_access_cidrs are meant to admit them.
+    public_access_cidrs_include_codebuild: bool = False
     # A first stage that runs `python -m post_deploy canary` (examples/canary.yaml, deployed and destroyed
     # again) in the workload's account and region before the real deployment.
     canary: bool = False
@@ -1018,6 +1022,30 @@ class AppConfig(_Strict):
                 raise _KeyedError(
                     "pipeline.cross_account_keys", False, "must be true when pipeline_account differs from account"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _pipeline_reaches_eks(self) -> AppConfig:
+        """The pipeline's post-deploy step (kubeconfig, wait-nodes, SkyPilot) talks to the EKS API from a
+        CodeBuild project without VPC configuration, i.e. through the public endpoint."""
+        p, eks = self.pipeline, self.eks
+        if not p.enabled:
+            return self
+        if eks.endpoint_access == "private":
+            raise _KeyedError(
+                "eks.endpoint_access",
+                eks.endpoint_access,
+                "the pipeline's post-deploy step runs in CodeBuild outside the VPC and cannot reach a private "
+                "endpoint; use public_and_private (optionally with eks.public_access_cidrs) or disable the pipeline",
+            )
+        restricted = eks.public_access_cidrs and "0.0.0.0/0" not in eks.public_access_cidrs
+        if restricted and not p.public_access_cidrs_include_codebuild:
+            raise _KeyedError(
+                "eks.public_access_cidrs",
+                list(eks.public_access_cidrs),
+                "would lock out the pipeline's post-deploy step, which reaches EKS from CodeBuild's public IP "
+                f"ranges in {self.region}; include them and set pipeline.public_access_cidrs_include_codebuild: true",
+            )
         return self
 
     @model_validator(mode="after")

@@ -13,6 +13,8 @@ PROMETHEUS_REMOTE_WRITE_URL = "PrometheusRemoteWriteUrl"
 GRAFANA_WORKSPACE_URL = "GrafanaWorkspaceUrl"
 # Only with hyperpod.autoscaling: karpenter: comma-separated names of the groups Karpenter scales from 0.
 HYPERPOD_KARPENTER_GROUPS = "HyperPodKarpenterGroups"
+# Only with hyperpod.autoscaling: karpenter: the skypilot.co/accelerator values of every instance group.
+HYPERPOD_ACCELERATORS = "HyperPodAccelerators"
 # Only with task_governance.enabled: team names, and the cluster policy's priority classes as name=weight.
 TASK_GOVERNANCE_TEAMS = "TaskGovernanceTeams"
 TASK_GOVERNANCE_PRIORITY_CLASSES = "TaskGovernancePriorityClasses"

@@ -45,8 +45,8 @@ LAMBDA_REASONS = {
 }
 LOG_GROUP_REASON = (
     "Operational logs of this app's own handlers and workflows (resource names, API status, error messages; no "
-    "credentials or user data). CloudWatch Logs encrypts every log group at rest; log groups that can hold "
-    "sensitive data (the EKS control-plane audit log) set a customer-managed key instead and need no skip."
+    "credentials or user data). CloudWatch Logs encrypts every log group at rest with a service-managed key; a "
+    "log group that can hold sensitive data must set its own KMS key, and then needs no skip."
 )
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE_KEY|API_KEY", re.IGNORECASE)
 

@@ -95,3 +95,25 @@ def note(context: str | None, groups: tuple[str, ...], timeout: int) -> str:
         f"{context or '<context>'}: autoscaler {SKYPILOT_AUTOSCALER}, provision_timeout {timeout} s) keeps the "
         "context, and a pod waits for its node instead of failing"
     )
+
+
+def narrow_accelerators(task: Any, offered: tuple[str, ...]) -> list[str]:
+    """Keep only the accelerator choices some instance group offers (``offered``: skypilot.co/accelerator
+    values) and return the dropped ones. With an autoscaler configured SkyPilot treats every choice as
+    feasible (it cannot ask HyperPod's Karpenter), so from a list such as smoke.yaml's it could pick a GPU no
+    group has, and the pod would wait out the timeout. A task none of whose choices is offered fails at once."""
+    choices = list(task.resources)
+    gpu = [r for r in choices if r.accelerators]
+    if not offered or not gpu:
+        return []
+    kept = [r for r in choices if not r.accelerators or any(a.lower() in offered for a in r.accelerators)]
+    dropped = sorted({a for r in gpu if r not in kept for a in r.accelerators})
+    if not [r for r in kept if r.accelerators]:
+        raise StepError(
+            ExitCode.TASK_INVALID,
+            f"task {task.name or '(unnamed)'} asks for {', '.join(sorted({a for r in gpu for a in r.accelerators}))}; "
+            f"the cluster's instance groups offer only {', '.join(offered)}",
+        )
+    if dropped:
+        task.set_resources(set(kept) if isinstance(task.resources, set) else kept)
+    return dropped

@@ -287,14 +287,24 @@ def eks_cluster_security_groups(ec2, vpc_id: str, eks_cluster_name: str, own_ids
 
 
 def delete_eks_cluster_security_groups(ec2, cfn, network_stack: str, eks_cluster_name: str) -> list[str]:
-    """Delete the cluster security group(s) EKS left in the network stack's VPC; their ids. One that a
-    rule of another group or an interface still references is reported (EC2 would refuse it with
-    DependencyViolation, and the reference is someone's to remove)."""
-    deleted: list[str] = []
+    """Delete the cluster security group(s) EKS left in the network stack's VPC; their ids."""
     try:
         vpc_id, own_ids = network_stack_ids(cfn, network_stack)
-        if vpc_id is None:
-            return deleted
+    except (ClientError, BotoCoreError) as exc:
+        raise StepError(STEP_NETWORK_INTERFACES, f"security groups: AWS call failed: {_aws_error(exc)}") from None
+    if vpc_id is None:
+        return []
+    return delete_eks_cluster_security_groups_in(ec2, vpc_id, eks_cluster_name, own_ids)
+
+
+def delete_eks_cluster_security_groups_in(
+    ec2, vpc_id: str, eks_cluster_name: str, own_ids: frozenset[str] = frozenset()
+) -> list[str]:
+    """Delete the cluster security group(s) EKS left in ``vpc_id`` for ``eks_cluster_name``; their ids.
+    One that a rule of another group or an interface still references is reported (EC2 would refuse it
+    with DependencyViolation, and the reference is someone's to remove)."""
+    deleted: list[str] = []
+    try:
         for group in eks_cluster_security_groups(ec2, vpc_id, eks_cluster_name, own_ids):
             group_id = group["GroupId"]
             references = _references(ec2, vpc_id, group_id)

@@ -27,6 +27,7 @@ FIELDS: dict[str, str] = {
     keys.HYPERPOD_CLUSTER_ARN: "hyperpod_cluster_arn",
     keys.LIFECYCLE_BUCKET_NAME: "lifecycle_bucket_name",
     keys.HYPERPOD_KARPENTER_GROUPS: "hyperpod_karpenter_groups",
+    keys.HYPERPOD_ACCELERATORS: "hyperpod_accelerators",
     keys.TASK_GOVERNANCE_TEAMS: "task_governance_teams",
     keys.TASK_GOVERNANCE_PRIORITY_CLASSES: "task_governance_priority_classes",
 }
@@ -45,6 +46,7 @@ class StackOutputs:
     hyperpod_cluster_arn: str | None = None
     lifecycle_bucket_name: str | None = None
     hyperpod_karpenter_groups: str | None = None  # comma-separated; absent when autoscaling is off
+    hyperpod_accelerators: str | None = None  # comma-separated accelerator labels; only with autoscaling
     # Only when task governance is deployed (see post_deploy.task_governance).
     task_governance_teams: str | None = None
     task_governance_priority_classes: str | None = None

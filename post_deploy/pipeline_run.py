@@ -115,6 +115,7 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
         wait += ["--expected", str(args.expected_nodes)]
     # With Karpenter autoscaling, its groups at 0 are normal and SkyPilot must wait for their nodes.
     scaled = ["--karpenter-groups", ",".join(outs.karpenter_groups)] if outs.karpenter_groups else []
+    offered = ["--cluster-accelerators", outs.hyperpod_accelerators] if scaled and outs.hyperpod_accelerators else []
     plan = [
         ("kubeconfig", [*common, "--cluster-name", outs.eks_cluster_name, *aws]),
         ("wait-nodes", [*common, *wait, *scaled]),
@@ -140,6 +141,7 @@ def step_argv(args: argparse.Namespace, outs, kubeconfig: str, context: str) -> 
                     *(["--down"] if args.down else []),
                     *(["--managed"] if args.managed else []),
                     *scaled,
+                    *offered,
                     *args.tasks,
                 ],
             )

@@ -649,6 +649,18 @@ def check_existing_cluster(clients: Clients, target: Target) -> list[Finding]:
                 f"set eks.existing.cluster_security_group_id: {vpc_config.get('clusterSecurityGroupId')}",
             )
         )
+    public_cidrs = vpc_config.get("publicAccessCidrs", ["0.0.0.0/0"])
+    if not vpc_config.get("endpointPrivateAccess", False) and "0.0.0.0/0" not in public_cidrs:
+        findings.append(
+            Finding(
+                "existing-cluster",
+                WARNING,
+                f"{name} has no private endpoint and its public one admits only {', '.join(public_cidrs)}: the chart "
+                "installer and HyperPod nodes reach it from the VPC's NAT addresses",
+                f"aws eks update-cluster-config --name {name} --resources-vpc-config endpointPrivateAccess=true, "
+                "or add the NAT gateways' addresses to publicAccessCidrs",
+            )
+        )
     if "vpc-cni" not in eks.list_addons(clusterName=name).get("addons", []):
         findings.append(
             Finding(

@@ -76,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "waits for their nodes instead of failing; needs --context",
     )
     parser.add_argument(
+        "--cluster-accelerators",
+        metavar="NAME[,NAME]",
+        help="with --karpenter-groups: the accelerators the instance groups offer (the HyperPodAccelerators stack "
+        "output); a task listing several is narrowed to these",
+    )
+    parser.add_argument(
         "--scale-up-timeout",
         type=int,
         default=autoscaling.DEFAULT_SCALE_UP_TIMEOUT,
@@ -176,6 +182,11 @@ def launch_task(item: ValidatedTask, args: argparse.Namespace, team=None) -> Tas
     task = item.task
     groups = autoscaling.parse_groups(getattr(args, "karpenter_groups", None))
     timeout = getattr(args, "scale_up_timeout", autoscaling.DEFAULT_SCALE_UP_TIMEOUT)
+    if groups:
+        offered = autoscaling.parse_groups(getattr(args, "cluster_accelerators", None))
+        dropped = autoscaling.narrow_accelerators(task, offered)
+        if dropped:
+            say(f"submit: {item.path}: no instance group offers {', '.join(dropped)}; choosing among the others")
     with (
         _pinned_to_context(task, args.context),
         team_queue(team, args.context),

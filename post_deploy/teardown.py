@@ -58,6 +58,7 @@ from post_deploy.network_cleanup import (
     STEP_NETWORK_INTERFACES,
     clear_network_interfaces,
     delete_eks_cluster_security_groups,
+    delete_eks_cluster_security_groups_in,
 )
 from post_deploy.outputs import OutputsError, StackOutputs, read_outputs
 
@@ -171,6 +172,8 @@ class Plan:
     foreign_pipeline: str | None = None
     eks_cluster_name: str = ""  # also what teardown looks for in the VPC's left-over security groups
     cdk_app: str | None = None  # `cdk destroy --app`: an assembly synthesized from the same config
+    # network.existing with an EKS cluster this app created: the VPC EKS put its cluster group in.
+    existing_vpc_with_our_cluster: str | None = None
     # Existing resources the config points at (network.existing, eks.existing, an existing bucket): never
     # deleted, and said so. With an existing VPC there is no network stack in ``stacks``.
     kept: tuple[str, ...] = ()
@@ -246,6 +249,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         eks_cluster_name=names.eks_cluster_name(config),
         cdk_app=str(Path(args.app).resolve()) if getattr(args, "app", None) else None,
         kept=kept_resources(config),
+        existing_vpc_with_our_cluster=(
+            config.network.existing.vpc_id if config.network.existing and not config.eks.existing else None
+        ),
     )
     mismatch = outputs_mismatch(plan, config.hyperpod.cluster_name, args.outputs) or assembly_mismatch(plan)
     if mismatch:
@@ -489,6 +495,14 @@ def run(
         if "network" not in plan.stacks:
             # Network interfaces in someone else's VPC are not ours to wait for or delete.
             say("network: existing VPC (network.existing): no network stack to destroy, interfaces left alone")
+            if plan.existing_vpc_with_our_cluster:
+                # The cluster group EKS made for the cluster this app created is ours, even in their VPC.
+                session = aws_session(args.profile, plan.region)
+                summary["security_groups_deleted"] = delete_eks_cluster_security_groups_in(
+                    session.client("ec2", config=AWS_RETRY_CONFIG),
+                    plan.existing_vpc_with_our_cluster,
+                    plan.eks_cluster_name,
+                )
         else:
             session = aws_session(args.profile, plan.region)
             ec2 = session.client("ec2", config=AWS_RETRY_CONFIG)

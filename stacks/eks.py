@@ -3,16 +3,15 @@ the HyperPod dependency Helm chart (which must be installed before CreateCluster
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Aws, CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 
 from config import AppConfig, compatibility, names, outputs
 from config.model import ExistingEksConfig
 from constructs import Construct
+from constructs.control_plane_log_group.infrastructure import ServiceLogGroupRetention
 from constructs.hyperpod_helm_chart.infrastructure import HyperPodHelmChart
 from constructs.nag_acknowledgment import acknowledge
 from constructs.post_deploy_access.infrastructure import PostDeployAccess
@@ -114,56 +113,15 @@ class EksStack(Stack):
     def _create_cluster(self, config: AppConfig, net: Network) -> None:
         """The app's own cluster: control plane, logs, secrets key, managed add-ons and system nodes."""
         cfg = config.eks
-        # EKS creates this group on first log write and never deletes it; owning it here means a
-        # retention policy and nothing left behind by `cdk destroy`. The audit log records every API request
-        # (user names, resource names, request metadata), so it gets a customer-managed key of its own.
-        log_group_name = names.eks_control_plane_log_group(config)
-        logs_key = kms.Key(
-            self,
-            "ControlPlaneLogsKey",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-            description=f"Encryption of the control-plane logs of {self.cluster_name}",
-        )
-        # CloudWatch Logs uses the key on the group's behalf; AWS documents these actions, limited by the
-        # encryption context to this log group ("Encrypt log data in CloudWatch Logs using AWS KMS"). DescribeKey
-        # takes no encryption context (the Service Authorization Reference lists no such key for it; tests/rules),
-        # so under that condition it would always be denied: it gets a statement of its own.
-        logs_service = iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")
-        logs_key.add_to_resource_policy(
-            iam.PolicyStatement(principals=[logs_service], actions=["kms:DescribeKey"], resources=["*"])
-        )
-        logs_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[logs_service],
-                actions=[
-                    "kms:Encrypt",
-                    "kms:Decrypt",
-                    "kms:ReEncryptFrom",
-                    "kms:ReEncryptTo",
-                    "kms:GenerateDataKey",
-                    "kms:GenerateDataKeyWithoutPlaintext",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnEquals": {
-                        "kms:EncryptionContext:aws:logs:arn": Stack.of(self).format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name=log_group_name,
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
-            )
-        )
-        control_plane_logs = logs.LogGroup(
+        # EKS creates this group on first log write (and again with its last lines after the cluster is
+        # deleted), so it is adopted, not created by name: retention here, a redeploy after destroy still works.
+        control_plane_logs = ServiceLogGroupRetention(
             self,
             "ControlPlaneLogs",
-            log_group_name=log_group_name,
-            encryption_key=logs_key,
-            retention=retention(cfg.log_retention_days),
+            log_group_name=names.eks_control_plane_log_group(config),
+            retention_days=cfg.log_retention_days,
             removal_policy=RemovalPolicy.DESTROY,
+            own_log_retention=retention(cfg.log_retention_days),
         )
         secrets_key = kms.Key(
             self,

@@ -11,6 +11,7 @@ from aws_cdk import aws_s3 as s3
 from config import AppConfig, outputs
 from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
+from constructs.hyperpod_cluster.request import labels_for
 from constructs.observability.infrastructure import Observability
 from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
 from constructs.training_operator.infrastructure import TrainingOperator
@@ -30,6 +31,8 @@ class HyperPodStack(Stack):
         network: Network | None,
         lifecycle_bucket: s3.IBucket,
         lifecycle_prefix: str,
+        cluster_id: str = "Cluster",
+        legacy_owner_tag_values: list[str] | None = None,
         **kwargs,
     ) -> None:
         """``network``: the network stack's VPC, or None to import ``network.existing`` into this stack."""
@@ -37,7 +40,7 @@ class HyperPodStack(Stack):
         net = network or imported_network(self, config)
         self.cluster = HyperPodCluster(
             self,
-            "Cluster",
+            cluster_id,
             config=config.hyperpod,
             tags=config.tags,
             eks_cluster=eks_stack.cluster,
@@ -47,6 +50,7 @@ class HyperPodStack(Stack):
             lifecycle_bucket=lifecycle_bucket,
             lifecycle_prefix=lifecycle_prefix,
             log_retention=retention(config.eks.log_retention_days),
+            legacy_owner_tag_values=legacy_owner_tag_values or [],
         )
         # CreateCluster fails without the chart's CRDs/agents; admins must be able to reach the nodes.
         self.cluster.node.add_dependency(eks_stack.helm_chart)
@@ -58,6 +62,11 @@ class HyperPodStack(Stack):
         if config.hyperpod.karpenter_groups:
             # post_deploy reads it: groups at 0 are normal, and SkyPilot waits for Karpenter's nodes.
             CfnOutput(self, outputs.HYPERPOD_KARPENTER_GROUPS, value=",".join(config.hyperpod.karpenter_groups))
+            # What the groups can offer at all: SkyPilot cannot ask Karpenter, so submit narrows tasks to these.
+            accelerators = sorted(
+                {v for g in config.hyperpod.instance_groups for v in labels_for(g.instance_type).values()}
+            )
+            CfnOutput(self, outputs.HYPERPOD_ACCELERATORS, value=",".join(accelerators) or "none")
 
         self.observability: Observability | None = None
         if config.observability.enabled:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from aws_cdk import Aspects, Environment, Stack, Stage, Tags
 
 from config import AppConfig
-from config.names import stack_names
+from config.names import pipeline_stack_name, stack_names
 from constructs import Construct
 from constructs.checkov_skips import CheckovSkips
+from constructs.hyperpod_cluster.ownership import legacy_owner_tag_value
 from stacks.eks import EksStack
 from stacks.existing_network import created_network
 from stacks.hyperpod import HyperPodStack
@@ -27,6 +28,21 @@ class InfrastructureStacks:
 
     def all(self) -> list[Stack]:
         return [s for s in (self.network, self.lifecycle_bucket, self.eks, self.hyperpod) if s is not None]
+
+
+# The pipeline stack's construct id and its deployment Stage's: the second tree the stacks are built in.
+PIPELINE_STAGE_ID = "Deploy"
+HYPERPOD_CLUSTER_ID = "Cluster"
+
+
+def legacy_owner_tag_values(config: AppConfig) -> list[str]:
+    """The HyperPod owner tag values versions before the path-based one wrote (``ownership.py``): one per
+    tree the HyperPod stack was built in, direct (``cdk deploy --all``) and inside the pipeline's Stage."""
+    name = stack_names(config)["hyperpod"]
+    return [
+        legacy_owner_tag_value(name, [name, HYPERPOD_CLUSTER_ID]),
+        legacy_owner_tag_value(name, [pipeline_stack_name(config), PIPELINE_STAGE_ID, name, HYPERPOD_CLUSTER_ID]),
+    ]
 
 
 def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureStacks:
@@ -66,6 +82,8 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
         network=network_refs,
         lifecycle_bucket=bucket.deployed_bucket,
         lifecycle_prefix=bucket.lifecycle_prefix,
+        cluster_id=HYPERPOD_CLUSTER_ID,
+        legacy_owner_tag_values=legacy_owner_tag_values(config),
     )
     stacks = InfrastructureStacks(network, bucket, eks, hyperpod)
     for stack in stacks.all():

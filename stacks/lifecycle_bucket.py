@@ -10,7 +10,8 @@ from aws_cdk import aws_s3_deployment as s3deploy
 
 from config import AppConfig, outputs
 from config.names import lifecycle_bucket_name
-from constructs import Construct, checkov_skips
+from constructs import Construct
+from constructs.access_log_bucket.infrastructure import AccessLogBucket
 from constructs.nag_acknowledgment import acknowledge
 
 LIFECYCLE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "lifecycle_scripts"
@@ -51,28 +52,18 @@ class LifecycleBucketStack(Stack):
 
     def _own_bucket(self, config: AppConfig, destroy: bool) -> s3.Bucket:
         removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
-        access_logs = s3.Bucket(
+        # Deleted only after the lifecycle bucket and its last access logs (constructs/access_log_bucket).
+        access_logs = AccessLogBucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
+            removal_policy=removal,
             versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[
                 s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
             ],
-            removal_policy=removal,
-            auto_delete_objects=destroy,
-        )
-        acknowledge(
-            access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
-        )
-        checkov_skips.skip(
-            access_logs, "CKV_AWS_18", "This is the access-log target bucket; logging it to itself would loop."
         )
         # The managed AmazonSageMakerClusterInstanceRolePolicy only reads buckets named sagemaker-*.
-        return s3.Bucket(
+        bucket = s3.Bucket(
             self,
             "Bucket",
             bucket_name=lifecycle_bucket_name(config, Aws.ACCOUNT_ID, Aws.REGION),
@@ -80,11 +71,13 @@ class LifecycleBucketStack(Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
-            server_access_logs_bucket=access_logs,
+            server_access_logs_bucket=access_logs.bucket,
             server_access_logs_prefix="lifecycle-bucket/",
             removal_policy=removal,
             auto_delete_objects=destroy,
         )
+        access_logs.log_source(bucket)
+        return bucket
 
     def _acknowledge_deployment_handler(self) -> None:
         """cdk-nag findings on aws-cdk-lib's own BucketDeployment Lambda, acknowledged on it alone."""

@@ -17,8 +17,8 @@ repository. Three choices shape it:
   (``credential_source = EcsContainer``), so the same design serves one account or two. The
   CodeBuild role itself may only ``sts:AssumeRole`` that one role.
 
-Everything is deleted by ``cdk destroy <prefix>-pipeline``: the artifact and access-log buckets empty
-themselves, the KMS key and the CodeBuild log group have DESTROY policies. The pipeline must run in
+Everything is deleted by ``cdk destroy <prefix>-pipeline``: the artifact bucket empties itself, its
+access-log bucket is drained and deleted after it (``constructs/access_log_bucket``), the KMS key and the CodeBuild log group have DESTROY policies. The pipeline must run in
 the workload's region (a cross-region pipeline would make CDK add a support stack with a retained
 replication bucket outside this app's control); another account is fine.
 """
@@ -45,9 +45,10 @@ from aws_cdk import aws_s3 as s3
 
 from config import AppConfig, ConfigError, names, outputs
 from constructs import Construct, checkov_skips
+from constructs.access_log_bucket.infrastructure import AccessLogBucket
 from constructs.checkov_skips import CheckovSkips
 from constructs.nag_acknowledgment import acknowledge
-from stacks.infrastructure import HyperPodStage
+from stacks.infrastructure import PIPELINE_STAGE_ID, HyperPodStage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CODECOMMIT_NAME = re.compile(r"[\w.-]{1,100}")
@@ -282,7 +283,7 @@ class PipelineStack(Stack):
             ),
         )
 
-        self.stage = HyperPodStage(self, "Deploy", config=config)
+        self.stage = HyperPodStage(self, PIPELINE_STAGE_ID, config=config)
         self.post_deploy_codebuild_role = self._post_deploy_codebuild_role()
         self.post_deploy_step = self._post_deploy_step(source, python_runtime)
         pre = (
@@ -316,25 +317,16 @@ class PipelineStack(Stack):
             alias=names.pipeline_artifact_key_alias(config),
             description=f"Pipeline artifacts of {config.prefix}",
         )
-        access_logs = s3.Bucket(
+        # Deleted only after the artifact bucket and its last access logs (constructs/access_log_bucket).
+        access_logs = AccessLogBucket(
             self,
             "ArtifactAccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            removal_policy=RemovalPolicy.DESTROY,
             versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
             ],
-            removal_policy=RemovalPolicy.DESTROY,
-            auto_delete_objects=True,
-        )
-        acknowledge(
-            access_logs, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
-        )
-        checkov_skips.skip(
-            access_logs, "CKV_AWS_18", "This is the access-log target bucket; logging it to itself would loop."
+            own_log_retention=LOG_RETENTION,
         )
         bucket = s3.Bucket(
             self,
@@ -343,7 +335,7 @@ class PipelineStack(Stack):
             encryption_key=key,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
-            server_access_logs_bucket=access_logs,
+            server_access_logs_bucket=access_logs.bucket,
             server_access_logs_prefix="artifacts/",
             versioned=True,
             lifecycle_rules=[
@@ -352,6 +344,7 @@ class PipelineStack(Stack):
             removal_policy=RemovalPolicy.DESTROY,
             auto_delete_objects=True,
         )
+        access_logs.log_source(bucket)
         return key, bucket
 
     def _source(self) -> pipelines.CodePipelineSource:
@@ -388,8 +381,8 @@ class PipelineStack(Stack):
         stacks = {role: getattr(self.stage.stacks, role) for role in set(POST_DEPLOY_OUTPUTS.values())}
         env_from_outputs = {key: stacks[role].node.find_child(key) for key, role in POST_DEPLOY_OUTPUTS.items()}
         if config.hyperpod.karpenter_groups:  # the hyperpod stack has this output only with autoscaling on
-            karpenter = outputs.HYPERPOD_KARPENTER_GROUPS
-            env_from_outputs[karpenter] = stacks["hyperpod"].node.find_child(karpenter)
+            for key in (outputs.HYPERPOD_KARPENTER_GROUPS, outputs.HYPERPOD_ACCELERATORS):
+                env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)
         if config.task_governance.enabled:  # so the step's `check` shows each team's queue and quota
             for key in (outputs.TASK_GOVERNANCE_TEAMS, outputs.TASK_GOVERNANCE_PRIORITY_CLASSES):
                 env_from_outputs[key] = stacks["hyperpod"].node.find_child(key)

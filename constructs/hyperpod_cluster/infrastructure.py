@@ -7,9 +7,10 @@ InService with every group's nodes Running, or fail with HyperPod's own FailureM
 1. A Provider-framework custom resource (``runtime/handler.py``) validates the request, refuses changes
    HyperPod cannot apply in place, starts the poller and calls CreateCluster/UpdateCluster *last*, then
    returns. Its Delete calls DeleteCluster and waits (``is_complete``, within the 1-hour limit) until the
-   cluster is gone, so CloudFormation never tears down EKS or the subnets underneath a live cluster.
+   cluster is gone, so CloudFormation never tears down EKS or the subnets underneath a live cluster. An
+   update that meets a busy cluster waits there too, until it is InService (``runtime/handler.py``).
 2. A CloudFormation WaitCondition (timeout ``creation_timeout_hours``, up to 12 h) holds the deployment. A
-   Step Functions standard workflow (``wait.py``) checks the cluster at most a minute apart (a free Wait
+   Step Functions standard workflow (``wait.py``) checks the cluster every 75 s at most (a free Wait
    state, then one short Lambda call, so no Lambda idles) and signals the
    WaitCondition's handle with SUCCESS, or FAILURE carrying the FailureMessage (or a timeout with the last
    status). The handle's logical id includes a hash of the desired spec, so every spec change gets a new
@@ -39,13 +40,20 @@ from aws_cdk import custom_resources as cr
 
 from config.model import HyperPodConfig
 from constructs import Construct, IDependable, checkov_skips
-from constructs.hyperpod_cluster import asset, nag, permissions, request
+from constructs.hyperpod_cluster import asset, nag, ownership, permissions, request
 from constructs.hyperpod_cluster.wait import InServicePoller
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-# The Provider polls deletion this often, for at most the custom-resource limit of one hour.
-DELETE_QUERY_INTERVAL = Duration.seconds(30)
-DELETE_TOTAL_TIMEOUT = Duration.minutes(60)
+# CloudFormation's limit for a custom resource (ServiceTimeout at most 3600 s).
+CUSTOM_RESOURCE_TIMEOUT = Duration.seconds(3600)
+# The Provider polls is_complete this often. Its total timeout leaves room after the handler's own deadline
+# (runtime/handler.py HANDLER_DEADLINE_SECONDS) for one last is_complete run and one interval, and stays under
+# CloudFormation's limit, so the handler's message, not a bare timeout, reaches CloudFormation.
+PROVIDER_QUERY_INTERVAL = Duration.seconds(30)
+PROVIDER_TOTAL_TIMEOUT = Duration.minutes(54)
+# Lambda timeouts: the most calls each function makes, each through every retry (runtime/aws.py).
+ON_EVENT_TIMEOUT = Duration.minutes(10)
+IS_COMPLETE_TIMEOUT = Duration.minutes(8)
 RESOURCE_TYPE = "Custom::HyperPodCluster"
 
 
@@ -72,6 +80,7 @@ class HyperPodCluster(Construct):
         lifecycle_bucket: s3.IBucket,
         lifecycle_prefix: str = "lifecycle_scripts",
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        legacy_owner_tag_values: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         if not subnets:
@@ -80,7 +89,10 @@ class HyperPodCluster(Construct):
         prefix = lifecycle_prefix.strip("/")
         stack = Stack.of(self)
         self.cluster_name = config.cluster_name
-        owner = f"{stack.stack_name}/{self.node.addr}"
+        owner = ownership.owner_tag_value(self)
+        # Earlier versions tagged with <stack name>/<node.addr>: this tree's addr, plus what the caller knows
+        # of other trees the same stack is deployed from (the pipeline's Stage). Sorted: same in every tree.
+        legacy_owners = sorted({f"{stack.stack_name}/{self.node.addr}", *legacy_owner_tag_values} - {owner})
         perm_scope = permissions.Scope(
             stack=stack,
             vpc_id=vpc.vpc_id,
@@ -92,6 +104,7 @@ class HyperPodCluster(Construct):
             lifecycle_prefix=prefix,
             owner_tag_key=request.OWNER_TAG_KEY,
             owner_tag_value=owner,
+            legacy_owner_tag_values=legacy_owners,
             training_plan_arns=[g.training_plan_arn for g in config.instance_groups if g.training_plan_arn],
         )
 
@@ -134,6 +147,7 @@ class HyperPodCluster(Construct):
         properties = {
             "ClusterRequest": stack.to_json_string(cluster_request),
             "OwnerTagKey": request.OWNER_TAG_KEY,
+            "LegacyOwnerTagValues": legacy_owners,
         }
         if config.karpenter_groups:
             # Their node counts are Karpenter's: the handler keeps the live counts instead of resetting them.
@@ -148,7 +162,7 @@ class HyperPodCluster(Construct):
             resource_type=RESOURCE_TYPE,
             properties=properties,
             removal_policy=RemovalPolicy.DESTROY,
-            service_timeout=DELETE_TOTAL_TIMEOUT,
+            service_timeout=CUSTOM_RESOURCE_TIMEOUT,
         )
         self.cluster_arn = self.resource.get_att_string("ClusterArn")
         self.status = self.resource.get_att_string("ClusterStatus")
@@ -255,13 +269,13 @@ class HyperPodCluster(Construct):
         on_event = function(
             "OnEvent",
             "on_event",
-            Duration.minutes(2),
+            ON_EVENT_TIMEOUT,
             "HyperPod cluster custom resource: validates, then Create/Update/DeleteCluster",
         )
         is_complete = function(
             "IsComplete",
             "is_complete",
-            Duration.minutes(1),
+            IS_COMPLETE_TIMEOUT,
             "HyperPod cluster custom resource: acceptance check and wait-until-deleted",
         )
 
@@ -288,8 +302,8 @@ class HyperPodCluster(Construct):
             "Provider",
             on_event_handler=on_event,
             is_complete_handler=is_complete,
-            query_interval=DELETE_QUERY_INTERVAL,
-            total_timeout=DELETE_TOTAL_TIMEOUT,
+            query_interval=PROVIDER_QUERY_INTERVAL,
+            total_timeout=PROVIDER_TOTAL_TIMEOUT,
             framework_on_event_role=framework_roles[0],
             framework_complete_and_timeout_role=framework_roles[1],
             log_group=framework_logs,

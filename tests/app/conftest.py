@@ -63,3 +63,47 @@ def cdk_out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def templates(cdk_out) -> dict[str, dict]:
     return {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in cdk_out.glob("*.template.json")}
+
+
+# Day two: the same config deployed directly and by the pipeline. One synth holds both: the direct stacks at
+# the root of cdk.out and the pipeline Stage's copies under assembly-<pipeline>-Deploy/.
+DAY_TWO_CONTEXT = (
+    "prefix=team-a",
+    "hyperpod.cluster_name=team-a-training",
+    "pipeline.enabled=true",
+    "pipeline.repository=acme/hyperpod",
+    "pipeline.connection_arn=arn:aws:codeconnections:us-east-1:111111111111:connection/"
+    "12345678-1234-1234-1234-123456789012",
+)
+
+
+@pytest.fixture(scope="session")
+def day_two_cdk_out(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    outdir = root / "cdk.out.day-two"
+    with FileLock(str(root / "cdk.out.day-two.lock")):
+        if not (outdir / "manifest.json").exists():
+            result = run_cdk_synth(outdir, *(arg for pair in DAY_TWO_CONTEXT for arg in ("-c", pair)))
+            if result.returncode != 0:
+                pytest.fail(f"cdk synth (day two) failed:\n{result.stdout}\n{result.stderr}")
+    return outdir
+
+
+def read_templates(folder: Path) -> dict[str, dict]:
+    """``{stack name: template}`` of one cloud assembly folder (a Stage's files are named by artifact id)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {
+        artifact["properties"].get("stackName", artifact_id): json.loads(
+            (folder / artifact["properties"]["templateFile"]).read_text()
+        )
+        for artifact_id, artifact in manifest["artifacts"].items()
+        if artifact["type"] == "aws:cloudformation:stack"
+    }
+
+
+@pytest.fixture(scope="session")
+def day_two_templates(day_two_cdk_out) -> dict[str, dict[str, dict]]:
+    """``{"direct": {stack: template}, "pipeline": {stack: template}}``; the pipeline stack itself is direct."""
+    (stage,) = [p for p in day_two_cdk_out.glob("assembly-*") if p.is_dir()]
+    return {"direct": read_templates(day_two_cdk_out), "pipeline": read_templates(stage)}

@@ -14,8 +14,9 @@ def test_the_synthesized_templates_use_exactly_these_names(templates):
     eks = templates[stacks["eks"]]["Resources"]
     (cluster,) = [r for r in eks.values() if r["Type"] == "AWS::EKS::Cluster"]
     assert cluster["Properties"]["Name"] == names.eks_cluster_name(config)
-    log_groups = {r["Properties"].get("LogGroupName") for r in eks.values() if r["Type"] == "AWS::Logs::LogGroup"}
-    assert names.eks_control_plane_log_group(config) in log_groups
+    # The control-plane group is adopted (create-or-adopt custom resource), not an AWS::Logs::LogGroup.
+    adopted = {r["Properties"]["LogGroupName"] for r in eks.values() if r["Type"] == "Custom::ServiceLogGroupRetention"}
+    assert adopted == {names.eks_control_plane_log_group(config)}
     lifecycle = templates[stacks["lifecycle_bucket"]]["Resources"]
     bucket_names = [
         r["Properties"]["BucketName"]

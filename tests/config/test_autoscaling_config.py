@@ -113,3 +113,19 @@ def test_min_instance_count_needs_continuous_provisioning():
 def test_a_fixed_group_at_zero_is_accepted_without_autoscaling():
     groups = json.dumps([STATIC, {**STATIC, "name": "spare", "instance_count": 0}])
     assert make_config(**{"hyperpod.instance_groups": groups}).hyperpod.instance_groups[1].instance_count == 0
+
+
+def test_the_autoscaling_lines_of_the_example_config_are_valid_once_uncommented(tmp_path):
+    from tests.conftest import REPO
+
+    lines = []
+    for line in (REPO / "examples" / "cluster.yaml").read_text().splitlines():
+        if line.startswith("  # autoscaling: karpenter"):
+            line = "  autoscaling: karpenter"
+        elif line.startswith(("    # - name: g5-auto", "    #   ")):
+            line = line.replace("    # ", "    ", 1)
+        lines.append(line)
+    path = tmp_path / "cluster.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    hyperpod = make_config(config=str(path)).hyperpod
+    assert hyperpod.autoscaling == "karpenter" and hyperpod.karpenter_groups == ("g5-auto",)

@@ -78,13 +78,13 @@ def test_create_refuses_to_adopt_an_owned_cluster_with_another_spec(sagemaker):
 def test_delete_removes_the_cluster_and_is_complete_once_gone(sagemaker):
     handler.on_event(event("Create", properties()))
 
-    assert handler.on_event(event("Delete", properties(), physical_id="hp-test")) == {}
+    assert set(handler.on_event(event("Delete", properties(), physical_id="hp-test"))) == {handler.DELETE_DEADLINE_KEY}
     assert sagemaker.list_clusters()["ClusterSummaries"] == []
     assert handler.is_complete(event("Delete", properties(), physical_id="hp-test")) == {"IsComplete": True}
 
 
 def test_delete_of_a_cluster_that_never_existed_succeeds(sagemaker):
-    assert handler.on_event(event("Delete", properties(), physical_id="hp-test")) == {}
+    assert set(handler.on_event(event("Delete", properties(), physical_id="hp-test"))) == {handler.DELETE_DEADLINE_KEY}
     assert handler.is_complete(event("Delete", properties(), physical_id="hp-test")) == {"IsComplete": True}
 
 

@@ -24,6 +24,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs.hyperpod_cluster import asset, permissions
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
 from constructs.hyperpod_cluster.nag import flatten
+from constructs.hyperpod_cluster.runtime import aws, handler, poller
 from constructs.hyperpod_cluster.wait import CHECK_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS, WAIT_SECONDS
 from tests.conftest import make_config
 
@@ -196,7 +197,10 @@ def test_handler_role_scopes_cluster_actions_to_owned_clusters(synthesized):
     clusters = f"arn:<AWS::Partition>:sagemaker:{REGION}:{ACCOUNT}:cluster/*"
     owner = only(template, "Custom::HyperPodCluster")
     owner_value = {t["Key"]: t["Value"] for t in cluster_request(template)["Tags"]}["hyperpod-cluster:owner"]
-    assert owner_value == f"HyperPodTest/{synthesized['cluster'].node.addr}" and owner
+    # <stack name>/<path below the stack>: the same whether the stack sits at the app root or in a Stage.
+    assert owner_value == "HyperPodTest/HyperPod" and owner
+    legacy = f"HyperPodTest/{synthesized['cluster'].node.addr}"  # what earlier versions tagged with
+    assert owner["Properties"]["LegacyOwnerTagValues"] == [legacy]
 
     assert sorted(by_sid["ReadThisAccountsClusters"]["Action"]) == [
         "sagemaker:DescribeCluster",
@@ -220,7 +224,8 @@ def test_handler_role_scopes_cluster_actions_to_owned_clusters(synthesized):
         "sagemaker:DeleteTags",
         "sagemaker:UpdateCluster",
     ]
-    assert change["Condition"] == {"StringEquals": {"aws:ResourceTag/hyperpod-cluster:owner": owner_value}}
+    # Clusters tagged by earlier versions stay manageable (and get re-tagged by the next update).
+    assert change["Condition"] == {"StringEquals": {"aws:ResourceTag/hyperpod-cluster:owner": [owner_value, legacy]}}
 
 
 def test_handler_may_use_the_configured_training_plans_and_their_reserved_capacity(synthesized):
@@ -356,6 +361,7 @@ def test_custom_resource_properties_and_service_timeout(synthesized):
         "ServiceTimeout",
         "ClusterRequest",
         "OwnerTagKey",
+        "LegacyOwnerTagValues",
         "WaitHandleUrl",
         "WaitTimeoutSeconds",
     }
@@ -365,13 +371,35 @@ def test_custom_resource_properties_and_service_timeout(synthesized):
     assert resource["DeletionPolicy"] == "Delete"
 
 
-def test_provider_waits_for_deletion_every_30_s_for_at_most_an_hour(synthesized):
+def test_handler_deadline_comes_before_the_provider_timeout_which_comes_before_cloudformations(synthesized):
+    """CloudFormation gives a custom resource 3600 s. The Provider must time out before that, and the handler
+    must give up (with its own message) before the Provider does, even if its last is_complete runs long."""
     template = synthesized["template"]
     waiter = next(v for k, v in resources(template, "AWS::StepFunctions::StateMachine").items() if "waiter" in k)
     definition = json.loads(render(waiter["Properties"]["DefinitionString"]))
     (retry,) = definition["States"]["framework-isComplete-task"]["Retry"]
-    assert retry["IntervalSeconds"] == 30 and retry["MaxAttempts"] * 30 == 3600 and retry["BackoffRate"] == 1
+    assert retry["BackoffRate"] == 1
+    provider_total = retry["IntervalSeconds"] * retry["MaxAttempts"]
+    cloudformation = int(only(template, "Custom::HyperPodCluster")["Properties"]["ServiceTimeout"])
+    is_complete = next(
+        v for k, v in resources(template, "AWS::Lambda::Function").items() if k.startswith("HyperPodIsComplete")
+    )["Properties"]["Timeout"]
+    assert cloudformation == 3600
+    assert handler.HANDLER_DEADLINE_SECONDS + is_complete + retry["IntervalSeconds"] <= provider_total < cloudformation
+    assert (handler.HANDLER_DEADLINE_SECONDS, provider_total) == (45 * 60, 54 * 60)
     assert waiter["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_handler_lambda_timeouts_cover_every_botocore_retry_of_their_calls(synthesized):
+    functions = resources(synthesized["template"], "AWS::Lambda::Function")
+
+    def timeout(prefix):
+        return next(v for k, v in functions.items() if k.startswith(prefix))["Properties"]["Timeout"]
+
+    per_call = aws.worst_case_seconds("event")
+    assert per_call == 4 * (3 + 8) + (1 + 5) + (2 + 5) + (4 + 5)
+    assert timeout("HyperPodOnEvent") > handler.ON_EVENT_MAX_CALLS * per_call
+    assert timeout("HyperPodIsComplete") > handler.IS_COMPLETE_MAX_CALLS * per_call
 
 
 def test_node_provisioning_mode_and_recovery_are_passed_when_set():
@@ -449,7 +477,7 @@ def test_wait_disabled_drops_the_wait_condition_and_the_poller():
     assert cluster.wait_condition is None and cluster.ready is cluster.resource
 
 
-def test_poller_state_machine_loops_once_a_minute_and_reports_every_failure(synthesized):
+def test_poller_state_machine_loops_and_turns_check_errors_into_another_wait(synthesized):
     template = synthesized["template"]
     machine = next(
         v for k, v in resources(template, "AWS::StepFunctions::StateMachine").items() if k.startswith("HyperPodPoller")
@@ -461,7 +489,12 @@ def test_poller_state_machine_loops_once_a_minute_and_reports_every_failure(synt
     assert states["WaitBetweenChecks"] == {"Type": "Wait", "Seconds": WAIT_SECONDS, "Next": "CheckCluster"}
     check = states["CheckCluster"]
     assert check["Resource"] == f"<{function}.Arn>" and check["TimeoutSeconds"] == CHECK_TIMEOUT_SECONDS
-    assert WAIT_SECONDS + CHECK_TIMEOUT_SECONDS == POLL_INTERVAL_SECONDS == 60
+    assert WAIT_SECONDS + CHECK_TIMEOUT_SECONDS == POLL_INTERVAL_SECONDS == 75
+    # The check's Lambda and task timeout outlast DescribeCluster + one ListClusterNodes page through every
+    # botocore retry (2 x 18 s), plus the signal: a slow API makes a check wait, not time out.
+    assert aws.worst_case_seconds("poll") == 2 * (2 + 4) + (1 + 5)
+    assert 2 * aws.worst_case_seconds("poll") + poller.SIGNAL_TIMEOUT_SECONDS < CHECK_TIMEOUT_SECONDS
+    assert resources(template, "AWS::Lambda::Function")[function]["Properties"]["Timeout"] == CHECK_TIMEOUT_SECONDS
     assert check["ResultPath"] == "$.Check" and check["Next"] == "Finished"
     assert check["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": "ReportError"}]
     assert "SignalError" in check["Retry"][0]["ErrorEquals"] and check["Retry"][0]["MaxAttempts"] == 3
@@ -471,7 +504,11 @@ def test_poller_state_machine_loops_once_a_minute_and_reports_every_failure(synt
     ]
     assert states["Finished"]["Default"] == "WaitBetweenChecks"
     assert states["ClusterNotReady"] == {"Type": "Fail", "Error": "HyperPodNotReady", "CausePath": "$.Check.Reason"}
-    assert states["ReportError"]["Next"] == "PollerFailed" and states["ReportError"]["Resource"] == f"<{function}.Arn>"
+    report = states["ReportError"]
+    assert report["Resource"] == f"<{function}.Arn>" and report["TimeoutSeconds"] == CHECK_TIMEOUT_SECONDS
+    # The whole state in, the whole state out (without $.Error); the same Choice decides: wait or fail.
+    assert report["ResultPath"] == "$" and report["Next"] == "Finished"
+    assert report["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.ReportFailure", "Next": "PollerFailed"}]
     assert definition["TimeoutSeconds"] == 43200 + 600
     props = machine["Properties"]
     assert props["StateMachineType"] == "STANDARD" and props["TracingConfiguration"] == {"Enabled": True}

@@ -186,21 +186,68 @@ def test_throttled_check_waits_for_the_next_interval(stubs, handle):
     assert handle.requests == []
 
 
-def test_error_path_signals_failure_with_the_lambda_error(handle):
-    failed_task = task(
-        handle.url,
-        Error={
-            "Error": "Lambda.Unknown",
-            "Cause": json.dumps({"errorMessage": "Task timed out after 15.00 seconds"}),
-        },
+def timed_out(handle_url: str, **extra) -> dict:
+    """The state after CheckCluster's Catch: the Lambda error under $.Error, the last check under $.Check."""
+    return task(
+        handle_url,
+        Check={"Outcome": "WAIT", "Status": "Creating", "Reason": "Creating; nodes", "RolledBack": True},
+        Error={"Error": "States.Timeout", "Cause": json.dumps({"errorMessage": "Task timed out after 45.00 seconds"})},
+        **extra,
     )
-    result = poller.handle(failed_task)
-    assert result["Outcome"] == "FAILURE"
+
+
+def test_a_failed_check_before_the_deadline_means_wait_and_no_signal(handle):
+    state = timed_out(handle.url)
+    result = poller.handle(state)
+
+    assert "Error" not in result  # the next CheckCluster must see a normal state, not this error again
+    assert {k: v for k, v in result.items() if k != "Check"} == {
+        k: v for k, v in state.items() if k not in ("Check", "Error")
+    }
+    assert result["Check"] == {
+        "Outcome": "WAIT",
+        "Status": "Creating",
+        "RolledBack": True,
+        "Errors": 1,
+        "Reason": "checking HyperPod cluster hp-test failed (1 in a row), will look again: "
+        "States.Timeout: Task timed out after 45.00 seconds",
+    }
+    assert handle.requests == []
+    # A second failure in a row counts on from the carried check.
+    assert poller.handle({**result, "Error": timed_out(handle.url)["Error"]})["Check"]["Errors"] == 2
+
+
+def test_failed_checks_until_the_deadline_signal_failure_with_the_last_error(handle):
+    state = timed_out(handle.url, DeadlineEpoch=time.time() - 1)
+    state["Check"]["Errors"] = 7
+
+    result = poller.handle(state)
+
+    assert result["Check"]["Outcome"] == "FAILURE"
     (body,) = handle.bodies()
     assert body["Status"] == "FAILURE"
     assert body["Reason"] == (
-        "waiting for HyperPod cluster hp-test failed: Lambda.Unknown: Task timed out after 15.00 seconds"
+        "HyperPod cluster hp-test was not confirmed ready before the deployment's wait limit "
+        "(hyperpod.creation_timeout_hours); the last 8 check(s) failed: States.Timeout: Task timed out after 45.00 seconds"
     )
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "InternalFailure", "ValidationException"])
+def test_describe_errors_other_than_not_found_mean_wait(stubs, handle, code):
+    stubs.sagemaker.add_client_error("describe_cluster", service_error_code=code, service_message="slow day")
+    result = poller.handle(task(handle.url, Check={"Status": "Creating"}))
+    assert (result["Outcome"], result["Status"]) == ("WAIT", "Creating") and code in result["Reason"]
+    assert handle.requests == []
+
+
+def test_list_nodes_error_at_the_end_means_wait(stubs, handle):
+    stubs.sagemaker.add_response("describe_cluster", described(REQUEST))
+    stubs.sagemaker.add_client_error(
+        "list_cluster_nodes", service_error_code="ThrottlingException", http_status_code=400
+    )
+    result = poller.handle(task(handle.url))
+    assert result["Outcome"] == "WAIT" and "ListClusterNodes not answered yet" in result["Reason"]
+    assert handle.requests == []
 
 
 def test_handle_refusing_the_signal_raises_for_step_functions_to_retry(stubs):

@@ -72,7 +72,7 @@ def test_delete_cluster_is_retried_through_throttling(endpoint):
     server = endpoint(
         1, {"SageMaker.DeleteCluster": {"ClusterArn": "arn:aws:sagemaker:us-east-1:123456789012:cluster/x"}}
     )
-    assert handler.on_event(event("Delete", properties(), physical_id="hp-test")) == {}
+    assert set(handler.on_event(event("Delete", properties(), physical_id="hp-test"))) == {handler.DELETE_DEADLINE_KEY}
     assert server.calls == ["SageMaker.DeleteCluster"] * 2
 
 

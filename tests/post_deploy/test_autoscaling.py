@@ -199,6 +199,7 @@ def test_run_passes_the_karpenter_groups_output_to_wait_nodes_check_and_submit()
         eks_cluster_name="hp-eks",
         hyperpod_cluster_name=CLUSTER,
         hyperpod_karpenter_groups="gpu-auto,h100-auto",
+        hyperpod_accelerators="a10g,h100",
     )
     args = argparse.Namespace(
         profile=None,
@@ -214,6 +215,7 @@ def test_run_passes_the_karpenter_groups_output_to_wait_nodes_check_and_submit()
         i = plan[step].index("--karpenter-groups")
         assert plan[step][i + 1] == "gpu-auto,h100-auto", step
     assert "--karpenter-groups" not in plan["label-gpus"]
+    assert plan["submit"][plan["submit"].index("--cluster-accelerators") + 1] == "a10g,h100"
     without = dict(
         pipeline_run.step_argv(
             args,
@@ -224,3 +226,28 @@ def test_run_passes_the_karpenter_groups_output_to_wait_nodes_check_and_submit()
     )
     assert not any("--karpenter-groups" in argv for argv in without.values())
     assert keys.HYPERPOD_KARPENTER_GROUPS == "HyperPodKarpenterGroups"
+
+
+def test_a_task_listing_several_gpus_keeps_only_those_an_instance_group_offers():
+    import sky
+
+    task = sky.Task.from_yaml("sky_tasks/smoke.yaml")
+    dropped = autoscaling.narrow_accelerators(task, ("a10g", "h100"))
+    assert sorted(a for r in task.resources for a in r.accelerators) == ["A10G", "H100"]
+    assert dropped == ["A100", "A100-80GB", "B200", "H200", "L4", "L40S"]
+
+
+def test_a_task_whose_gpus_no_group_offers_is_refused_before_launch():
+    import sky
+
+    task = sky.Task.from_yaml("sky_tasks/nccl-test-efa.yaml")
+    with pytest.raises(StepError) as err:
+        autoscaling.narrow_accelerators(task, ("a10g",))
+    assert err.value.code == ExitCode.TASK_INVALID and "offer only a10g" in err.value.message
+
+
+def test_without_offered_accelerators_nothing_is_narrowed():
+    import sky
+
+    task = sky.Task.from_yaml("sky_tasks/smoke.yaml")
+    assert autoscaling.narrow_accelerators(task, ()) == [] and len(task.resources) == 8

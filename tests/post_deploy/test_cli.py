@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import types
@@ -16,8 +17,9 @@ from kubernetes.client.rest import ApiException
 
 from post_deploy import cli
 from post_deploy.common import StepError
-from post_deploy.exit_codes import EXIT_CODE_HELP, ExitCode
+from post_deploy.exit_codes import EXIT_CODE_HELP, INTERRUPTED, ExitCode
 from post_deploy.outputs import OutputsError
+from post_deploy.teardown import STEP_MEANINGS
 
 REPO = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [
@@ -178,3 +180,18 @@ def test_interrupt_exits_130(raising_step, capsys):
 )
 def test_escaped_exceptions_map_to_their_exit_code(exc, code, message):
     assert cli.classify(exc) == (code, message)
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_exit_code_a_help_lists_comes_from_the_one_table(name, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([name, "--help"])
+    block = capsys.readouterr().out.split("exit codes:", 1)[1]
+    listed = [int(m) for m in re.findall(r"^\s+(\d+)\s{2}", block, flags=re.MULTILINE)]
+    assert listed and set(listed) <= {int(c) for c in ExitCode} | {INTERRUPTED}
+    meanings = {int(c): text for c, text in EXIT_CODE_HELP.items()}
+    if name == "teardown":  # one code per step, worded for its steps
+        meanings = {int(c): text for c, text in STEP_MEANINGS.items()}
+    for code in listed:
+        if code != INTERRUPTED:
+            assert f"{code:>3}  {meanings[code]}" in block

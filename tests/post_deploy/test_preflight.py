@@ -329,7 +329,7 @@ def test_an_eks_subnet_of_another_vpc_is_blocked(clients, aws):
 
 
 # ----- existing cluster ------------------------------------------------------------------------------------
-def _existing_cluster(clients, aws, mode: str, cni: str = "v1.19.2-eksbuild.1"):
+def _existing_cluster(clients, aws, mode: str, cni: str = "v1.19.2-eksbuild.1", endpoint: dict | None = None):
     network = _existing_network(aws, "10.0.0.0/20")
     t = target(
         clients,
@@ -348,6 +348,7 @@ def _existing_cluster(clients, aws, mode: str, cni: str = "v1.19.2-eksbuild.1"):
                 "resourcesVpcConfig": {
                     "vpcId": network["network.existing.vpc_id"],
                     "clusterSecurityGroupId": "sg-0123456789abcdef0",
+                    **(endpoint or {"endpointPrivateAccess": True}),
                 },
             }
         },
@@ -370,6 +371,12 @@ def test_an_existing_cluster_with_api_access_entries_passes(clients, aws):
 def test_an_existing_cluster_with_config_map_only_authentication_is_blocked(clients, aws):
     [finding] = _existing_cluster(clients, aws, "CONFIG_MAP")
     assert finding.level == "blocked" and "authenticationMode=API_AND_CONFIG_MAP" in finding.fix
+
+
+def test_an_existing_cluster_reachable_only_from_listed_public_addresses_warns(clients, aws):
+    endpoint = {"endpointPrivateAccess": False, "endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}
+    [finding] = _existing_cluster(clients, aws, "API", endpoint=endpoint)
+    assert finding.level == "warning" and "admits only 203.0.113.0/24" in finding.message
 
 
 def test_an_existing_cluster_with_an_old_vpc_cni_is_blocked(clients, aws):

@@ -815,3 +815,27 @@ def test_existing_vpc_cluster_and_bucket_are_never_deleted_and_teardown_says_so(
     ):
         assert kept in err
     assert "left behind: lifecycle_bucket.removal_policy=retain" not in err
+
+
+def test_in_an_existing_vpc_only_the_cluster_group_of_the_eks_cluster_this_app_made_is_deleted(
+    cdk_recorder, aws, tmp_path, capsys
+):
+    ec2, _ = aws
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.0.0/24")["Subnet"]["SubnetId"]
+    theirs = eni(ec2, subnet, "someone else's interface")
+    ours = eks_cluster_sg(ec2, vpc, CONTEXT)  # EKS made it for hyperpod-sky-eks, which the eks stack created
+    someone_elses = eks_cluster_sg(ec2, vpc, "their-own-eks")
+    network_only = [arg.replace("vpc-0123456789abcdef0", vpc) for arg in EXISTING[:8]]
+    assert run_teardown(*network_only, tmp_path=tmp_path) == ExitCode.OK
+    assert groups_in(ec2, vpc) & {ours, someone_elses} == {someone_elses}
+    assert theirs in enis_in(ec2, vpc)
+    assert f"security groups: deleted {ours}" in capsys.readouterr().err
+
+
+def test_with_an_existing_eks_cluster_its_groups_are_left_alone(cdk_recorder, aws, tmp_path):
+    ec2, _ = aws
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    theirs = eks_cluster_sg(ec2, vpc, "team-cluster")
+    assert run_teardown(*[arg.replace("vpc-0123456789abcdef0", vpc) for arg in EXISTING], tmp_path=tmp_path) == 0
+    assert theirs in groups_in(ec2, vpc)

@@ -6,8 +6,11 @@ Which resources are created:
 - eagerly, for every resource of the type in a deployed stack: VPCs, subnets, security groups,
   S3 buckets, ``Custom::CDKBucketDeployment`` (the real asset folder is uploaded under the
   declared prefix), EKS clusters, the HyperPod custom resource (through the replayed Provider
-  framework, ``provider.py``) and WaitConditions (the poller state machine is replayed until it
-  signals the handle);
+  framework, ``provider.py``), WaitConditions (the poller state machine is replayed until it
+  signals the handle), Amazon Managed Service for Prometheus workspaces (moto's ``amp``) and EKS
+  add-ons: moto has no add-on API, so an add-on is checked the way EKS checks it at CreateAddon
+  (its cluster exists; each Pod Identity role exists and trusts ``pods.eks.amazonaws.com`` for this
+  cluster's ARN; its configuration is JSON) and recorded, not created;
 - on demand, when a value being resolved refers to them: IAM roles (with their inline policies;
   moto checks the policy grammar), Step Functions state machines (with their resolved definition),
   WaitCondition handles (a loopback URL) and Lambda functions, which are *not* created in moto
@@ -50,6 +53,8 @@ EAGER_TYPES = (
     "AWS::EKS::Cluster",
     *PROVIDER_BACKED,
     "AWS::CloudFormation::WaitCondition",
+    "AWS::APS::Workspace",
+    "AWS::EKS::Addon",
 )
 
 
@@ -493,6 +498,63 @@ class MotoStacks:
         data = {s["UniqueId"]: s.get("Data") for s in signals}
         return Physical(resource["Type"], p["Handle"], {"Data": json.dumps(data)})
 
+    def _prometheus_workspace(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
+        p = self._props(stack, logical_id, resource, "Alias", "Tags")
+        amp = self.client("amp", self.region(stack))
+        created = amp.create_workspace(
+            **({"alias": p["Alias"]} if "Alias" in p else {}), tags={t["Key"]: t["Value"] for t in p.get("Tags", [])}
+        )
+        described = amp.describe_workspace(workspaceId=created["workspaceId"])["workspace"]
+        return Physical(
+            resource["Type"],
+            created["workspaceId"],
+            {
+                "Arn": created["arn"],
+                "WorkspaceId": created["workspaceId"],
+                "PrometheusEndpoint": described.get("prometheusEndpoint", ""),
+            },
+        )
+
+    def _eks_addon(self, stack: Stack, logical_id: str, resource: dict) -> Physical:
+        p = self._props(
+            stack, logical_id, resource, "AddonName", "ClusterName", "ConfigurationValues", "PodIdentityAssociations"
+        )
+        where = f"CREATE_FAILED {stack.name}/{logical_id} (AWS::EKS::Addon {p['AddonName']})"
+        try:
+            cluster = self.client("eks", self.region(stack)).describe_cluster(name=p["ClusterName"])["cluster"]
+        except self.client("eks", self.region(stack)).exceptions.ResourceNotFoundException:
+            raise DeploymentFailed(f"{where}: no EKS cluster {p['ClusterName']!r}") from None
+        if "ConfigurationValues" in p:
+            try:
+                json.loads(p["ConfigurationValues"])
+            except ValueError as exc:
+                raise DeploymentFailed(f"{where}: ConfigurationValues is not JSON ({exc})") from None
+        iam = self.client("iam", "us-east-1")
+        for association in p.get("PodIdentityAssociations", []):
+            name = association["RoleArn"].rsplit("/", 1)[1]
+            trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+            if not any(_trusts_pod_identity_of(st, cluster["arn"]) for st in trust["Statement"]):
+                raise DeploymentFailed(
+                    f"{where}: role {name} does not let EKS Pod Identity assume it for cluster {cluster['arn']}"
+                )
+        return Physical(resource["Type"], f"{p['ClusterName']}:{p['AddonName']}", {}, p)
+
+
+def _trusts_pod_identity_of(statement: dict, cluster_arn: str) -> bool:
+    """What EKS Pod Identity needs of a trust statement: Allow, the service principal, AssumeRole and
+    TagSession, and any ``aws:SourceArn`` condition naming this cluster."""
+    actions = statement.get("Action", [])
+    actions = [actions] if isinstance(actions, str) else actions
+    source_arns = [
+        v for c in statement.get("Condition", {}).values() for k, v in c.items() if k.lower() == "aws:sourcearn"
+    ]
+    return (
+        statement.get("Effect") == "Allow"
+        and statement.get("Principal", {}).get("Service") == "pods.eks.amazonaws.com"
+        and {"sts:AssumeRole", "sts:TagSession"} <= set(actions)
+        and all(v == cluster_arn for v in source_arns)
+    )
+
 
 _CREATORS: dict[str, Callable[..., Physical]] = {
     "AWS::EC2::VPC": MotoStacks._vpc,
@@ -506,6 +568,8 @@ _CREATORS: dict[str, Callable[..., Physical]] = {
     "AWS::CloudFormation::WaitConditionHandle": MotoStacks._wait_handle,
     "AWS::CloudFormation::WaitCondition": MotoStacks._wait_condition,
     "AWS::EKS::Cluster": MotoStacks._eks_cluster,
+    "AWS::APS::Workspace": MotoStacks._prometheus_workspace,
+    "AWS::EKS::Addon": MotoStacks._eks_addon,
 }
 
 

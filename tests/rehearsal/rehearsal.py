@@ -143,10 +143,13 @@ class Rehearsal:
         )
 
     # ----- step 1: deploy -------------------------------------------------------------------------
-    def deploy(self) -> dict[str, dict[str, Any]]:
-        """Every stack in ``cdk deploy --all`` order; returns what ``--outputs-file`` would record."""
+    def deploy(self, only: set[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Every stack (or those in ``only``) in ``cdk deploy --all`` order; returns what ``--outputs-file``
+        would record."""
         started = time.monotonic()
         for stack in self.assembly.stacks:
+            if only is not None and stack.name not in only:
+                continue
             try:
                 self.outputs[stack.name] = self.stacks.deploy(stack.name)
             except (DeploymentFailed, Unresolvable) as exc:

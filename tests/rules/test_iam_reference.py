@@ -228,6 +228,14 @@ def test_with_autoscaling_the_cluster_role_and_its_pass_role_hold_up_against_the
     assert iam_reference.check(with_autoscaling) == []
 
 
+def test_autoscaling_outputs_exist_only_when_it_is_on(with_autoscaling, templates):
+    on = with_autoscaling["hyperpod-sky-hyperpod"]["Outputs"]
+    assert on["HyperPodKarpenterGroups"]["Value"] == "gpu-auto"
+    assert on["HyperPodAccelerators"]["Value"] == "a10g"  # the system group is CPU-only
+    off = templates["hyperpod-sky-hyperpod"]["Outputs"]
+    assert not {"HyperPodKarpenterGroups", "HyperPodAccelerators"} & set(off)
+
+
 def test_a_node_action_scoped_by_a_key_the_cluster_type_lacks_is_reported(with_autoscaling):
     changed = copy.deepcopy(with_autoscaling)
     _statement(changed, "hyperpod-sky-hyperpod", "ScaleOwnedClusterOnly")["Condition"] = {

@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--contexts", required=True, help="comma-separated kubeconfig contexts")
     parser.add_argument("--controller", help="comma-separated: home, default")
     parser.add_argument("--karpenter-groups", help="as submit --karpenter-groups: SkyPilot's autoscaler settings")
+    parser.add_argument("--cluster-accelerators", help="as submit --cluster-accelerators")
     parser.add_argument("--team", help="submit --team: the task governance team")
     parser.add_argument("--priority", help="submit --priority")
     parser.add_argument("--outputs", help="submit --outputs: stack outputs naming the teams")
@@ -74,9 +75,10 @@ def main(argv: list[str]) -> int:
         try:
             item = validate_task_file(path)
             cluster = submit.cluster_name_for(item, None)
-            scaled = autoscaling.autoscaler_config(
-                context, autoscaling.parse_groups(args.karpenter_groups), autoscaling.DEFAULT_SCALE_UP_TIMEOUT
-            )
+            groups = autoscaling.parse_groups(args.karpenter_groups)
+            scaled = autoscaling.autoscaler_config(context, groups, autoscaling.DEFAULT_SCALE_UP_TIMEOUT)
+            if groups:
+                autoscaling.narrow_accelerators(item.task, autoscaling.parse_groups(args.cluster_accelerators))
             with (
                 skypilot_env.skypilot_environment(args.kubeconfig),
                 submit._pinned_to_context(item.task, context),

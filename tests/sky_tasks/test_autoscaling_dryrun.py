@@ -19,6 +19,7 @@ from tests.sky_tasks import scheduling
 from tests.sky_tasks.test_placement_dryrun import Cluster
 
 TASK = Path(__file__).resolve().parent / "fixtures" / "a10g-task.yaml"
+SMOKE = Path(__file__).resolve().parents[2] / "sky_tasks" / "smoke.yaml"  # lists eight accelerators
 GROUP_TYPE = "ml.g5.8xlarge"
 
 
@@ -42,19 +43,21 @@ def launches(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("scaled"), fleets={"scaled": _empty_fleet()})
     try:
         plain = cluster.dryrun(["scaled"], [TASK])[("scaled", TASK.name, None)]
-        scaled = cluster.dryrun(["scaled"], [TASK], None, "--karpenter-groups", "gpu-auto")[("scaled", TASK.name, None)]
+        found = cluster.dryrun(
+            ["scaled"], [TASK, SMOKE], None, "--karpenter-groups", "gpu-auto", "--cluster-accelerators", "a10g"
+        )
     finally:
         cluster.stop()
-    return plain, scaled
+    return plain, found[("scaled", TASK.name, None)], found[("scaled", SMOKE.name, None)]
 
 
 def test_without_the_autoscaler_setting_skypilot_refuses_a_gpu_task_on_an_empty_cluster(launches):
-    plain, _ = launches
+    plain, _, _ = launches
     assert "error" in plain and "ResourcesUnavailableError" in plain["error"], plain
 
 
 def test_with_the_autoscaler_setting_skypilot_renders_the_pod_and_lets_it_wait_for_the_node(launches):
-    _, scaled = launches
+    _, scaled, _ = launches
     assert "error" not in scaled, scaled.get("error")
     assert scaled["provision_timeout"] == autoscaling.DEFAULT_SCALE_UP_TIMEOUT
     pod = scaled["pod"]
@@ -64,9 +67,21 @@ def test_with_the_autoscaler_setting_skypilot_renders_the_pod_and_lets_it_wait_f
 
 
 def test_the_pod_selects_the_label_the_karpenter_group_carries_and_fits_its_node(launches):
-    _, scaled = launches
+    _, scaled, _ = launches
     pod = scaled["pod"]
     (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     selected = {e["key"]: e["values"] for e in term["matchExpressions"] if e["operator"] == "In"}
     assert selected == {"skypilot.co/accelerator": [labels_for(GROUP_TYPE)["skypilot.co/accelerator"]]}
     assert scheduling.feasible_nodes(pod, [*_empty_fleet(), _karpenters_node()]) == ["hyperpod-i-0karpenter"]
+
+
+def _selected_accelerator(pod: dict) -> list[str]:
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    return [v for e in term["matchExpressions"] if e["key"] == "skypilot.co/accelerator" for v in e["values"]]
+
+
+def test_a_task_listing_several_gpus_is_narrowed_to_what_the_groups_offer_and_fits_karpenters_node(launches):
+    _, _, smoke = launches
+    assert "error" not in smoke, smoke.get("error")
+    assert _selected_accelerator(smoke["pod"]) == ["a10g"]
+    assert scheduling.feasible_nodes(smoke["pod"], [*_empty_fleet(), _karpenters_node()]) == ["hyperpod-i-0karpenter"]

@@ -72,13 +72,20 @@ def test_cluster_is_not_in_auto_mode():
     assert "ComputeConfig" not in cluster["Properties"] or not cluster["Properties"]["ComputeConfig"].get("Enabled")
 
 
-def test_control_plane_log_group_is_owned_with_retention_and_created_first():
+def test_control_plane_log_group_is_adopted_with_retention_not_created_by_name_and_comes_first():
+    # EKS recreates /aws/eks/<name>/cluster with its last lines after the cluster is deleted, so an
+    # AWS::Logs::LogGroup of that name would fail the next deploy (tests/control_plane_log_group has the moto run).
     _, template = _stacks()
-    logs = template.find_resources(
+    assert not template.find_resources(
         "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": "/aws/eks/hyperpod-sky-eks/cluster"}}
     )
-    ((log_id, log_group),) = logs.items()
-    assert log_group["Properties"]["RetentionInDays"] == 30
+    ((log_id, retention),) = template.find_resources("Custom::ServiceLogGroupRetention").items()
+    props = retention["Properties"]
+    assert (props["LogGroupName"], props["RetentionInDays"], props["RemovalPolicy"]) == (
+        "/aws/eks/hyperpod-sky-eks/cluster",
+        "30",
+        "destroy",
+    )
     (cluster,) = template.find_resources("AWS::EKS::Cluster").values()
     assert log_id in cluster["DependsOn"]
 

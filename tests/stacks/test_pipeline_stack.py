@@ -465,9 +465,8 @@ def test_post_deploy_codebuild_role_may_only_assume_the_workload_role_outside_it
     # Everything else is CodeBuild plumbing, on this pipeline's own resources only.
     others = [s for s in statements if s is not assume[0]]
     assert {a.split(":")[0] for s in others for a in as_list(s["Action"])} == {"logs", "codebuild", "s3", "kms"}
-    own = [
-        next(iter(same_account.template.find_resources(t)))
-        for t in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup")
+    own = [next(iter(same_account.template.find_resources(t))) for t in ("AWS::S3::Bucket", "AWS::KMS::Key")] + [
+        next(k for k in same_account.template.find_resources("AWS::Logs::LogGroup") if k.startswith("BuildLogs"))
     ]
     artifacts = next(k for k in same_account.template.find_resources("AWS::S3::Bucket") if k.startswith("Artifacts8"))
     own = [
@@ -639,13 +638,14 @@ def test_cdk_destroy_of_the_pipeline_deletes_everything(same_account, cross_acco
         }
         assert retained == {}
         buckets = synth.template.find_resources("AWS::S3::Bucket")
-        auto_delete = [
+        emptied = [
             r["Properties"]["BucketName"]["Ref"]
-            for r in synth.template.find_resources("Custom::S3AutoDeleteObjects").values()
+            for kind in ("Custom::S3AutoDeleteObjects", "Custom::AccessLogBucketCleanup")
+            for r in synth.template.find_resources(kind).values()
         ]
-        assert sorted(auto_delete) == sorted(buckets)
-        (logs,) = synth.template.find_resources("AWS::Logs::LogGroup").values()
-        assert logs["Properties"]["RetentionInDays"] == 90
+        assert sorted(emptied) == sorted(buckets)  # the artifact bucket auto-deletes, its log bucket drains
+        logs = synth.template.find_resources("AWS::Logs::LogGroup").values()
+        assert {g["Properties"]["RetentionInDays"] for g in logs} == {90}
         for project in synth.template.find_resources("AWS::CodeBuild::Project").values():
             cloudwatch = project["Properties"]["LogsConfig"]["CloudWatchLogs"]
             assert cloudwatch["Status"] == "ENABLED" and "GroupName" in cloudwatch

@@ -23,17 +23,18 @@ from botocore.exceptions import (
 
 USER_AGENT = "hyperpod-cluster-cr/1"
 
-POLL_MAX_ATTEMPTS = 3
+POLL_MAX_ATTEMPTS = 2
 BUDGETS = {
-    # on_event / is_complete: up to 6 calls in all, well inside the 1-2 minute Lambda timeouts.
+    # on_event / is_complete: each call at most worst_case_seconds("event"); the Lambda timeouts in
+    # infrastructure.py cover the most calls either function makes.
     "event": Config(
-        retries={"mode": "adaptive", "total_max_attempts": 6},
-        connect_timeout=5,
-        read_timeout=30,
+        retries={"mode": "adaptive", "total_max_attempts": 4},
+        connect_timeout=3,
+        read_timeout=8,
         user_agent_extra=USER_AGENT,
     ),
-    # poller: 3 calls in all (total_max_attempts counts the first one), backing off at most 1 s + 2 s;
-    # the whole check must fit in wait.CHECK_TIMEOUT_SECONDS.
+    # poller: 2 attempts per call (total_max_attempts counts the first one). A check that runs out of
+    # attempts is not a failure: it waits for the next interval (poller.py), so retrying long here buys nothing.
     "poll": Config(
         retries={"mode": "standard", "total_max_attempts": POLL_MAX_ATTEMPTS},
         connect_timeout=2,
@@ -41,6 +42,20 @@ BUDGETS = {
         user_agent_extra=USER_AGENT,
     ),
 }
+# botocore's ExponentialBackoff: throttling delays start at 1 s and double, capped at 20 s; an
+# x-amz-retry-after header may raise one by at most 5 s.
+_FIRST_BACKOFF, _MAX_BACKOFF, _RETRY_AFTER_EXTRA = 1, 20, 5
+
+
+def worst_case_seconds(budget: str) -> float:
+    """Upper bound of one call through every retry of ``budget``: each attempt's connect and read timeouts
+    plus the largest backoff between attempts. (Adaptive mode's client-side rate limiter and a response
+    trickling in slower than one read timeout per read are not bounded here.)"""
+    config = BUDGETS[budget]
+    attempts = config.retries["total_max_attempts"]
+    backoff = sum(min(_FIRST_BACKOFF * 2**i, _MAX_BACKOFF) + _RETRY_AFTER_EXTRA for i in range(attempts - 1))
+    return attempts * (config.connect_timeout + config.read_timeout) + backoff
+
 
 _THROTTLING = {
     "Throttling",

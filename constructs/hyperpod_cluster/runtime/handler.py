@@ -11,9 +11,24 @@ Ordering rules that keep failures clean:
   framework skip the rollback Delete, so nothing may exist yet when ``on_event`` can still fail.
 * On Update, AddTags/DeleteTags follow UpdateCluster: a tag call that fails then fails the update
   after HyperPod took the new spec, and CloudFormation's rollback sends the old spec back as an Update.
-* A retried Create adopts a cluster of the same name only if this stack's owner tag is on it and its
-  spec matches; anything else is refused with the command-free fix (delete it or rename).
+* A retried Create adopts a cluster of the same name only if this stack's owner tag is on it (the current
+  value, or one an earlier version wrote: ``LegacyOwnerTagValues``) and its spec matches; anything else is
+  refused with the command-free fix (delete it or rename). The next update re-tags it with the current value.
 * Errors reach CloudFormation as one line naming the cluster, the operation and HyperPod's own message.
+
+Updates never fail because HyperPod is busy. UpdateCluster needs the cluster InService, but an update (and
+above all CloudFormation's rollback, which sends the previous spec back while HyperPod may still be Updating,
+SystemUpdating or RollingBack) can arrive at any time. Then ``on_event`` changes nothing and marks the event
+deferred (a top-level key the Provider framework hands to ``is_complete`` unchanged); ``is_complete`` applies
+the update once the cluster is InService again. If it is still busy at the handler's deadline (or Failed),
+nothing is changed and the resource succeeds, so a rollback always completes; the spec's own WaitCondition
+gets a FAILURE naming the status instead, so a forward update still fails (and rolls back) with that message.
+Without a WaitCondition the deadline fails the update unless the live cluster already has the wanted counts.
+
+Deadlines: the handler gives up at ``HANDLER_DEADLINE_SECONDS`` after ``on_event``; the Provider's total
+timeout (``infrastructure.PROVIDER_TOTAL_TIMEOUT``) is longer by one ``is_complete`` run and one poll
+interval, and CloudFormation's custom-resource limit (3600 s) is longer still, so CloudFormation always
+receives this handler's message rather than a bare timeout.
 """
 
 from __future__ import annotations
@@ -27,13 +42,22 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, jsonlog, spec
+from . import aws, jsonlog, spec, wait_handle
 from .spec import Properties, SpecError
 
 LOG = jsonlog.get_logger("hyperpod_cluster.handler")
 POLLER_ENV = "POLLER_STATE_MACHINE_ARN"
 # The poller reports a timeout (with the last status) this long before the WaitCondition itself expires.
 DEADLINE_MARGIN_SECONDS = 300
+# How long is_complete keeps waiting (a deferred update, a deletion) before it answers CloudFormation itself.
+HANDLER_DEADLINE_SECONDS = 45 * 60
+# The most AWS calls one on_event / is_complete makes (an update: describe, list tags, start the poller,
+# UpdateCluster, add and delete tags; is_complete of a deferred update adds one describe).
+ON_EVENT_MAX_CALLS = 6
+IS_COMPLETE_MAX_CALLS = 7
+# Top-level keys of on_event's result: the framework passes them to is_complete, but not to CloudFormation.
+DEFERRED_KEY = "DeferredUpdate"
+DELETE_DEADLINE_KEY = "DeleteDeadlineEpoch"
 _CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -74,7 +98,15 @@ def is_complete(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         if event.get("RequestType") == "Delete":
             done = _deleted(name)
             LOG.info("delete progress", extra={"cluster": name, "complete": done})
+            if not done and time.time() >= event.get(DELETE_DEADLINE_KEY, float("inf")):
+                raise HandlerError(
+                    f"HyperPod cluster {name} was still being deleted after {HANDLER_DEADLINE_SECONDS // 60} "
+                    "minutes; CloudFormation stops waiting here. Delete the stack again once DescribeCluster "
+                    "reports it gone (the deletion goes on)"
+                )
             return {"IsComplete": done}
+        if event.get("RequestType") == "Update" and event.get(DEFERRED_KEY):
+            return _apply_deferred(event)
         return _accepted(name)
     except (ClientError, BotoCoreError) as exc:
         if aws.is_transient(exc):
@@ -111,7 +143,7 @@ def _check_adoptable(props: Properties, existing: dict[str, Any]) -> None:
         )
     tags = _tags(existing["ClusterArn"])
     owner = tags.get(props.owner_tag_key)
-    if owner != props.owner_tag_value:
+    if owner not in props.accepted_owner_tag_values:
         raise HandlerError(
             f"a HyperPod cluster named {name} already exists (status {status}) and was not created by this stack "
             f"(tag {props.owner_tag_key} is {owner!r}, expected {props.owner_tag_value!r}); delete it or choose "
@@ -148,12 +180,15 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
     update_needed = spec.needs_update(props.request, previous, actual, props.karpenter_groups)
     status = actual["ClusterStatus"]
     if update_needed and status != "InService":
-        detail = f" ({actual['FailureMessage']})" if actual.get("FailureMessage") else ""
-        raise HandlerError(
-            f"HyperPod cluster {name} is {status}{detail}; UpdateCluster needs it InService. "
-            "Nothing was changed; deploy again once it is InService"
-        )
-    arn = actual["ClusterArn"]
+        LOG.info("update deferred until the cluster is InService", extra={"cluster": name, "status": status})
+        deferred = {"Until": int(time.time()) + HANDLER_DEADLINE_SECONDS, "Status": status}
+        return {**_result(name, actual["ClusterArn"]), DEFERRED_KEY: deferred}
+    return _apply_update(props, event, actual, update_needed)
+
+
+def _apply_update(props: Properties, event: dict[str, Any], actual: dict[str, Any], update_needed: bool):
+    """Retag, start the poller, then UpdateCluster last (the cluster is InService, or nothing needs it)."""
+    name, arn = props.cluster_name, actual["ClusterArn"]
     add, remove = _tag_changes(props, arn)
     _start_poller(props, "Update", event["RequestId"])
     if update_needed:
@@ -173,6 +208,62 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
     if remove:
         _sagemaker().delete_tags(ResourceArn=arn, TagKeys=sorted(remove))
     return _result(name, arn)
+
+
+def _apply_deferred(event: dict[str, Any]) -> dict[str, Any]:
+    """is_complete of a deferred update: apply it once InService; give up at the deadline or on Failed."""
+    props = Properties.parse(event.get("ResourceProperties", {}))
+    name = props.cluster_name
+    actual = _describe(name)
+    if actual is None:
+        raise HandlerError(
+            f"HyperPod cluster {name} no longer exists (deleted outside CloudFormation?); "
+            "change hyperpod.cluster_name to create a new one"
+        )
+    status = actual["ClusterStatus"]
+    if status == "InService":
+        problems = spec.refusals(props.request, actual)
+        if problems:
+            raise HandlerError(spec.refusal_message(name, problems))
+        previous = _previous_request(event.get("OldResourceProperties"))
+        _apply_update(props, event, actual, spec.needs_update(props.request, previous, actual, props.karpenter_groups))
+        LOG.info("deferred update applied", extra={"cluster": name})
+        return {"IsComplete": True, "Data": {"ClusterStatus": status}}
+    if status != "Failed" and time.time() < event[DEFERRED_KEY]["Until"]:
+        LOG.info("deferred update still waiting", extra={"cluster": name, "status": status})
+        return {"IsComplete": False}
+    return _give_up(props, actual)
+
+
+def _give_up(props: Properties, actual: dict[str, Any]) -> dict[str, Any]:
+    """Leave the cluster as it is. With a WaitCondition, fail that instead of the resource (see module doc)."""
+    name, status = props.cluster_name, actual["ClusterStatus"]
+    detail = f" ({actual['FailureMessage']})" if actual.get("FailureMessage") else ""
+    state = status if status == "Failed" else f"still {status} after {HANDLER_DEADLINE_SECONDS // 60} minutes"
+    reason = (
+        f"HyperPod cluster {name} is {state}{detail}; UpdateCluster needs it InService. "
+        "Nothing was changed; deploy again once it is InService"
+    )
+    if props.wait_handle_url is not None:
+        try:
+            wait_handle.send(
+                props.wait_handle_url,
+                success=False,
+                reason=reason,
+                unique_id=name,
+                data=json.dumps({"ClusterName": name, "Status": status}),
+            )
+        except wait_handle.SignalError as exc:
+            # Failing here would fail a rollback; a forward update's WaitCondition then times out instead.
+            LOG.error("could not signal the WaitCondition", extra={"cluster": name, "error": str(exc)})
+        LOG.warning("deferred update not applied; signalled FAILURE", extra={"cluster": name, "reason": reason})
+        return {"IsComplete": True, "Data": {"ClusterStatus": status}}
+    fixed = set(spec.groups_of(props.request)) - set(props.karpenter_groups)  # Karpenter's counts move on their own
+    have = {g: d.get("TargetCount") for g, d in spec.groups_of(actual).items() if g in fixed}
+    if have == {g: c for g, c in spec.target_counts(props.request).items() if g in fixed}:
+        LOG.warning("deferred update not applied; the live counts already match", extra={"cluster": name})
+        return {"IsComplete": True, "Data": {"ClusterStatus": status}}
+    raise HandlerError(reason)
 
 
 def _previous_request(old_props: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -199,7 +290,7 @@ def _delete(physical_id: str) -> dict[str, Any]:
         LOG.info("nothing to delete: physical id is not a cluster name", extra={"physical_id": physical_id})
         return {}
     _request_delete(physical_id)
-    return {}
+    return {DELETE_DEADLINE_KEY: int(time.time()) + HANDLER_DEADLINE_SECONDS}
 
 
 def _request_delete(name: str) -> None:

@@ -1,5 +1,7 @@
 """One check of a HyperPod cluster per Step Functions loop iteration, and the WaitCondition signal at the end.
 
+Errors of a check mean "wait" until the deadline (``report_error``; see ``wait.py``).
+
 The state machine waits between checks (no Lambda idles), passes this function its own previous result
 (``$.Check``) so a stateless function can still tell "an update was rolled back" from "the update has not
 started yet", and stops when this function reports SUCCESS or FAILURE after signalling CloudFormation.
@@ -23,6 +25,8 @@ from . import aws, jsonlog, wait_handle
 LOG = jsonlog.get_logger("hyperpod_cluster.poller")
 WAIT, SUCCESS, FAILURE = "WAIT", "SUCCESS", "FAILURE"
 _BUSY = ("Creating", "Updating", "SystemUpdating")
+# The signal is the last call of a check; with two API calls it must fit the check's timeout (wait.py).
+SIGNAL_TIMEOUT_SECONDS = 5
 
 
 @dataclass
@@ -68,6 +72,7 @@ def check(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             reason=verdict.reason,
             unique_id=event["UniqueId"],
             data=json.dumps({"ClusterName": name, "Status": verdict.status, **verdict.data}),
+            timeout=SIGNAL_TIMEOUT_SECONDS,
         )
         LOG.info("signalled CloudFormation", extra={"cluster": name, "outcome": verdict.outcome})
     return {
@@ -79,7 +84,11 @@ def check(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 def report_error(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """State machine Catch target: the check itself kept failing, so CloudFormation must not wait 12 hours."""
+    """State machine Catch target: the check itself failed (after its retries). Before the deadline that
+    means "look again next interval"; at the deadline CloudFormation gets FAILURE with the last error.
+
+    Gets the whole state with the error under ``Error`` and returns the whole state without it (the task's
+    ResultPath is ``$``), with a fresh ``Check`` the Choice state reads."""
     name = event["ClusterName"]
     error = event.get("Error") or {}
     cause = error.get("Cause", "")
@@ -87,16 +96,29 @@ def report_error(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         cause = json.loads(cause).get("errorMessage", cause)
     except (ValueError, AttributeError):
         pass
-    reason = f"waiting for HyperPod cluster {name} failed: {error.get('Error', 'error')}: {cause}"
+    previous = event.get("Check") or {}
+    errors = int(previous.get("Errors", 0)) + 1
+    detail = f"{error.get('Error', 'error')}: {cause}"
+    state = {k: v for k, v in event.items() if k != "Error"}
+    carried = {"Status": previous.get("Status", "Unknown"), "RolledBack": bool(previous.get("RolledBack"))}
+    if time.time() < event["DeadlineEpoch"]:
+        reason = f"checking HyperPod cluster {name} failed ({errors} in a row), will look again: {detail}"
+        LOG.warning("check failed; waiting for the next interval", extra={"cluster": name, "reason": reason})
+        return {**state, "Check": {"Outcome": WAIT, "Reason": reason, "Errors": errors, **carried}}
+    reason = (
+        f"HyperPod cluster {name} was not confirmed ready before the deployment's wait limit "
+        f"(hyperpod.creation_timeout_hours); the last {errors} check(s) failed: {detail}"
+    )
     wait_handle.send(
         event["WaitHandleUrl"],
         success=False,
         reason=reason,
         unique_id=event["UniqueId"],
         data=json.dumps({"ClusterName": name}),
+        timeout=SIGNAL_TIMEOUT_SECONDS,
     )
-    LOG.error("poller failed; signalled FAILURE", extra={"cluster": name, "reason": reason})
-    return {"Outcome": FAILURE, "Reason": reason}
+    LOG.error("poller failed until the deadline; signalled FAILURE", extra={"cluster": name, "reason": reason})
+    return {**state, "Check": {"Outcome": FAILURE, "Reason": reason, "Errors": errors, **carried}}
 
 
 def evaluate(
@@ -122,11 +144,10 @@ def evaluate(
             return Verdict(
                 FAILURE, "NotFound", f"HyperPod cluster {name} no longer exists (deleted while CloudFormation waited)"
             )
-        if aws.is_transient(exc):
-            return Verdict(
-                WAIT, previous.get("Status", "Unknown"), f"DescribeCluster not answered yet ({aws.describe(exc)})"
-            )
-        return Verdict(FAILURE, "Unknown", f"DescribeCluster failed for HyperPod cluster {name}: {aws.describe(exc)}")
+        # Throttling, timeouts, 5xx, even AccessDenied while IAM propagates: wait, until the deadline says.
+        return Verdict(
+            WAIT, previous.get("Status", "Unknown"), f"DescribeCluster not answered yet ({aws.describe(exc)})"
+        )
 
     status = cluster["ClusterStatus"]
     message = cluster.get("FailureMessage") or ""
@@ -186,7 +207,10 @@ def evaluate(
             return Verdict(
                 WAIT, status, f"{status}; autoscaling {scaling.get('Mode', 'unset')}/{scaling_status}; {progress}", data
             )
-    running = _running_nodes(sagemaker, name)
+    try:
+        running = _running_nodes(sagemaker, name)
+    except (ClientError, BotoCoreError) as exc:
+        return Verdict(WAIT, status, f"{status}; ListClusterNodes not answered yet ({aws.describe(exc)})", data)
     short = {n: (running.get(n, 0), count) for n, count in needed.items() if running.get(n, 0) < count}
     if short:
         detail = ", ".join(f"{n} {have}/{want} Running" for n, (have, want) in sorted(short.items()))

@@ -53,6 +53,8 @@ class Properties:
     owner_tag_key: str
     wait_handle_url: str | None
     wait_timeout_seconds: int
+    # Owner values earlier versions of the construct wrote; a cluster carrying one is still ours.
+    legacy_owner_tag_values: tuple[str, ...] = ()
     # Groups whose node counts Karpenter owns while autoscaling is on (property KarpenterGroups).
     karpenter_groups: tuple[str, ...] = ()
 
@@ -63,6 +65,10 @@ class Properties:
     @property
     def owner_tag_value(self) -> str:
         return tags_of(self.request)[self.owner_tag_key]
+
+    @property
+    def accepted_owner_tag_values(self) -> tuple[str, ...]:
+        return (self.owner_tag_value, *self.legacy_owner_tag_values)
 
     @classmethod
     def parse(cls, props: dict[str, Any]) -> Properties:
@@ -88,12 +94,16 @@ class Properties:
             ) from None
         if url is not None and not 60 <= timeout <= 43200:
             raise SpecError(f"property WaitTimeoutSeconds = {timeout} must be 60..43200 (a WaitCondition's limits)")
+        legacy = props.get("LegacyOwnerTagValues") or []
+        if not isinstance(legacy, list) or not all(isinstance(v, str) and v for v in legacy):
+            raise SpecError(f"property LegacyOwnerTagValues = {legacy!r} must be a list of tag values")
         return cls(
             request=request,
             owner_tag_key=owner_key,
             wait_handle_url=url,
             wait_timeout_seconds=timeout,
             karpenter_groups=_karpenter_groups(props.get("KarpenterGroups"), request),
+            legacy_owner_tag_values=tuple(legacy),
         )
 
 
