@@ -1,13 +1,17 @@
 """The operations switches of issue 13 that this app wires into the HyperPod layer (observability with
-Grafana and logging, the training operator, task governance with a team), all on in a closed network: the real CLI synth passes
-cdk-nag and cfn-lint, every security-group flow still holds (the collectors' scrape flows included),
-and every IAM statement holds up against AWS's references. Off, the templates are exactly those of a
-config without the sections."""
+Grafana and logging, the training operator, task governance with a team), all on in a closed network: the
+real CLI synth passes cdk-nag and cfn-lint, checkov finds nothing in the observability and
+training-operator resources, every security-group flow still holds (the collectors' scrape flows
+included), and every IAM statement holds up against AWS's references. Off, the templates are exactly
+those of a config without the sections."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +86,34 @@ def test_switches_off_leave_the_templates_exactly_as_without_the_sections():
     for section in SECTIONS:
         del context["config_defaults"][section]
     assert synth() == synth_context(context)
+
+
+# Logical-id prefixes of what these switches add (the rest of the app has its own checkov review).
+OPERATIONS_RESOURCES = ("Observability", "TrainingOperator", "VpcPrometheusWorkspacesEndpoint")
+
+
+def test_checkov_finds_nothing_in_what_the_observability_and_training_operator_switches_add(all_on):
+    checkov = Path(sys.executable).parent.parent / "checkov" / "bin" / "checkov"
+    if not checkov.exists():
+        pytest.fail(f"checkov not installed at {checkov}: run `make venv`")
+    templates = [all_on / f"hyperpod-sky-{name}.template.json" for name in ("hyperpod", "network")]
+    completed = subprocess.run(
+        [str(checkov), "--framework", "cloudformation", "--output", "json", "--compact", "--skip-download"]
+        + [a for t in templates for a in ("-f", str(t))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "HOME": tempfile.mkdtemp(prefix="checkov-home-"), "LOG_LEVEL": "ERROR"},
+    )
+    assert completed.returncode in (0, 1) and completed.stdout.strip(), completed.stderr[-2000:]
+    reports = json.loads(completed.stdout)
+    results = [r["results"] for r in (reports if isinstance(reports, list) else [reports])]
+    ours = [
+        c
+        for r in results
+        for c in r["passed_checks"] + r["failed_checks"]
+        if c["resource"].split(".", 1)[1].startswith(OPERATIONS_RESOURCES)
+    ]
+    assert {c["resource"].split(".", 1)[0] for c in ours} >= {"AWS::IAM::Role", "AWS::IAM::Policy"}
+    failed = [f"{c['check_id']} {c['resource']}" for r in results for c in r["failed_checks"] if c in ours]
+    assert failed == []

@@ -679,10 +679,12 @@ def test_every_bucket_that_is_deleted_empties_itself_first(infrastructure_templa
     for stack, template in infrastructure_templates["default"].items():
         resources = template["Resources"]
         buckets = {k for k, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+        # aws-cdk-lib's auto-delete for the buckets, constructs/access_log_bucket's cleanup for the log
+        # buckets (it drains them after their sources are gone, then deletes them).
         emptied = {
             r["Properties"]["BucketName"]["Ref"]
             for r in resources.values()
-            if r["Type"] == "Custom::S3AutoDeleteObjects"
+            if r["Type"] in ("Custom::S3AutoDeleteObjects", "Custom::AccessLogBucketCleanup")
         }
         assert buckets == emptied, stack
 
@@ -699,11 +701,16 @@ def test_custom_resources_are_the_known_ones_whose_delete_paths_were_reviewed(in
         for r in t["Resources"].values()
         if r["Type"].startswith("Custom::") or r["Type"] == "AWS::CloudFormation::CustomResource"
     }
+    # Custom::AccessLogBucketCleanup: drains and deletes the access-log bucket after its sources
+    # (constructs/access_log_bucket/runtime/handler.py, tests/access_log_bucket/); Custom::ServiceLogGroupRetention:
+    # deletes the EKS control-plane log group when the removal policy says so (tests/control_plane_log_group/).
     assert set(found) == {
         "Custom::HyperPodCluster",
         "Custom::HyperPodHelmChart",
         "Custom::CDKBucketDeployment",
         "Custom::S3AutoDeleteObjects",
+        "Custom::AccessLogBucketCleanup",
+        "Custom::ServiceLogGroupRetention",
     }
     assert found["Custom::CDKBucketDeployment"]["Properties"].get("RetainOnDelete") is False
 
