@@ -1,5 +1,5 @@
 """The operations switches of issue 13 that this app wires into the HyperPod layer (observability with
-Grafana and logging, the training operator, task governance with a team), all on in a closed network: the
+Grafana and logging, the training operator, task governance with a team, Karpenter autoscaling), all on in a closed network: the
 real CLI synth passes cdk-nag and cfn-lint, checkov finds nothing in the observability and
 training-operator resources, every security-group flow still holds (the collectors' scrape flows
 included), and every IAM statement holds up against AWS's references. Off, the templates are exactly
@@ -28,6 +28,11 @@ SWITCHES = (
     "task_governance.enabled=true",
     "task_governance.teams=[{name: research, instance_quotas: [{instance_type: ml.p5.48xlarge, count: 1}]}]",
     "network.interface_endpoints=true",
+    # Karpenter autoscaling: the p5 group stays fixed (the team's quota needs it), a g5 group scales from 0.
+    "hyperpod.autoscaling=karpenter",
+    "hyperpod.instance_groups=[{name: worker-group-1, instance_type: ml.p5.48xlarge, instance_count: 2, "
+    "deep_health_checks: [InstanceStress, InstanceConnectivity]}, "
+    "{name: g5-auto, instance_type: ml.g5.12xlarge, instance_count: 0, karpenter: true}]",
 )
 SECTIONS = ("observability", "training_operator", "task_governance")
 
@@ -62,6 +67,13 @@ def test_all_switches_on_pass_cdk_nag_and_cfn_lint(all_on):
     kinds = {r["Type"] for t in _templates(all_on).values() for r in t["Resources"].values()}
     assert {"AWS::APS::Workspace", "AWS::Grafana::Workspace", "AWS::EKS::Addon"} <= kinds
     assert {"AWS::SageMaker::ClusterSchedulerConfig", "Custom::ComputeQuota"} <= kinds
+    (cluster,) = [
+        r
+        for t in _templates(all_on).values()
+        for r in t["Resources"].values()
+        if r["Type"] == "Custom::HyperPodCluster"
+    ]
+    assert '\\"AutoScaling\\":{\\"Mode\\":\\"Enable\\"' in json.dumps(cluster["Properties"]["ClusterRequest"])
 
 
 def test_all_switches_on_keep_every_flow_including_the_collectors_scrapes(all_on):
