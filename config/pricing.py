@@ -43,6 +43,10 @@ _EC2_JUNE_2026 = (
     "https://aws.amazon.com/ec2/pricing/on-demand/ (us-east-1, as quoted on "
     "https://www.factualminds.com/blog/amazon-ec2-on-demand-pricing-instance-families-2026/, 2026-06-17)"
 )
+_GRAFANA_PRICING = (
+    "https://aws.amazon.com/grafana/pricing/ (stored copies of the page: USD 9 per active editor or admin user "
+    "per workspace per month, USD 5 per viewer; every workspace needs at least one editor licence)"
+)
 _FSX_PRICING = (
     "https://aws.amazon.com/fsx/lustre/pricing/ (Persistent SSD 125 MB/s/TiB, as quoted on "
     "https://c3x.dev/resources/aws/aws_fsx_lustre_file_system/)"
@@ -52,7 +56,7 @@ _FSX_PRICING = (
 @dataclass(frozen=True)
 class Price:
     usd: float
-    unit: str  # "hour" or "GB-month"
+    unit: str  # "hour", "GB-month" or "month"
     source: str
     read_on: str  # ISO date the figure was read (or the page's own date)
 
@@ -93,6 +97,9 @@ FSX_LUSTRE_PERSISTENT_2_GB_MONTH: dict[str, dict[int, Price]] = {
     "us-east-1": {125: Price(0.145, "GB-month", _FSX_PRICING, "2026-11")},
 }
 
+# Amazon Managed Grafana: the one editor licence every workspace needs, even with nobody signed in.
+GRAFANA_EDITOR_MONTHLY: dict[str, Price] = {"us-east-1": Price(9.0, "month", _GRAFANA_PRICING, "2026-12-02")}
+
 
 @dataclass(frozen=True)
 class LineItem:
@@ -106,7 +113,8 @@ class LineItem:
     def hourly_usd(self) -> float | None:
         if self.unit_price is None:
             return None
-        per_hour = self.unit_price.usd / HOURS_PER_MONTH if self.unit_price.unit == "GB-month" else self.unit_price.usd
+        monthly = self.unit_price.unit in ("GB-month", "month")
+        per_hour = self.unit_price.usd / HOURS_PER_MONTH if monthly else self.unit_price.usd
         return per_hour * self.quantity
 
 
@@ -167,7 +175,9 @@ def estimate_hourly(config: AppConfig, on: _dt.date | None = None) -> CostEstima
 
     Counted (leaving out what an existing VPC or EKS cluster already pays for): the EKS control plane (standard or extended support on ``on``), NAT gateways and their
     public IPv4 addresses, the system node group, every HyperPod instance group, and the interface
-    endpoints when enabled (no price known: one line, unknown). Not counted: data transfer, NAT data
+    endpoints when enabled (no price known: one line, unknown), and the Grafana workspace's minimum
+    editor licence (``observability.grafana``). Not counted: Amazon Managed Service for Prometheus
+    (billed per sample ingested, stored and queried), data transfer, NAT data
     processing, EBS volumes, CloudWatch Logs, S3, KMS and Lambda/Step Functions usage, which depend on
     traffic and time rather than on the configuration alone.
     """
@@ -194,6 +204,10 @@ def estimate_hourly(config: AppConfig, on: _dt.date | None = None) -> CostEstima
                 nodes.desired_size,
                 EC2_HOURLY.get(region, {}).get(nodes.instance_type),
             )
+        )
+    if config.observability.grafana:
+        items.append(
+            LineItem("Amazon Managed Grafana workspace (one editor licence)", 1, GRAFANA_EDITOR_MONTHLY.get(region))
         )
     for group in config.hyperpod.instance_groups:
         items.append(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Environment, Stack, Stage, Tags
+from aws_cdk import Aspects, Environment, Stack, Stage, Tags
 
 from config import AppConfig
 from config.names import pipeline_stack_name, stack_names
 from constructs import Construct
+from constructs.checkov_skips import CheckovSkips
 from constructs.hyperpod_cluster.ownership import legacy_owner_tag_value
 from stacks.eks import EksStack
 from stacks.existing_network import created_network
@@ -106,6 +107,7 @@ def add_infrastructure(scope: Construct, config: AppConfig) -> InfrastructureSta
     for stack in stacks.all():
         for key, value in config.tags.items():
             Tags.of(stack).add(key, value)
+        Aspects.of(stack).add(CheckovSkips())
     return stacks
 
 

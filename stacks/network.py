@@ -7,7 +7,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 
 from config import AppConfig
-from constructs import Construct
+from constructs import Construct, checkov_skips
 from stacks.log_retention import retention
 
 # Interface endpoints a closed network needs for nodes to join EKS, pull images and report health.
@@ -46,6 +46,12 @@ class NetworkStack(Stack):
             "FlowLogs",
             retention=retention(net.flow_log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
+        )
+        checkov_skips.skip(
+            flow_logs,
+            "CKV_AWS_158",
+            "VPC flow log records are network metadata (addresses, ports, bytes, accept/reject), no payloads; "
+            "CloudWatch Logs encrypts them at rest with a service-managed key.",
         )
         self.vpc = ec2.Vpc(
             self,

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, Duration, Environment, RemovalPolicy, Stack, Token, pipelines
+from aws_cdk import Aspects, Aws, Duration, Environment, RemovalPolicy, Stack, Token, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_codepipeline as codepipeline
@@ -44,8 +44,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
 from config import AppConfig, ConfigError, names, outputs
-from constructs import Construct
+from constructs import Construct, checkov_skips
 from constructs.access_log_bucket.infrastructure import AccessLogBucket
+from constructs.checkov_skips import CheckovSkips
 from constructs.nag_acknowledgment import acknowledge
 from stacks.infrastructure import PIPELINE_STAGE_ID, HyperPodStage
 
@@ -235,6 +236,7 @@ class PipelineStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
         validate_pipeline_config(config, scope.node.get_all_context())
         super().__init__(scope, construct_id, env=pipeline_env(config), **kwargs)
+        Aspects.of(self).add(CheckovSkips())
         p = config.pipeline
         self._config = config
 
@@ -322,7 +324,10 @@ class PipelineStack(Stack):
             self,
             "ArtifactAccessLogs",
             removal_policy=RemovalPolicy.DESTROY,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            versioned=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
+            ],
             own_log_retention=LOG_RETENTION,
         )
         bucket = s3.Bucket(
@@ -334,7 +339,10 @@ class PipelineStack(Stack):
             enforce_ssl=True,
             server_access_logs_bucket=access_logs.bucket,
             server_access_logs_prefix="artifacts/",
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            versioned=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(90), noncurrent_version_expiration=Duration.days(7))
+            ],
             removal_policy=RemovalPolicy.DESTROY,
             auto_delete_objects=True,
         )
@@ -506,11 +514,15 @@ class PipelineStack(Stack):
         )
         file_role = self.pipeline.node.find_child("Assets").node.find_child("FileRole")
         acknowledge(file_role, artifact_reason, *artifact_ids(read, ()))
-        acknowledge(
-            file_role,
+        file_role_reason = (
             "CDK Pipelines' asset-publishing role (trusted by CodeBuild only): aws-cdk-lib names the asset projects "
             "after this policy is written, so it grants their logs and report groups under /aws/codebuild/ and "
-            "start/stop of builds; publishing itself goes through the CDK bootstrap file-publishing role.",
+            "start/stop of builds; publishing itself goes through the CDK bootstrap file-publishing role."
+        )
+        checkov_skips.skip(file_role.node.find_child("DefaultPolicy"), "CKV_AWS_111", file_role_reason)
+        acknowledge(
+            file_role,
+            file_role_reason,
             f"AwsSolutions-IAM5[Resource::arn:{part}:logs:{region}:{account}:log-group:/aws/codebuild/*]",
             f"AwsSolutions-IAM5[Resource::arn:{part}:codebuild:{region}:{account}:report-group/*]",
             "AwsSolutions-IAM5[Resource::*]",

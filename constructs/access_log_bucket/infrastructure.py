@@ -19,7 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
-from constructs import Construct
+from constructs import Construct, checkov_skips
 from constructs.nag_acknowledgment import acknowledge
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
@@ -57,6 +57,9 @@ class AccessLogBucket(Construct):
         )
         acknowledge(
             self.bucket, "This is the access-log target bucket; logging it to itself would loop.", "AwsSolutions-S1"
+        )
+        checkov_skips.skip(
+            self.bucket, "CKV_AWS_18", "This is the access-log target bucket; logging it to itself would loop."
         )
         self.cleanup: CustomResource | None = None
         if removal_policy == RemovalPolicy.DESTROY:

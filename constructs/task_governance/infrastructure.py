@@ -31,7 +31,7 @@ from aws_cdk import custom_resources as cr
 from config import task_governance_names as names
 from config.model import TaskGovernanceConfig, TeamConfig
 from constructs import Construct, IDependable
-from constructs.checkov_skip import skip
+from constructs.checkov_skips import skip
 from constructs.hyperpod_cluster import asset, nag
 from constructs.task_governance import permissions
 
@@ -109,23 +109,10 @@ class TaskGovernance(Construct):
         self._checkov_skips()
 
     def _checkov_skips(self) -> None:
-        """The custom resource's Lambda functions and logs, justified (the same holds for the HyperPod
-        cluster's); anything else checkov finds here stays a finding."""
+        """The Provider framework's waiter policy, justified; the Lambda functions and log groups get the app-wide
+        skips of constructs/checkov_skips.py (the same as the HyperPod cluster's). Anything else stays a finding."""
         for child in self.node.find_all():
-            if isinstance(child, lambda_.CfnFunction):
-                skip(child, "CKV_AWS_115", _FUNCTION_REASONS["CKV_AWS_115"])
-                skip(child, "CKV_AWS_116", _FUNCTION_REASONS["CKV_AWS_116"])
-                skip(child, "CKV_AWS_117", _FUNCTION_REASONS["CKV_AWS_117"])
-                if child.environment is not None:
-                    skip(child, "CKV_AWS_173", _FUNCTION_REASONS["CKV_AWS_173"])
-            elif isinstance(child, logs.CfnLogGroup):
-                skip(
-                    child,
-                    "CKV_AWS_158",
-                    "Holds the quota handlers' JSON logs (quota names, ids, statuses; no secrets or data); "
-                    "CloudWatch Logs encrypts every log group at rest by default.",
-                )
-            elif isinstance(child, iam.CfnPolicy) and "waiter-state-machine" in child.node.path:
+            if isinstance(child, iam.CfnPolicy) and "waiter-state-machine" in child.node.path:
                 skip(
                     child,
                     "CKV_AWS_111",
@@ -220,26 +207,6 @@ class TaskGovernance(Construct):
             "AwsSolutions-SF2",
         )
         return provider
-
-
-_FUNCTION_REASONS = {
-    "CKV_AWS_115": (
-        "Invoked only by CloudFormation through the custom-resource Provider, a few times per deploy; reserved "
-        "concurrency would only take capacity from the account's pool."
-    ),
-    "CKV_AWS_116": (
-        "Invoked synchronously by the Provider framework; a failure returns to CloudFormation as the stack "
-        "error, so there is no asynchronous event a dead-letter queue could keep."
-    ),
-    "CKV_AWS_117": (
-        "Calls only the SageMaker API (and the framework Lambda/Step Functions APIs) on their public AWS "
-        "endpoints and reaches nothing inside the VPC; a VPC attachment would add ENIs and a NAT path for nothing."
-    ),
-    "CKV_AWS_173": (
-        "The environment holds only the ARNs of the handler functions (no secrets); Lambda encrypts it at rest "
-        "with an AWS managed key by default."
-    ),
-}
 
 
 def quota_request(team: TeamConfig, *, prefix: str, cluster_arn: str, tags: Mapping[str, str], owner: str) -> dict:

@@ -88,3 +88,28 @@ def test_observability_is_refused_where_botocore_lists_no_prometheus_endpoint():
         "config error: observability.enabled = true: Amazon Managed Service for Prometheus has no endpoint "
         "in region cn-north-1 (botocore lists none)"
     )
+
+
+def test_the_cost_estimate_counts_the_grafana_workspaces_minimum_editor_licence():
+    from config.pricing import HOURS_PER_MONTH, estimate_hourly
+
+    def grafana_lines(config):
+        return [i for i in estimate_hourly(config).items if "Grafana" in i.what]
+
+    assert grafana_lines(make_config(**{"observability.enabled": "true"})) == []
+    (line,) = grafana_lines(make_config(**{"observability.enabled": "true", "observability.grafana": "true"}))
+    assert line.hourly_usd == pytest.approx(9.0 / HOURS_PER_MONTH)
+    (unknown,) = grafana_lines(
+        make_config(
+            **{
+                "observability.enabled": "true",
+                "observability.grafana": "true",
+                **{
+                    "region": "eu-west-1",
+                    "network.availability_zones": "[eu-west-1a,eu-west-1b]",
+                    "hyperpod.availability_zones": "[eu-west-1a]",
+                },
+            }
+        )
+    )
+    assert unknown.hourly_usd is None  # no source for other regions: reported unknown, not guessed

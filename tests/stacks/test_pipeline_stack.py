@@ -735,6 +735,12 @@ def test_cfn_lint_finds_nothing_but_w3005_in_the_pipeline_template(which, reques
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_checkov_reports_no_unexplained_finding_on_the_pipeline_stack(same_account):
+    from tests.checkov_scan import scan, unexplained
+
+    assert unexplained(scan([same_account.outdir / f"{same_account.stack.stack_name}.template.json"])) == []
+
+
 # ----- the optional canary stage --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def with_canary(tmp_path_factory) -> Synth:
