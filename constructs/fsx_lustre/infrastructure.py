@@ -30,7 +30,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 
 from config.model import FsxConfig
-from constructs import Construct
+from constructs import Construct, checkov_skips
 from constructs.hyperpod_cluster import nag
 from constructs.nag_acknowledgment import acknowledge
 
@@ -272,6 +272,13 @@ def _provider(
         policy = role.node.try_find_child("DefaultPolicy")
         if policy is not None:
             nag.justify_wildcard_resources(policy, policy.node.default_child, nag.generated_by_cdk)
+    checkov_skips.skip(
+        waiter.node.find_child("Role").node.find_child("DefaultPolicy"),
+        "CKV_AWS_111",
+        "aws-cdk-lib grants its waiter state machine the CloudWatch Logs log-delivery actions (CreateLogDelivery, "
+        "PutResourcePolicy, ...) on '*': AWS documents no resource-level permissions for them (Step Functions, "
+        "'Logging using CloudWatch Logs'); the machine writes only to the log group its LoggingConfiguration names.",
+    )
     nag.acknowledge(
         waiter,
         "aws-cdk-lib's Provider framework offers no tracing option for its internal waiter state machine; "
