@@ -18,7 +18,7 @@ OUTPUTS ?= cdk-outputs.json
 # The CDK CLI (the venv's, first on PATH); tests point it at a recorder.
 CDK ?= cdk
 
-.PHONY: venv lock system-tools lint synth test rehearse bench preflight deploy post-deploy pipeline destroy canary clean
+.PHONY: venv lock system-tools lint synth test test-quick rehearse bench preflight deploy post-deploy pipeline destroy canary clean
 
 venv: $(VENV)/.installed
 
@@ -52,10 +52,17 @@ synth: venv
 test: venv system-tools lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
-## ruff (pyflakes, import order, pyupgrade, bugbear) and its formatter, in check mode.
+## The same without the tests that run a real CLI (marked `slow`): a quick loop while editing, not a gate.
+test-quick: venv system-tools lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
+
+## ruff (pyflakes, import order, pyupgrade, bugbear) and its formatter, in check mode; mypy on the code users
+## and Lambdas run: config/, post_deploy/ and each Lambda's runtime package (one run each: they share the name).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy config post_deploy
+	for runtime in constructs/*/runtime; do $(BIN)/mypy "$$runtime" || exit 1; done
 
 ## Local rehearsal: synthesized stacks into moto_server, HyperPod handlers run from cdk.out,
 ## the real post-deploy CLI against the Kubernetes API double; offline, about a minute.

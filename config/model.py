@@ -1014,7 +1014,8 @@ class AppConfig(_Strict):
         ids = self.hyperpod.availability_zone_ids
         code = region_az_id_code(self.region)
         for i, az_id in enumerate(ids):
-            if code and _AZ_ID.match(az_id).group(1) != code:
+            match = _AZ_ID.match(az_id)
+            if code and match and match.group(1) != code:
                 raise _KeyedError(
                     f"hyperpod.availability_zone_ids[{i}]",
                     az_id,

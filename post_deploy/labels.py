@@ -18,6 +18,7 @@ The API client and its retries come from ``post_deploy.kube``, shared with ``wai
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import threading
 import time
@@ -115,10 +116,13 @@ class _Labeler:
         body = {"metadata": {"resourceVersion": resource_version, "labels": {ACCELERATOR_LABEL: change.new}}}
         _json(self.api.patch_node(change.node, body, _preload_content=False))
 
+    def _read(self, name: str) -> Any:
+        return _json(self.api.read_node(name, _preload_content=False))
+
     def apply(self, change: LabelChange, resource_version: str) -> tuple[str, Any]:
         for _ in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                call_with_retries(lambda c=change, rv=resource_version: self._patch(c, rv), sleep=self.sleep)
+                call_with_retries(functools.partial(self._patch, change, resource_version), sleep=self.sleep)
                 return "changed", change
             except ApiException as err:
                 if err.status == 404:
@@ -129,9 +133,7 @@ class _Labeler:
                 return "failed", LabelFailure(change.node, api_error_text(err))
             # Conflict: someone else wrote the node. Decide again from what is there now.
             try:
-                node = call_with_retries(
-                    lambda name=change.node: _json(self.api.read_node(name, _preload_content=False)), sleep=self.sleep
-                )
+                node = call_with_retries(functools.partial(self._read, change.node), sleep=self.sleep)
             except ApiException as err:
                 if err.status == 404:
                     return "gone", change.node

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     except OutputsError as exc:
         raise StepError(ExitCode.USAGE, str(exc)) from None
     kubeconfig = args.kubeconfig or str(default_kubeconfig_path())
-    context = args.context or outs.eks_cluster_name
+    context = str(args.context or outs.eks_cluster_name)  # required above
     plan = step_argv(args, outs, kubeconfig, context)
     say(
         f"run: EKS {outs.eks_cluster_name} / HyperPod {outs.hyperpod_cluster_name} in {outs.region}; "
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     parser = build_parser()
     results: list[dict[str, Any]] = []
-    code = ExitCode.OK
+    code: int = ExitCode.OK
     for name, argv in plan:
         say(f"run: == {name} ==")
         started = time.monotonic()

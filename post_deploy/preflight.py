@@ -10,6 +10,7 @@ whether the deploy is blocked (11) or only warned about (12). The checks are in
 from __future__ import annotations
 
 import argparse
+import functools
 
 from config import pricing
 from post_deploy.common import AWS_RETRY_CONFIG, StepError, aws_session, emit_json, say
@@ -69,7 +70,7 @@ def run_checks(clients: Clients, target: Target) -> list[Finding]:
         "az-ids", "ec2:DescribeAvailabilityZones / DescribeSubnets", lambda: resolve_az_ids(clients, target)
     )
     for name, calls, check in CHECKS:
-        findings += guarded(name, calls, lambda check=check: check(clients, target))
+        findings += guarded(name, calls, functools.partial(check, clients, target))
     return findings
 
 

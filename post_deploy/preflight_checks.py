@@ -631,12 +631,13 @@ def check_existing_cluster(clients: Clients, target: Target) -> list[Finding]:
             )
         )
     vpc_config = cluster.get("resourcesVpcConfig", {})
-    if vpc_config.get("vpcId") != config.network.existing.vpc_id:
+    network = config.network.existing  # eks.existing requires it (config/model.py)
+    if network is not None and vpc_config.get("vpcId") != network.vpc_id:
         findings.append(
             Finding(
                 "existing-cluster",
                 BLOCKED,
-                f"{name} is in {vpc_config.get('vpcId')}, not {config.network.existing.vpc_id}",
+                f"{name} is in {vpc_config.get('vpcId')}, not {network.vpc_id}",
                 "fix network.existing.vpc_id",
             )
         )

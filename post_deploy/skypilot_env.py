@@ -57,6 +57,12 @@ def local_api_server_lifecycle() -> Iterator[None]:
                     say(f"warning: could not stop the local SkyPilot API server: {exc} (run: sky api stop)")
 
 
+def sky_stream() -> Any:
+    """Where SkyPilot streams logs: stderr, as it is now (tests and ``--json`` swap it). SkyPilot annotates
+    ``io.TextIOBase``, which ``sys.stderr`` (a ``TextIO``) satisfies at run time."""
+    return sys.stderr
+
+
 @contextlib.contextmanager
 def sky_output_to_stderr() -> Iterator[None]:
     """SkyPilot's SDK prints progress to stdout, which belongs to ``--json``."""
@@ -66,7 +72,7 @@ def sky_output_to_stderr() -> Iterator[None]:
 
 def _swap_stream(handler: logging.StreamHandler, stream: Any) -> None:
     """Like ``setStream`` without flushing the old stream, which may already be closed."""
-    with handler.lock:
+    with handler.lock or contextlib.nullcontext():
         handler.stream = stream
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,12 @@ from post_deploy import autoscaling, placement, task_governance
 from post_deploy.common import StepError, add_common_args, emit_json, first_line, say
 from post_deploy.exit_codes import ExitCode
 from post_deploy.outputs import read_outputs
-from post_deploy.skypilot_env import local_api_server_lifecycle, sky_output_to_stderr, skypilot_environment
+from post_deploy.skypilot_env import (
+    local_api_server_lifecycle,
+    sky_output_to_stderr,
+    sky_stream,
+    skypilot_environment,
+)
 from post_deploy.task_validation import DEFAULT_K8S_VERSION, TaskInvalid, ValidatedTask, validate_task_file
 
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -237,7 +241,7 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
         except Exception as exc:  # noqa: BLE001 - any SDK failure here means nothing was launched
             return _failed(result, ExitCode.LAUNCH_FAILED, f"could not submit {item.path}: {first_line(exc)}")
         try:
-            job_id, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
+            job_id, _handle = sky.stream_and_get(request_id, output_stream=sky_stream())[:2]
         except KeyboardInterrupt:
             _cancel(request_id)
             raise
@@ -256,7 +260,7 @@ def _launch_on_cluster(item: ValidatedTask, task, args: argparse.Namespace) -> T
             say(f"submit: cluster {cluster!r} is up (task has no `run`; connect with: ssh {cluster})")
         else:
             try:
-                result.exit_code = int(sky.tail_logs(cluster, job_id, follow=True, output_stream=sys.stderr))
+                result.exit_code = int(sky.tail_logs(cluster, job_id, follow=True, output_stream=sky_stream()))
             except Exception as exc:  # noqa: BLE001
                 _failed(
                     result,
@@ -284,7 +288,7 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
                 result, ExitCode.LAUNCH_FAILED, f"could not submit managed job {item.path}: {first_line(exc)}"
             )
         try:
-            job_ids, _handle = sky.stream_and_get(request_id, output_stream=sys.stderr)[:2]
+            job_ids, _handle = sky.stream_and_get(request_id, output_stream=sky_stream())[:2]
         except KeyboardInterrupt:
             _cancel(request_id)
             raise
@@ -295,11 +299,11 @@ def _launch_managed(item: ValidatedTask, task) -> TaskResult:
                 f"managed job launch of {item.path} failed: {first_line(exc)} (details: sky api logs {request_id})",
             )
         job_id = job_ids[0] if isinstance(job_ids, list) and job_ids else job_ids
-        if job_id is None:
+        if job_id is None or isinstance(job_id, list):  # None, or an empty list
             return _failed(result, ExitCode.LAUNCH_FAILED, f"SkyPilot returned no managed job id for {item.path}")
         result.job_id = int(job_id)
         try:
-            code = sky.jobs.tail_logs(job_id=result.job_id, follow=True, output_stream=sys.stderr)
+            code = sky.jobs.tail_logs(job_id=result.job_id, follow=True, output_stream=sky_stream())
         except Exception as exc:  # noqa: BLE001
             return _failed(
                 result,
@@ -401,8 +405,10 @@ def _tear_down(result: TaskResult) -> None:
     import sky
     from sky import exceptions
 
+    if result.cluster is None:
+        return
     try:
-        sky.stream_and_get(sky.down(result.cluster), output_stream=sys.stderr)
+        sky.stream_and_get(sky.down(result.cluster), output_stream=sky_stream())
         result.torn_down = True
     except exceptions.ClusterDoesNotExist:
         result.torn_down = True  # SkyPilot's autodown got there first

@@ -21,6 +21,7 @@ fails before anything is launched, with the valid names.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 from config import outputs as keys
@@ -207,10 +208,12 @@ def _kueue_object(custom, plural: str, name: str, namespace: str | None = None) 
         try:
             if namespace:
                 return call_with_retries(
-                    lambda v=version: custom.get_namespaced_custom_object(names.KUEUE_GROUP, v, namespace, plural, name)
+                    functools.partial(
+                        custom.get_namespaced_custom_object, names.KUEUE_GROUP, version, namespace, plural, name
+                    )
                 )
             return call_with_retries(
-                lambda v=version: custom.get_cluster_custom_object(names.KUEUE_GROUP, v, plural, name)
+                functools.partial(custom.get_cluster_custom_object, names.KUEUE_GROUP, version, plural, name)
             )
         except ApiException as err:
             if err.status == 404 and _NO_SUCH_RESOURCE in (err.body or ""):

@@ -360,7 +360,7 @@ def down_skypilot_clusters(kube_context: str | None, kubeconfig: str | None) -> 
 
     import sky
 
-    from post_deploy.skypilot_env import local_api_server_lifecycle, skypilot_environment
+    from post_deploy.skypilot_env import local_api_server_lifecycle, sky_stream, skypilot_environment
 
     downed: list[str] = []
     failed: dict[str, str] = {}
@@ -382,7 +382,7 @@ def down_skypilot_clusters(kube_context: str | None, kubeconfig: str | None) -> 
             name = record["name"]
             say(f"skypilot: sky down {name} ({_status_text(record)}, {record.get('user_name', '?')}) on {kube_context}")
             try:
-                sky.stream_and_get(sky.down(name), output_stream=sys.stderr)
+                sky.stream_and_get(sky.down(name), output_stream=sky_stream())
             except Exception as exc:  # noqa: BLE001 - collected, reported together below
                 failed[name] = first_line(exc)
                 say(f"skypilot: sky down {name} FAILED: {failed[name]}")
@@ -399,12 +399,12 @@ def down_skypilot_clusters(kube_context: str | None, kubeconfig: str | None) -> 
     return {"context": kube_context, "downed": downed, "left_on_other_infra": others}
 
 
-def _runs_on(record: Mapping[str, Any], kube_context: str) -> bool:
+def _runs_on(record: Any, kube_context: str) -> bool:
     # SkyPilot's region for Kubernetes is the kubeconfig context name.
     return str(record.get("cloud") or "").lower() == "kubernetes" and record.get("region") == kube_context
 
 
-def _status_text(record: Mapping[str, Any]) -> str:
+def _status_text(record: Any) -> str:
     status = record.get("status")
     return getattr(status, "value", None) or str(status)
 

@@ -40,3 +40,15 @@ def make_config(**overrides):
     from config import load_config
 
     return load_config({**cdk_context(), **overrides})
+
+
+# Fixtures that run a real CLI (cdk synth, helm, moto_server, SkyPilot's API server) for the tests that take them.
+_REAL_CLI_FIXTURES = {"cdk_out", "templates", "moto_server", "sky_tools_bin", "skypilot_env"}
+
+
+def pytest_collection_modifyitems(items):
+    """`slow` means "runs a real CLI end to end" (`make test-quick` leaves those out): besides the modules that
+    mark themselves, every test taking one of the fixtures above is one."""
+    for item in items:
+        if _REAL_CLI_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -90,8 +90,8 @@ def test_without_apt_get_it_names_the_tools_to_install(tmp_path):
     assert "no apt-get here" in line and "socat, nc and rsync" in line
 
 
-def test_make_test_runs_the_set_up_before_pytest():
+def test_make_test_runs_the_set_up_and_lint_before_pytest():
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    assert "system-tools" in recipe.splitlines()[0]
+    assert {"venv", "system-tools", "lint"} <= set(recipe.splitlines()[0].split())
     assert os.access(SCRIPT, os.X_OK)

@@ -120,6 +120,9 @@ def refuse_rename(event: dict, spec: ReleaseSpec) -> None:
     own release and nothing collides.
     """
     parts = str(event.get("PhysicalResourceId", "")).split("/")
+    cluster: str | None
+    namespace: str | None
+    release: str | None
     if len(parts) == 3:
         cluster, namespace, release = parts
     else:
@@ -239,7 +242,9 @@ class Installer:
             helm.drop_packaged_duplicates(chart_dir)
             helm.build_dependencies_if_needed(chart_dir, timeout=min(300, self._helm_timeout()), sleep=self.sleep)
             values_files = write_values_files(spec, chart_dir, work)
-            refresh = self._kubeconfig_writer(spec, helm.kubeconfig, self._describe(spec))
+            cluster = self._describe(spec)  # raises when the cluster is missing (missing_ok is False)
+            assert cluster is not None
+            refresh = self._kubeconfig_writer(spec, helm.kubeconfig, cluster)
             helm.wait_until_reachable(
                 spec.namespace,
                 attempts=self.reach_attempts,
