@@ -80,10 +80,10 @@ def needed_definitions(task_paths: list[Path], raw_tasks: list[dict[str, Any]]) 
 
 def register(definition: VolumeDefinition, context: str | None) -> None:
     """``sky volumes apply`` of one definition through the SDK (the API server checks the claim exists)."""
-    import sys
-
     import sky
     from sky.volumes import volume as volume_lib
 
+    from post_deploy.skypilot_env import sky_stream
+
     volume = volume_lib.Volume.from_yaml_config(definition.for_context(context))
-    sky.stream_and_get(sky.volumes.apply(volume), output_stream=sys.stderr)
+    sky.stream_and_get(sky.volumes.apply(volume), output_stream=sky_stream())
