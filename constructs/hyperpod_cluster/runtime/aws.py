@@ -10,6 +10,7 @@ simply waits for the next interval.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -125,3 +126,15 @@ def describe(err: BaseException) -> str:
     else:
         text = f"{type(err).__name__}: {err}"
     return " ".join(text.split())
+
+
+def sagemaker_tags(sagemaker, arn: str) -> dict[str, str]:
+    """Every tag of a SageMaker resource (ListTags pages at 50), as a mapping."""
+    tags: dict[str, str] = {}
+    kwargs: dict[str, Any] = {"ResourceArn": arn}
+    while True:
+        page = sagemaker.list_tags(**kwargs)
+        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        if not page.get("NextToken"):
+            return tags
+        kwargs["NextToken"] = page["NextToken"]

@@ -332,14 +332,7 @@ def _describe(quota_id: str) -> dict[str, Any] | None:
 
 
 def _tags(arn: str) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    kwargs: dict[str, Any] = {"ResourceArn": arn}
-    while True:
-        page = _sagemaker().list_tags(**kwargs)
-        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
-        if not page.get("NextToken"):
-            return tags
-        kwargs["NextToken"] = page["NextToken"]
+    return aws.sagemaker_tags(_sagemaker(), arn)
 
 
 def _result(quota_id: str, arn: str, version: int) -> dict[str, Any]:
