@@ -174,7 +174,8 @@ def estimate_hourly(config: AppConfig, on: _dt.date | None = None) -> CostEstima
     """Itemized hourly on-demand cost of what ``config`` deploys, as far as prices are known.
 
     Counted (leaving out what an existing VPC or EKS cluster already pays for): the EKS control plane (standard or extended support on ``on``), NAT gateways and their
-    public IPv4 addresses, the system node group, every HyperPod instance group, and the interface
+    public IPv4 addresses, the system node group, the FSx for Lustre file system the app creates, every HyperPod
+    instance group, and the interface
     endpoints when enabled (no price known: one line, unknown), and the Grafana workspace's minimum
     editor licence (``observability.grafana``). Not counted: Amazon Managed Service for Prometheus
     (billed per sample ingested, stored and queried), data transfer, NAT data
@@ -205,6 +206,9 @@ def estimate_hourly(config: AppConfig, on: _dt.date | None = None) -> CostEstima
                 EC2_HOURLY.get(region, {}).get(nodes.instance_type),
             )
         )
+    fsx = config.storage.fsx
+    if fsx.enabled and not fsx.existing_file_system_id:  # an existing file system is billed to its owner
+        items.append(fsx_lustre_persistent_2(region, fsx.storage_capacity_gib, fsx.throughput_per_unit_mib))
     if config.observability.grafana:
         items.append(
             LineItem("Amazon Managed Grafana workspace (one editor licence)", 1, GRAFANA_EDITOR_MONTHLY.get(region))

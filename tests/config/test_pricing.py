@@ -68,7 +68,9 @@ def test_hyperpod_instances_without_a_cited_price_are_reported_unknown_not_guess
     assert estimate.known_hourly_usd == pytest.approx(0.10 + 0.045 + 0.005 + 2 * 0.0416)
     text = "\n".join(estimate.lines())
     assert "total at least 0.2332 per hour" in text
-    assert "not included (price unknown): HyperPod ml.p5.48xlarge x 2" in text
+    (unknown_line,) = [line for line in text.splitlines() if "not included (price unknown): " in line]
+    # FSx at the default 250 MB/s/TiB has no cited price either
+    assert "HyperPod ml.p5.48xlarge x 2" in unknown_line and "FSx for Lustre PERSISTENT_2, 1200 GiB" in unknown_line
 
 
 def test_a_region_without_prices_reports_every_regional_line_unknown():
@@ -77,7 +79,7 @@ def test_a_region_without_prices_reports_every_regional_line_unknown():
         **{"network.availability_zones": ["eu-west-1a", "eu-west-1b"], "hyperpod.availability_zones": ["eu-west-1a"]},
     )
     estimate = pricing.estimate_hourly(config, on=dt.date(2026, 1, 1))
-    assert [i.what.split(" ")[0] for i in estimate.unknown] == ["NAT", "public", "system", "HyperPod"]
+    assert [i.what.split(" ")[0] for i in estimate.unknown] == ["NAT", "public", "system", "FSx", "HyperPod"]
     assert estimate.known_hourly_usd == pytest.approx(0.10)  # EKS's fee is per cluster, not per region (blog)
 
 
@@ -96,3 +98,11 @@ def test_fsx_persistent_2_is_priced_per_gib_month_and_unknown_tiers_stay_unknown
 def test_pricing_imports_without_cdk_so_post_deploy_can_use_it():
     code = "import sys, config.pricing; sys.exit(1 if any(m.startswith('aws_cdk') for m in sys.modules) else 0)"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_the_file_system_the_app_creates_is_in_the_estimate_and_an_existing_one_is_not():
+    fsx_lines = lambda config: [i for i in pricing.estimate_hourly(config).items if i.what.startswith("FSx for Lustre")]  # noqa: E731
+    (line,) = fsx_lines(make_config(**{"storage.fsx.throughput_per_unit_mib": "125"}))
+    assert line.quantity == 1200 and line.unit_price is not None
+    assert fsx_lines(make_config(**{"storage.fsx.existing_file_system_id": "fs-0123456789abcdef0"})) == []
+    assert fsx_lines(make_config(**{"storage.fsx.enabled": "false"})) == []
