@@ -75,6 +75,18 @@ def test_rehearsal_deploys_the_synthesized_stacks_runs_every_post_deploy_step_an
     (signal,) = handle.bodies()
     assert signal["Status"] == "SUCCESS" and "every node Running" in signal["Reason"], signal
 
+    # --- storage: the FSx file system in the HyperPod subnet, on the group HyperPod nodes carry ------------
+    from moto.fsx.models import fsx_backends
+
+    fs_id = r.output(keys.FSX_FILE_SYSTEM_ID)
+    fs = fsx_backends[ACCOUNT][r.region].file_systems[fs_id]
+    vpc_config = r.cluster_request["VpcConfig"]
+    assert fs.subnet_ids == vpc_config["Subnets"][:1] and fs.security_group_ids == vpc_config["SecurityGroupIds"]
+    assert fs.lustre_configuration["DeploymentType"] == "PERSISTENT_2"
+    (storage_outputs,) = [o for o in outputs.values() if keys.FSX_DNS_NAME in o]
+    assert storage_outputs[keys.FSX_DNS_NAME] == fs.dns_name
+    assert storage_outputs[keys.FSX_MOUNT_NAME] == fs.lustre_configuration["MountName"]
+
     # --- the CLI, as a user (or the pipeline) runs it after deploying --------------------------------
     assert json.loads(r.outputs_path.read_text()) == outputs
     r.step_kubeconfig()

@@ -239,3 +239,36 @@ def test_manifests_are_valid_kubernetes_objects(version):
     assert pv["spec"]["storageClassName"] == pvc["spec"]["storageClassName"] == ""  # no dynamic provisioning
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     assert sc["parameters"]["encrypted"] == "true" and sc["parameters"]["type"] == "gp3"
+
+
+def test_every_storage_variant_passes_cfn_lint(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    variants = {
+        "existing": {"storage.fsx.existing_file_system_id": EXISTING},
+        "retain": {"storage.fsx.removal_policy": "retain"},
+        "s3": {"storage.fsx.s3_import_path": "s3://my-datasets/imagenet/", "storage.fsx.removal_policy": "destroy"},
+        "ebs_only": {"storage.fsx.enabled": "false"},
+    }
+    files = []
+    for name, overrides in variants.items():
+        path = tmp_path / f"{name}.template.json"
+        path.write_text(json.dumps(_synth(**overrides)["hyperpod-sky-storage"]))
+        files.append(str(path))
+    lint = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--format",
+            "parseable",
+            "--ignore-checks",
+            "W3005",
+            "--",
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
