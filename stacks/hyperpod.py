@@ -12,6 +12,7 @@ from config import AppConfig, outputs
 from constructs import Construct
 from constructs.hyperpod_cluster.infrastructure import HyperPodCluster
 from constructs.hyperpod_cluster.request import labels_for
+from constructs.karpenter_autoscaling.infrastructure import KarpenterNodePools
 from constructs.observability.infrastructure import Observability
 from constructs.task_governance.infrastructure import TaskGovernance, priority_classes_output, teams_output
 from constructs.training_operator.infrastructure import TrainingOperator
@@ -67,6 +68,14 @@ class HyperPodStack(Stack):
                 {v for g in config.hyperpod.instance_groups for v in labels_for(g.instance_type).values()}
             )
             CfnOutput(self, outputs.HYPERPOD_ACCELERATORS, value=",".join(accelerators) or "none")
+            self.karpenter = KarpenterNodePools(
+                self,
+                "KarpenterNodePools",
+                config=config.hyperpod,
+                service_token=eks_stack.helm_chart.service_token,
+                eks_cluster_name=eks_stack.cluster.cluster_name,
+                cluster_ready=self.cluster.ready,
+            )
 
         self.observability: Observability | None = None
         if config.observability.enabled:

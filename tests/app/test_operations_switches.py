@@ -63,7 +63,7 @@ def test_all_switches_on_pass_cdk_nag_and_cfn_lint(all_on):
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = {r["Type"] for t in _templates(all_on).values() for r in t["Resources"].values()}
     assert {"AWS::APS::Workspace", "AWS::Grafana::Workspace", "AWS::EKS::Addon"} <= kinds
-    assert {"AWS::SageMaker::ClusterSchedulerConfig", "Custom::ComputeQuota"} <= kinds
+    assert {"AWS::SageMaker::ClusterSchedulerConfig", "Custom::ComputeQuota", "Custom::KubernetesObjects"} <= kinds
     (cluster,) = [
         r
         for t in _templates(all_on).values()

@@ -236,6 +236,15 @@ def test_autoscaling_outputs_exist_only_when_it_is_on(with_autoscaling, template
     assert not {"HyperPodKarpenterGroups", "HyperPodAccelerators"} & set(off)
 
 
+def test_with_autoscaling_the_karpenter_objects_wait_for_the_in_service_cluster(with_autoscaling):
+    hyperpod = with_autoscaling["hyperpod-sky-hyperpod"]["Resources"]
+    (objects,) = [r for r in hyperpod.values() if r["Type"] == "Custom::KubernetesObjects"]
+    kinds = [m["kind"] for m in json.loads(objects["Properties"]["Manifests"])]
+    assert kinds == ["HyperpodNodeClass", "NodePool"]
+    waits = [k for k, r in hyperpod.items() if r["Type"] == "AWS::CloudFormation::WaitCondition"]
+    assert len(waits) == 1 and waits[0] in objects["DependsOn"]
+
+
 def test_a_node_action_scoped_by_a_key_the_cluster_type_lacks_is_reported(with_autoscaling):
     changed = copy.deepcopy(with_autoscaling)
     _statement(changed, "hyperpod-sky-hyperpod", "ScaleOwnedClusterOnly")["Condition"] = {

@@ -42,6 +42,13 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("v1", "PersistentVolume"): ("/api/v1", "persistentvolumes", False),
     ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims", True),
     ("storage.k8s.io/v1", "StorageClass"): ("/apis/storage.k8s.io/v1", "storageclasses", False),
+    # HyperPod's managed Karpenter (constructs/karpenter_autoscaling): CRDs HyperPod installs with autoscaling.
+    ("karpenter.sagemaker.amazonaws.com/v1", "HyperpodNodeClass"): (
+        "/apis/karpenter.sagemaker.amazonaws.com/v1",
+        "hyperpodnodeclasses",
+        False,
+    ),
+    ("karpenter.sh/v1", "NodePool"): ("/apis/karpenter.sh/v1", "nodepools", False),
 }
 _RETRYABLE = {401, 403, 429, 500, 502, 503, 504}
 
