@@ -26,12 +26,11 @@ from aws_cdk import aws_fsx as fsx
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 
 from config.model import FsxConfig
-from constructs import Construct, checkov_skips
-from constructs.hyperpod_cluster import nag
+from constructs import Construct
+from constructs.logged_provider import logged_provider
 from constructs.nag_acknowledgment import acknowledge
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
@@ -227,65 +226,16 @@ class FsxLustre(Construct):
                 "be a reviewed change, not a side effect of upgrading CDK or cdk-nag.",
                 "AwsSolutions-L1",
             )
-        return _provider(self, function, complete, self._log_retention).service_token
-
-
-def _provider(
-    scope: Construct, on_event: lambda_.IFunction, is_complete: lambda_.IFunction, log_retention: logs.RetentionDays
-) -> cr.Provider:
-    """The Provider framework with its waiter logged at level ALL, as ``constructs/hyperpod_cluster`` builds it
-    (two framework roles: one shared role would make the waiter and the functions depend on each other)."""
-    framework_logs = logs.LogGroup(
-        scope, "ProviderLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
-    )
-    roles = []
-    for name, purpose in (("ProviderOnEventRole", "starts"), ("ProviderWaiterRole", "polls")):
-        role = iam.Role(
-            scope,
-            name,
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"FSx final backup: CDK provider framework function that {purpose} the custom resource",
+        provider = logged_provider(
+            self,
+            on_event=function,
+            is_complete=complete,
+            query_interval=BACKUP_POLL,
+            total_timeout=BACKUP_TIMEOUT,
+            log_retention=self._log_retention,
+            owner="FSx final backup",
         )
-        framework_logs.grant_write(role)
-        roles.append(role)
-    provider = cr.Provider(
-        scope,
-        "Provider",
-        on_event_handler=on_event,
-        is_complete_handler=is_complete,
-        query_interval=BACKUP_POLL,
-        total_timeout=BACKUP_TIMEOUT,
-        framework_on_event_role=roles[0],
-        framework_complete_and_timeout_role=roles[1],
-        log_group=framework_logs,
-        disable_waiter_state_machine_logging=False,
-        waiter_state_machine_log_options=cr.LogOptions(
-            destination=logs.LogGroup(
-                scope, "ProviderWaiterLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
-            ),
-            level=sfn.LogLevel.ALL,
-            include_execution_data=False,
-        ),
-    )
-    waiter = provider.node.find_child("waiter-state-machine")
-    for role in (*roles, waiter.node.find_child("Role")):
-        policy = role.node.try_find_child("DefaultPolicy")
-        if policy is not None:
-            nag.justify_wildcard_resources(policy, policy.node.default_child, nag.generated_by_cdk)
-    checkov_skips.skip(
-        waiter.node.find_child("Role").node.find_child("DefaultPolicy"),
-        "CKV_AWS_111",
-        "aws-cdk-lib grants its waiter state machine the CloudWatch Logs log-delivery actions (CreateLogDelivery, "
-        "PutResourcePolicy, ...) on '*': AWS documents no resource-level permissions for them (Step Functions, "
-        "'Logging using CloudWatch Logs'); the machine writes only to the log group its LoggingConfiguration names.",
-    )
-    nag.acknowledge(
-        waiter,
-        "aws-cdk-lib's Provider framework offers no tracing option for its internal waiter state machine; "
-        "it only re-invokes is_complete every 30 s, and every step is logged (level ALL) to CloudWatch Logs.",
-        "AwsSolutions-SF2",
-    )
-    return provider
+        return provider.service_token
 
 
 def _nag(value: str, pseudo: str) -> str:

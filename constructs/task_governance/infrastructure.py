@@ -25,14 +25,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
-from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 
 from config import task_governance_names as names
 from config.model import TaskGovernanceConfig, TeamConfig
 from constructs import Construct, IDependable
-from constructs.checkov_skips import skip
 from constructs.hyperpod_cluster import asset, nag
+from constructs.logged_provider import logged_provider
 from constructs.task_governance import permissions
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -106,20 +105,6 @@ class TaskGovernance(Construct):
             )
             quota.node.add_dependency(self.cluster_policy)
             self.quotas[team.name] = quota
-        self._checkov_skips()
-
-    def _checkov_skips(self) -> None:
-        """The Provider framework's waiter policy, justified; the Lambda functions and log groups get the app-wide
-        skips of constructs/checkov_skips.py (the same as the HyperPod cluster's). Anything else stays a finding."""
-        for child in self.node.find_all():
-            if isinstance(child, iam.CfnPolicy) and "waiter-state-machine" in child.node.path:
-                skip(
-                    child,
-                    "CKV_AWS_111",
-                    "Written by aws-cdk-lib's Provider framework for its waiter state machine: the CloudWatch "
-                    "Logs vended-log delivery actions that logging ALL events needs support no resource-level "
-                    "permissions (IAM requires '*'); cdk-nag's acknowledgment carries the same reason.",
-                )
 
     def _provider(self, stack: Stack, cluster_arn: str, owner: str, log_retention: logs.RetentionDays) -> cr.Provider:
         handler_role = iam.Role(
@@ -161,52 +146,15 @@ class TaskGovernance(Construct):
 
         on_event = function("OnEvent", "on_event", "Compute quota custom resource: Create/Update/DeleteComputeQuota")
         is_complete = function("IsComplete", "is_complete", "Compute quota custom resource: waits for the outcome")
-        framework_logs = logs.LogGroup(
-            self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        # Two framework roles, as for the HyperPod cluster: one shared role makes the waiter state machine and
-        # the framework functions depend on each other's policies (a CloudFormation dependency cycle).
-        framework_roles = []
-        for name, purpose in (("ProviderOnEventRole", "starts"), ("ProviderWaiterRole", "polls and times out")):
-            role = iam.Role(
-                self,
-                name,
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"Task governance: CDK provider framework function that {purpose} the quota resource",
-            )
-            framework_logs.grant_write(role)
-            framework_roles.append(role)
-        provider = cr.Provider(
+        return logged_provider(
             self,
-            "Provider",
-            on_event_handler=on_event,
-            is_complete_handler=is_complete,
+            on_event=on_event,
+            is_complete=is_complete,
             query_interval=QUERY_INTERVAL,
             total_timeout=TOTAL_TIMEOUT,
-            framework_on_event_role=framework_roles[0],
-            framework_complete_and_timeout_role=framework_roles[1],
-            log_group=framework_logs,
-            disable_waiter_state_machine_logging=False,
-            waiter_state_machine_log_options=cr.LogOptions(
-                destination=logs.LogGroup(
-                    self, "ProviderWaiterLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=False,
-            ),
+            log_retention=log_retention,
+            owner="Task governance compute quotas",
         )
-        waiter = provider.node.find_child("waiter-state-machine")
-        for role in (*framework_roles, waiter.node.find_child("Role")):
-            policy = role.node.try_find_child("DefaultPolicy")
-            if policy is not None:
-                nag.justify_wildcard_resources(policy, policy.node.default_child, nag.generated_by_cdk)
-        nag.acknowledge(
-            waiter,
-            "aws-cdk-lib's Provider framework offers no tracing option for its internal waiter state machine; "
-            "it only re-invokes is_complete every 15 s, and every step is logged (level ALL) to CloudWatch Logs.",
-            "AwsSolutions-SF2",
-        )
-        return provider
 
 
 def quota_request(team: TeamConfig, *, prefix: str, cluster_arn: str, tags: Mapping[str, str], owner: str) -> dict:
