@@ -1074,6 +1074,8 @@ class AppConfig(_Strict):
         if not self.task_governance.enabled:
             return self
         available: dict[str, int] = {}
+        # A Karpenter group starts at 0 and grows with demand: its instance_count is no ceiling (service quotas are).
+        elastic = {g.instance_type for g in self.hyperpod.instance_groups if g.karpenter}
         for group in self.hyperpod.instance_groups:
             available[group.instance_type] = available.get(group.instance_type, 0) + group.instance_count
         for i, team in enumerate(self.task_governance.teams):
@@ -1086,7 +1088,7 @@ class AppConfig(_Strict):
                         quota.instance_type,
                         f"no HyperPod instance group has this type (groups: {', '.join(sorted(available))})",
                     )
-                if quota.count > have:
+                if quota.count > have and quota.instance_type not in elastic:
                     raise _KeyedError(
                         f"{key}.count",
                         quota.count,

@@ -117,3 +117,29 @@ def test_quotas_are_not_checked_against_the_cluster_while_task_governance_is_off
         **{"task_governance.teams": "[{name: r, instance_quotas: [{instance_type: ml.g5.8xlarge, count: 9}]}]"}
     )
     assert config.task_governance.enabled is False
+
+
+def test_a_quota_on_a_karpenter_groups_type_is_not_capped_by_its_starting_count_of_zero():
+    groups = (
+        "[{name: system, instance_type: ml.m5.xlarge, instance_count: 1},"
+        " {name: gpu-auto, instance_type: ml.g5.8xlarge, instance_count: 0, karpenter: true}]"
+    )
+    teams = "[{name: research, instance_quotas: [{instance_type: ml.g5.8xlarge, count: 2}]}]"
+    config = make_config(
+        **{
+            "hyperpod.autoscaling": "karpenter",
+            "hyperpod.instance_groups": groups,
+            "task_governance.enabled": "true",
+            "task_governance.teams": teams,
+        }
+    )
+    assert config.task_governance.teams[0].instance_quotas[0].count == 2
+    with pytest.raises(ConfigError, match=r"instance_quotas\[0\]\.count = 2: .* than the cluster's 1"):
+        make_config(
+            **{
+                "task_governance.enabled": "true",
+                "task_governance.teams": teams.replace("ml.g5.8xlarge", "ml.m5.xlarge"),
+                "hyperpod.instance_groups": groups,
+                "hyperpod.autoscaling": "karpenter",
+            }
+        )
