@@ -115,6 +115,14 @@ class EksStack(Stack):
         cfg = config.eks
         # EKS creates this group on first log write (and again with its last lines after the cluster is
         # deleted), so it is adopted, not created by name: retention here, a redeploy after destroy still works.
+        # The audit log records every API request (users, resources, request metadata): a key of its own.
+        logs_key = kms.Key(
+            self,
+            "ControlPlaneLogsKey",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            description=f"Encryption of the control-plane logs of {self.cluster_name}",
+        )
         control_plane_logs = ServiceLogGroupRetention(
             self,
             "ControlPlaneLogs",
@@ -122,6 +130,7 @@ class EksStack(Stack):
             retention_days=cfg.log_retention_days,
             removal_policy=RemovalPolicy.DESTROY,
             own_log_retention=retention(cfg.log_retention_days),
+            encryption_key=logs_key,
         )
         secrets_key = kms.Key(
             self,

@@ -98,3 +98,27 @@ def test_the_answer_carries_what_cloudformation_needs(logs, cloudformation):
     body = json.loads(put["body"])
     assert set(body) == {"Status", "Reason", "PhysicalResourceId", "StackId", "RequestId", "LogicalResourceId"}
     assert put["headers"].get("Content-Type", "") == ""  # the presigned URL is signed without a content type
+
+
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+
+
+def test_a_group_it_creates_is_encrypted_with_the_key_from_the_start(logs, cloudformation):
+    event = request("Create", cloudformation.url)
+    event["ResourceProperties"]["KmsKeyArn"] = KEY_ARN
+    handler.handle(event)
+    (group,) = logs.describe_log_groups(logGroupNamePrefix=NAME)["logGroups"]
+    assert group.get("kmsKeyId") == KEY_ARN and group.get("retentionInDays") == 30
+
+
+def test_an_adopted_group_eks_created_unencrypted_gets_the_key_associated():
+    """moto has no AssociateKmsKey: botocore's Stubber pins the call sequence of the adopt path."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("logs", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_client_error("create_log_group", "ResourceAlreadyExistsException")
+        stub.add_response("associate_kms_key", {}, {"logGroupName": NAME, "kmsKeyId": KEY_ARN})
+        stub.add_response("put_retention_policy", {}, {"logGroupName": NAME, "retentionInDays": 30})
+        handler.apply(NAME, 30, KEY_ARN, logs=client)
+        stub.assert_no_pending_responses()

@@ -33,7 +33,7 @@ def handle(event: dict[str, Any], context: Any = None) -> None:
     physical_id = event.get("PhysicalResourceId") or name
     try:
         if event["RequestType"] in ("Create", "Update"):
-            apply(name, int(props["RetentionInDays"]))
+            apply(name, int(props["RetentionInDays"]), props.get("KmsKeyArn") or None)
             physical_id = name
         elif props.get("RemovalPolicy") == "destroy":
             delete(physical_id)
@@ -44,15 +44,19 @@ def handle(event: dict[str, Any], context: Any = None) -> None:
         respond(event, "FAILED", physical_id, reason=reason)
 
 
-def apply(name: str, retention_days: int) -> None:
-    logs = boto3.client("logs", config=_CONFIG)
+def apply(name: str, retention_days: int, kms_key_arn: str | None = None, logs: Any = None) -> None:
+    """With ``kms_key_arn``, a group it creates is encrypted from the start, and an adopted one (EKS created it,
+    unencrypted) gets the key associated: CloudWatch Logs encrypts what arrives from then on."""
+    logs = logs or boto3.client("logs", config=_CONFIG)
     try:
-        logs.create_log_group(logGroupName=name)
+        logs.create_log_group(logGroupName=name, **({"kmsKeyId": kms_key_arn} if kms_key_arn else {}))
         LOG.info("created %s", name)
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
             raise
         LOG.info("adopting existing %s", name)
+        if kms_key_arn:
+            logs.associate_kms_key(logGroupName=name, kmsKeyId=kms_key_arn)
     logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
 
 
