@@ -4,7 +4,7 @@ gets its own role (one shared role makes the waiter and the functions depend on 
 CloudFormation dependency cycle). The framework's own wildcards are justified here, once.
 
 Construct ids are those the constructs used before this module existed, so their logical ids do not change.
-(constructs/hyperpod_cluster builds the same shape with its own acknowledgment helper.)"""
+"""
 
 from __future__ import annotations
 

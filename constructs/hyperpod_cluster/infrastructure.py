@@ -35,13 +35,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 
 from config.model import HyperPodConfig
 from constructs import Construct, IDependable, checkov_skips
 from constructs.hyperpod_cluster import asset, nag, ownership, permissions, request
 from constructs.hyperpod_cluster.wait import InServicePoller
+from constructs.logged_provider import logged_provider
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 # CloudFormation's limit for a custom resource (ServiceTimeout at most 3600 s).
@@ -279,60 +279,15 @@ class HyperPodCluster(Construct):
             "HyperPod cluster custom resource: acceptance check and wait-until-deleted",
         )
 
-        # Two framework roles: one shared role would make the waiter state machine and the framework
-        # functions depend on each other's policies (a CloudFormation dependency cycle).
-        framework_logs = logs.LogGroup(
-            self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        framework_roles = []
-        for name, purpose in (
-            ("ProviderOnEventRole", "starts the custom resource"),
-            ("ProviderWaiterRole", "polls is_complete and reports timeouts"),
-        ):
-            role = iam.Role(
-                self,
-                name,
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"HyperPod cluster {self.cluster_name}: CDK provider framework function that {purpose}",
-            )
-            framework_logs.grant_write(role)
-            framework_roles.append(role)
-        provider = cr.Provider(
+        return logged_provider(
             self,
-            "Provider",
-            on_event_handler=on_event,
-            is_complete_handler=is_complete,
+            on_event=on_event,
+            is_complete=is_complete,
             query_interval=PROVIDER_QUERY_INTERVAL,
             total_timeout=PROVIDER_TOTAL_TIMEOUT,
-            framework_on_event_role=framework_roles[0],
-            framework_complete_and_timeout_role=framework_roles[1],
-            log_group=framework_logs,
-            disable_waiter_state_machine_logging=False,
-            waiter_state_machine_log_options=cr.LogOptions(
-                destination=logs.LogGroup(
-                    self, "ProviderWaiterLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=False,
-            ),
+            log_retention=log_retention,
+            owner=f"HyperPod cluster {self.cluster_name}",
         )
-        waiter = provider.node.find_child("waiter-state-machine")
-        for role in (*framework_roles, waiter.node.find_child("Role")):
-            _justify_generated(role)
-        checkov_skips.skip(
-            waiter.node.find_child("Role").node.find_child("DefaultPolicy"),
-            "CKV_AWS_111",
-            "aws-cdk-lib grants its waiter state machine the CloudWatch Logs log-delivery actions (CreateLogDelivery, "
-            "PutResourcePolicy, ...) on '*': AWS documents no resource-level permissions for them (Step Functions, "
-            "'Logging using CloudWatch Logs'); the machine writes only to the log group its LoggingConfiguration names.",
-        )
-        nag.acknowledge(
-            waiter,
-            "aws-cdk-lib's Provider framework offers no tracing option for its internal waiter state machine; "
-            "it only re-invokes is_complete every 30 s, and every step is logged (level ALL) to CloudWatch Logs.",
-            "AwsSolutions-SF2",
-        )
-        return provider
 
     def _acknowledge_poller(self, poller: InServicePoller) -> None:
         nag.justify_wildcard_resources(
